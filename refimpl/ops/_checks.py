@@ -1,0 +1,52 @@
+"""Input validation shared by every operator.
+
+Every public forward validates its arguments before computing anything, so
+that a wrong shape, dtype or a NaN raises a ValueError that names the
+operator, the argument and what was seen, instead of broadcasting silently
+or producing garbage deep inside a composed step.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def fail(op: str, message: str) -> None:
+    raise ValueError(f"{op}: {message}")
+
+
+def check_array(op: str, name: str, x, ndim: int | None = None, *, finite: bool = True) -> np.ndarray:
+    """Return ``x`` if it is a float32/float64 ndarray of ``ndim`` dims with finite entries."""
+    if not isinstance(x, np.ndarray):
+        fail(op, f"argument '{name}' must be a numpy array, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        fail(op, f"argument '{name}' must be float32 or float64, got dtype {x.dtype}")
+    if ndim is not None and x.ndim != ndim:
+        fail(op, f"argument '{name}' must have {ndim} dimensions, got shape {x.shape}")
+    if finite and not np.isfinite(x).all():
+        fail(op, f"argument '{name}' contains NaN or Inf (shape {x.shape})")
+    return x
+
+
+def check_same_dtype(op: str, **arrays) -> np.dtype:
+    """All given (non-None) arrays share one float dtype; return it."""
+    present = {k: v for k, v in arrays.items() if v is not None}
+    dtypes = {k: v.dtype for k, v in present.items()}
+    if len(set(dtypes.values())) > 1:
+        seen = ", ".join(f"{k}: {d}" for k, d in dtypes.items())
+        fail(op, f"arguments must share one dtype, got {seen}")
+    return next(iter(dtypes.values()))
+
+
+def check_shape(op: str, name: str, x: np.ndarray, expected: tuple, context: str = "") -> None:
+    """``x.shape`` must equal ``expected`` exactly (no broadcasting)."""
+    if tuple(x.shape) != tuple(expected):
+        extra = f" ({context})" if context else ""
+        fail(op, f"argument '{name}' must have shape {tuple(expected)}{extra}, got {tuple(x.shape)}")
+
+
+def check_positive(op: str, name: str, value: float) -> float:
+    if not np.isfinite(value) or value <= 0:
+        fail(op, f"argument '{name}' must be a positive finite number, got {value!r}")
+    return float(value)

@@ -1,0 +1,1 @@
+"""Independent plain transcriptions of the SPEC formulas (the test oracles) and their registry entries."""
