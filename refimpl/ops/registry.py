@@ -68,6 +68,9 @@ class OpInfo:
         for operator-specific bad input (NaN and wrong ndim are generic)
     any_ndim: inputs that legitimately take any number of dimensions (the
         generic wrong-ndim test skips them)
+    vectorized: the same computation written with vectorised autograd.numpy,
+        so the benchmark times autograd fairly (the looped oracle is slow by
+        design); defaults to ``reference``
     """
 
     name: str
@@ -84,6 +87,7 @@ class OpInfo:
     f32_rtol: float = 1e-4
     bad_inputs: Callable | None = None
     any_ndim: tuple[str, ...] = ()
+    vectorized: Callable | None = None
 
     def run(self, sample: Sample):
         return self.forward(**sample.inputs, **sample.attrs)

@@ -1,0 +1,192 @@
+"""Hyper-parameters of the base model and the update rule (SPEC 1).
+
+:class:`Config` holds exactly the SPEC 1 fields, with the ``paper`` preset's
+values as defaults. It is frozen (hashable, safe to share) and validated on
+construction, so a bad size or an unknown activation fails where it is made,
+not deep inside a step. The presets ``paper``, ``tiny`` and ``mid`` are in
+:data:`PRESETS`; the sizes a preset fixes that are *not* config fields
+(n_label, n_cls, U: they are read from the arrays they describe) are in
+:data:`PRESET_EXTRAS` for tests and golden files.
+
+Kernel sizes are constants, not fields (SPEC 1): the first TopD convolution
+has :data:`TOPD_KERNEL0` = 5 taps, every other convolution :data:`KERNEL` = 3.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: Base-model nonlinearities (SPEC 2), in SPEC order.
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "swish", "sigmoid", "softplus", "step")
+
+#: Number of statistics WeightStats returns per unit (SPEC 3).
+N_STATS = 4
+
+
+def check_kernel_size(name: str, k) -> int:
+    """A convolution kernel size must be a positive odd int ("same" padding needs a centre tap)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0 or k % 2 == 0:
+        raise ValueError(f"config: kernel size {name} must be a positive odd integer, got {k!r}")
+    return k
+
+
+#: Taps of TopD's first convolution (ConvBatch on x^L, SPEC 4).
+TOPD_KERNEL0 = check_kernel_size("TOPD_KERNEL0", 5)
+#: Taps of every other convolution (TopD and ComputeH, SPEC 4).
+KERNEL = check_kernel_size("KERNEL", 3)
+
+_INT_FIELDS = ("batch_size", "delta_dims", "h_dims", "computeh_size", "topd_size",
+               "readout_rank", "n_eval")
+_POSITIVE_FLOAT_FIELDS = ("lr_phi", "ridge", "eps_phi", "eps_theta", "eps_d", "eps_s",
+                          "eps_w", "eps_p")
+
+
+def _fail(message: str) -> None:
+    raise ValueError(f"config: {message}")
+
+
+def _check_int(name: str, value) -> int:
+    # bool is an int subclass; True as a size is a bug, not a 1.
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        _fail(f"field '{name}' must be an integer, got {value!r} ({type(value).__name__})")
+    if value <= 0:
+        _fail(f"field '{name}' must be a positive integer, got {value}")
+    return int(value)
+
+
+def _check_positive_float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        _fail(f"field '{name}' must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        _fail(f"field '{name}' must be a positive finite number, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    """SPEC 1 hyper-parameters; defaults are the ``paper`` preset.
+
+    Shape letters: B = batch_size, [N^0..N^L] = layer_sizes (L = len - 1
+    layers), D = delta_dims, Hd = h_dims, Hs = computeh_size, T = topd_size,
+    R = readout_rank.
+    """
+
+    batch_size: int = 128
+    layer_sizes: tuple = (196, 128, 128, 128, 128, 32)
+    delta_dims: int = 32
+    h_dims: int = 64
+    computeh_size: int = 64
+    topd_size: int = 64
+    readout_rank: int = 4
+    lr_phi: float = 3e-4
+    ridge: float = 0.1
+    n_eval: int = 5
+    activation: str = "relu"
+    eps_phi: float = 1e-6
+    eps_theta: float = 1e-3
+    eps_d: float = 1e-6
+    eps_s: float = 1e-8
+    eps_w: float = 1e-8
+    eps_p: float = 1e-12
+
+    def __post_init__(self):
+        for name in _INT_FIELDS:
+            object.__setattr__(self, name, _check_int(name, getattr(self, name)))
+        sizes = self.layer_sizes
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+            _fail(f"field 'layer_sizes' must be a sequence of integers, got {sizes!r}")
+        sizes = tuple(sizes)
+        if len(sizes) < 2:
+            _fail(f"field 'layer_sizes' needs at least two entries (input and one layer), "
+                  f"got {list(sizes)}")
+        sizes = tuple(_check_int(f"layer_sizes[{i}]", s) for i, s in enumerate(sizes))
+        object.__setattr__(self, "layer_sizes", sizes)
+        for name in _POSITIVE_FLOAT_FIELDS:
+            object.__setattr__(self, name, _check_positive_float(name, getattr(self, name)))
+        if self.lr_phi > 1:
+            _fail(f"field 'lr_phi' is the EMA step of phi and must be in (0, 1], got {self.lr_phi!r}")
+        if self.activation not in ACTIVATIONS:
+            _fail(f"field 'activation' must be one of {', '.join(ACTIVATIONS)}; "
+                  f"got {self.activation!r}")
+
+    # -- derived sizes ---------------------------------------------------------------
+    @property
+    def L(self) -> int:
+        """Number of layers (len(layer_sizes) - 1)."""
+        return len(self.layer_sizes) - 1
+
+    # -- conversions -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, JSON-ready (layer_sizes as a list)."""
+        d = dataclasses.asdict(self)
+        d["layer_sizes"] = list(self.layer_sizes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d) -> "Config":
+        """Inverse of :meth:`to_dict`. Every field must be present, no other key."""
+        if not isinstance(d, dict):
+            _fail(f"expected a mapping of fields, got {type(d).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        missing = [n for n in names if n not in d]
+        if unknown:
+            _fail(f"unknown field(s) {unknown}")
+        if missing:
+            _fail(f"missing field(s) {missing}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        """Compact JSON text with every field (floats round-trip exactly)."""
+        return json.dumps(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        try:
+            d = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as e:
+            _fail(f"not valid config JSON: {e}")
+        return cls.from_dict(d)
+
+    def replace(self, **changes) -> "Config":
+        """A copy with some fields changed (validated like a new Config)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            _fail(f"unknown field(s) {unknown}")
+        return dataclasses.replace(self, **changes)
+
+    def diff(self, other: "Config") -> list[str]:
+        """Names of the fields where ``self`` and ``other`` differ."""
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+
+#: SPEC 1 presets. A preset differs from ``paper`` only in the fields it lists.
+PRESETS: dict[str, Config] = {
+    "paper": Config(),
+    "tiny": Config(batch_size=7, layer_sizes=(15, 9, 14, 8), delta_dims=6, h_dims=11,
+                   computeh_size=12, topd_size=13, readout_rank=2, n_eval=4),
+    "mid": Config(batch_size=32, layer_sizes=(64, 48, 40, 16), delta_dims=8, h_dims=16,
+                  computeh_size=24, topd_size=20, readout_rank=3),
+}
+
+#: Preset sizes that are not config fields (they are read from the arrays):
+#: labeled batch size n_label, number of classes n_cls, unroll length U.
+PRESET_EXTRAS: dict[str, dict[str, int]] = {
+    "tiny": {"n_label": 16, "n_cls": 5, "U": 3},
+    "mid": {"n_label": 50, "n_cls": 10, "U": 2},
+}
+
+
+def preset(name: str) -> Config:
+    """The SPEC 1 preset ``name`` ("paper", "tiny" or "mid")."""
+    try:
+        return PRESETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"config: unknown preset {name!r}; known: {', '.join(PRESETS)}") from None

@@ -1,0 +1,106 @@
+"""Elementwise activations of the base model (SPEC 2) and the rule's sigmoid gate.
+
+    x = f(z),  f one of ACTIVATIONS
+
+Each takes the ``z <= 0`` branch at exactly 0 (so relu'(0) = 0,
+leaky_relu'(0) = 0.2, step' = 0 everywhere). sigmoid, softplus and swish are
+computed from e = exp(-|z|) <= 1, which never overflows, so |z| ~ 1000 is
+fine in float32 and float64. Derivation: derivations/activations.md.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from refimpl.ops._checks import check_array, fail
+
+OP = "activation"
+
+#: Every valid ``name`` of activation_forward, in SPEC 1 order.
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "swish", "sigmoid", "softplus", "step")
+
+LEAKY_SLOPE = 0.2   # leaky_relu slope for z <= 0 (SPEC 2)
+
+
+class ActivationCache(NamedTuple):
+    name: str
+    z: np.ndarray             # the input (a reference, not a copy)
+    x: np.ndarray             # the output f(z)
+    aux: tuple                # sigmoid: (sigmoid(-z),); swish: (sigmoid(z), sigmoid(-z));
+                              # softplus: (exp(-|z|),); others: ()
+
+
+class ActivationGrads(NamedTuple):
+    z: np.ndarray
+
+
+def _sigmoid_pair(z):
+    """(sigmoid(z), sigmoid(-z)) from e = exp(-|z|): no overflow, no cancellation."""
+    e = np.exp(-np.abs(z))
+    r = 1.0 / (1.0 + e)          # sigmoid(|z|)
+    er = e * r                   # sigmoid(-|z|)
+    pos = z >= 0
+    return np.where(pos, r, er), np.where(pos, er, r)
+
+
+def activation_forward(z, *, name):
+    """Activation forward (derivations/activations.md eq. 1-8).
+
+    z: any shape, e.g. [B, N] (base model) or [B, N, C] (the rule's gate).
+    name: one of ACTIVATIONS.
+    Returns (x shaped like z, ActivationCache).
+    """
+    check_array(OP, "z", z)
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        fail(OP, f"argument 'name' must be one of {', '.join(ACTIVATIONS)}; got {name!r} "
+                 f"(z shape {z.shape})")
+    aux = ()
+    if name == "relu":
+        x = np.where(z > 0, z, 0.0).astype(z.dtype, copy=False)                    # eq. 1
+    elif name == "leaky_relu":
+        x = np.where(z > 0, z, LEAKY_SLOPE * z)                                     # eq. 2
+    elif name == "elu":
+        x = np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))                        # eq. 3
+    elif name == "tanh":
+        x = np.tanh(z)                                                              # eq. 4
+    elif name == "sigmoid":
+        x, sm = _sigmoid_pair(z)                                                    # eq. 5
+        aux = (sm,)
+    elif name == "swish":
+        s, sm = _sigmoid_pair(z)
+        x = z * s                                                                   # eq. 6
+        aux = (s, sm)
+    elif name == "softplus":
+        e = np.exp(-np.abs(z))
+        x = np.maximum(z, 0.0) + np.log1p(e)                                        # eq. 7
+        aux = (e,)
+    else:  # step
+        x = (z > 0).astype(z.dtype)                                                 # eq. 8
+    return x, ActivationCache(name, z, x, aux)
+
+
+def activation_backward(dx, cache: ActivationCache) -> ActivationGrads:
+    """VJP of activation_forward: dz = dx * f'(z), f' from the cached output."""
+    name, z, x, aux = cache
+    if name == "relu":
+        dz = np.where(z > 0, dx, 0.0)                      # derivations/activations.md eq. 9
+    elif name == "leaky_relu":
+        dz = np.where(z > 0, dx, LEAKY_SLOPE * dx)         # eq. 10
+    elif name == "elu":
+        dz = np.where(z > 0, dx, dx * (x + 1.0))           # eq. 11: exp(z) = x + 1 for z <= 0
+    elif name == "tanh":
+        dz = dx * (1.0 - x * x)                            # eq. 12
+    elif name == "sigmoid":
+        (sm,) = aux
+        dz = dx * (x * sm)                                 # eq. 13: s(z) s(-z) = s (1 - s)
+    elif name == "swish":
+        s, sm = aux
+        dz = dx * (s * (1.0 + z * sm))                     # eq. 14
+    elif name == "softplus":
+        (e,) = aux
+        r = 1.0 / (1.0 + e)
+        dz = dx * np.where(z >= 0, r, e * r)               # eq. 15: sigmoid(z)
+    else:  # step
+        dz = np.zeros_like(dx)                             # eq. 16
+    return ActivationGrads(dz.astype(z.dtype, copy=False))

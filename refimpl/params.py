@@ -1,0 +1,345 @@
+"""theta and phi: names, shapes, initialisation, validation, save and load (SPEC 2, 9).
+
+Both parameter sets are flat ``dict[name, ndarray]`` mappings whose names
+are part of the public interface (SPEC 9), so files are portable between
+backends. :func:`theta_shapes` and :func:`phi_shapes` list the names in SPEC
+9 order; initialisation draws the random arrays in that order from one
+``numpy.random.Generator``, so the same seed gives the same parameters.
+
+Files are ``.npz`` archives holding the arrays under their SPEC 9 names plus
+two string (never object) arrays: ``__config__`` (the :class:`Config` as
+JSON text) and ``__kind__`` ("theta" or "phi"). They are written to a
+temporary file in the target directory and renamed over the target, so a
+reader never sees a half-written file and a failed save leaves the old file
+intact; they are read with ``allow_pickle=False``.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import zipfile
+from typing import Mapping
+
+import numpy as np
+
+from refimpl.config import KERNEL, N_STATS, TOPD_KERNEL0, Config
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+KINDS = ("theta", "phi")
+CONFIG_KEY = "__config__"
+KIND_KEY = "__kind__"
+
+#: LowRR readouts of SPEC 5, in SPEC 9 order.
+READOUTS = ("zero", "rbf", "first", "lin_lower", "sqr_lower", "lin_upper", "sqr_upper")
+#: Number of weight-update planes P1..P10 (length of ``merge/w``).
+N_PLANES = 10
+
+# Init constants (SPEC 2 and 9; fixed, not config fields).
+PHI_W_STD = 0.01     # W, V entries: N(0, 0.01^2) truncated at 2 std
+PHI_B_STD = 0.1      # b entries: N(0, 0.1^2) truncated at 2 std
+TRUNCATE_AT = 2.0    # in standard deviations
+MERGE_W_INIT = 0.1
+
+
+# ---------------------------------------------------------------------------------
+# names and shapes
+# ---------------------------------------------------------------------------------
+def theta_shapes(config: Config) -> dict[str, tuple[int, ...]]:
+    """SPEC 9 theta names -> shapes, in SPEC 9 order."""
+    B, D, Hd, Hs, T, R = (config.batch_size, config.delta_dims, config.h_dims,
+                          config.computeh_size, config.topd_size, config.readout_rank)
+    K = KERNEL
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def conv_bn(prefix, i, w_shape, bn_width):
+        shapes[f"{prefix}/conv{i}/w"] = w_shape
+        shapes[f"{prefix}/bn{i}/gamma"] = (bn_width,)
+        shapes[f"{prefix}/bn{i}/beta"] = (bn_width,)
+
+    conv_bn("topd", 0, (TOPD_KERNEL0, 1, T), T)    # ConvBatch
+    conv_bn("topd", 1, (K, T, B), B)               # ConvUnit
+    conv_bn("topd", 2, (K, B, B), B)               # ConvUnit
+    conv_bn("topd", 3, (K, B, T), T)               # ConvBatch
+    conv_bn("topd", 4, (K, T, T), T)               # ConvBatch
+    shapes["topd/conv5/w"] = (K, T, D)
+    shapes["topd/conv5/b"] = (D,)
+    shapes["computeh/bn_in/gamma"] = (N_STATS + D,)
+    shapes["computeh/bn_in/beta"] = (N_STATS + D,)
+    conv_bn("computeh", 0, (K, 3 * N_STATS + 1 + D, Hs), Hs)   # ConvBatch, 13 + D in
+    conv_bn("computeh", 1, (K, Hs, Hs), Hs)                     # ConvUnit
+    conv_bn("computeh", 2, (K, Hs, Hs), Hs)                     # ConvBatch
+    conv_bn("computeh", 3, (K, Hs, Hd), Hd)                     # ConvUnit
+    shapes["errprop/w"] = (Hd, D)
+    shapes["errprop/b"] = (D,)
+    for p in READOUTS:
+        shapes[f"readout/{p}/a"] = (Hd, R)
+        shapes[f"readout/{p}/b"] = (Hd, R)
+    shapes["merge/w"] = (N_PLANES,)
+    shapes["bias/w"] = (Hd,)
+    return shapes
+
+
+def phi_shapes(config: Config) -> dict[str, tuple[int, ...]]:
+    """SPEC 9 phi names -> shapes: layer<l>/W, layer<l>/V [N^{l-1}, N^l], layer<l>/b [N^l]."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    sizes = config.layer_sizes
+    for l in range(1, len(sizes)):
+        shapes[f"layer{l}/W"] = (sizes[l - 1], sizes[l])
+        shapes[f"layer{l}/V"] = (sizes[l - 1], sizes[l])
+        shapes[f"layer{l}/b"] = (sizes[l],)
+    return shapes
+
+
+def param_shapes(kind: str, config: Config) -> dict[str, tuple[int, ...]]:
+    _check_kind("param_shapes", kind)
+    return theta_shapes(config) if kind == "theta" else phi_shapes(config)
+
+
+# ---------------------------------------------------------------------------------
+# initialisation
+# ---------------------------------------------------------------------------------
+def truncated_normal(rng: np.random.Generator, shape, std: float, at: float = TRUNCATE_AT) -> np.ndarray:
+    """N(0, std^2) entries truncated at ``at`` std by redrawing the ones outside (float64).
+
+    Vectorised: every round redraws all entries still out of range at once.
+    """
+    z = rng.standard_normal(shape)
+    bad = np.abs(z) > at
+    while bad.any():
+        z[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(z) > at
+    return z * std
+
+
+def _check_init_args(fn: str, config, rng, dtype) -> np.dtype:
+    if not isinstance(config, Config):
+        raise ValueError(f"{fn}: argument 'config' must be a Config, got {type(config).__name__}")
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"{fn}: argument 'rng' must be a numpy.random.Generator, got {type(rng).__name__}")
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{fn}: argument 'dtype' must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def init_theta(config: Config, rng: np.random.Generator, dtype=np.float64) -> dict[str, np.ndarray]:
+    """theta per SPEC 9: conv weights N(0, 1/(K*Cin)); readouts, errprop/w, bias/w N(0, 1/Hd);
+    errprop/b, topd/conv5/b 0; gamma 1, beta 0; merge/w 0.1. Drawn in SPEC 9 order
+    (in float64, then cast, so float32 and float64 inits hold the same values)."""
+    dtype = _check_init_args("init_theta", config, rng, dtype)
+    hd_std = np.sqrt(1.0 / config.h_dims)
+    theta = {}
+    for name, shape in theta_shapes(config).items():
+        leaf = name.rsplit("/", 1)[1]
+        if "/conv" in name and leaf == "w":
+            k, c_in = shape[0], shape[1]
+            value = rng.standard_normal(shape) * np.sqrt(1.0 / (k * c_in))
+        elif name.startswith("readout/") or name in ("errprop/w", "bias/w"):
+            value = rng.standard_normal(shape) * hd_std
+        elif name == "merge/w":
+            value = np.full(shape, MERGE_W_INIT)
+        elif leaf == "gamma":
+            value = np.ones(shape)
+        elif leaf in ("beta", "b"):   # bn betas, errprop/b, topd/conv5/b
+            value = np.zeros(shape)
+        else:  # pragma: no cover - theta_shapes and this table are edited together
+            raise AssertionError(f"init_theta: no init rule for {name}")
+        theta[name] = value.astype(dtype)
+    return theta
+
+
+def init_phi(config: Config, rng: np.random.Generator, dtype=np.float64) -> dict[str, np.ndarray]:
+    """phi per SPEC 2: W, V ~ N(0, 0.01^2), b ~ N(0, 0.1^2), each truncated at 2 std by
+    redrawing. Drawn in SPEC 9 order (layer1/W, layer1/V, layer1/b, layer2/W, ...)."""
+    dtype = _check_init_args("init_phi", config, rng, dtype)
+    phi = {}
+    for name, shape in phi_shapes(config).items():
+        std = PHI_B_STD if name.endswith("/b") else PHI_W_STD
+        phi[name] = truncated_normal(rng, shape, std).astype(dtype)
+    return phi
+
+
+# ---------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------
+def _check_kind(fn: str, kind) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"{fn}: argument 'kind' must be 'theta' or 'phi', got {kind!r}")
+
+
+def validate_params(kind: str, arrays, config: Config, *, fn: str | None = None,
+                    dtype=None, finite: bool = True) -> np.dtype:
+    """Check a theta or phi mapping against ``config``; return its (common) dtype.
+
+    Raises ValueError naming every missing name, every unexpected name, every
+    wrong shape, a non-float or mixed dtype (or one other than ``dtype`` when
+    given), and any NaN/Inf (when ``finite``). For theta, a batch size other
+    than ``config.batch_size`` (the last axis of ``topd/conv1/w``) is reported
+    as such, before the shape list.
+    """
+    _check_kind("validate_params", kind)
+    fn = fn or f"validate_{kind}"
+    if not isinstance(config, Config):
+        raise ValueError(f"{fn}: argument 'config' must be a Config, got {type(config).__name__}")
+    if not isinstance(arrays, Mapping):
+        raise ValueError(f"{fn}: {kind} must be a mapping name -> array, got {type(arrays).__name__}")
+    expected = param_shapes(kind, config)
+    missing = [n for n in expected if n not in arrays]
+    unexpected = sorted(str(n) for n in arrays if n not in expected)
+    problems = []
+    if missing:
+        problems.append(f"missing name(s) {missing}")
+    if unexpected:
+        problems.append(f"unexpected name(s) {unexpected}")
+    not_arrays = [n for n in expected if n in arrays and not isinstance(arrays[n], np.ndarray)]
+    if not_arrays:
+        problems.append(f"not numpy arrays: {not_arrays}")
+    if problems:
+        raise ValueError(f"{fn}: {kind} does not match the config: " + "; ".join(problems))
+
+    if kind == "theta":
+        conv1 = arrays["topd/conv1/w"]
+        if conv1.ndim == 3 and conv1.shape[-1] != config.batch_size:
+            raise ValueError(
+                f"{fn}: theta was built for batch size {conv1.shape[-1]} (last axis of "
+                f"'topd/conv1/w', shape {conv1.shape}), but the config's batch_size is "
+                f"{config.batch_size}; TopD is tied to the batch size (SPEC 4)")
+    wrong = [f"'{n}' {tuple(arrays[n].shape)} (expected {shape})"
+             for n, shape in expected.items() if tuple(arrays[n].shape) != shape]
+    if wrong:
+        raise ValueError(f"{fn}: {kind} has wrong shape(s): " + ", ".join(wrong))
+
+    dtypes = {n: arrays[n].dtype for n in expected}
+    bad = [f"'{n}' {d}" for n, d in dtypes.items() if d not in FLOAT_DTYPES]
+    if bad:
+        raise ValueError(f"{fn}: {kind} arrays must be float32 or float64, got " + ", ".join(bad))
+    seen = sorted({str(d) for d in dtypes.values()})
+    if len(seen) > 1:
+        first = next(iter(dtypes.values()))
+        odd = [f"'{n}' {d}" for n, d in dtypes.items() if d != first]
+        raise ValueError(f"{fn}: {kind} arrays must share one dtype, got {seen} "
+                         f"(first '{next(iter(dtypes))}' is {first}; differing: {', '.join(odd)})")
+    common = next(iter(dtypes.values()))
+    if dtype is not None and common != np.dtype(dtype):
+        raise ValueError(f"{fn}: {kind} arrays are {common}, expected {np.dtype(dtype)}")
+    if finite:
+        nonfinite = [n for n in expected if not np.isfinite(arrays[n]).all()]
+        if nonfinite:
+            raise ValueError(f"{fn}: {kind} contains NaN or Inf in {nonfinite}")
+    return common
+
+
+def validate_theta(theta, config: Config, **kwargs) -> np.dtype:
+    """:func:`validate_params` for theta (refuses a theta built for another batch size)."""
+    return validate_params("theta", theta, config, **kwargs)
+
+
+def validate_phi(phi, config: Config, **kwargs) -> np.dtype:
+    """:func:`validate_params` for phi."""
+    return validate_params("phi", phi, config, **kwargs)
+
+
+# ---------------------------------------------------------------------------------
+# save / load
+# ---------------------------------------------------------------------------------
+def save_params(path, arrays, config: Config, kind: str) -> None:
+    """Write a validated theta/phi to ``path`` (.npz) with the config and kind embedded.
+
+    The archive is written to a temporary file in the same directory and then
+    renamed over ``path`` (``os.replace``, atomic on POSIX), so ``path``
+    always holds either the old or the complete new file.
+    """
+    _check_kind("save_params", kind)
+    validate_params(kind, arrays, config, fn="save_params")
+    path = os.fspath(path)
+    payload = {name: np.ascontiguousarray(arrays[name]) for name in param_shapes(kind, config)}
+    payload[CONFIG_KEY] = np.array(config.to_json())
+    payload[KIND_KEY] = np.array(kind)
+    directory = os.path.dirname(os.path.abspath(path))
+    # O_EXCL with a random name instead of mkstemp: mkstemp's mode 0600 would
+    # survive the rename; this way the file gets the usual umask-derived mode.
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+    """Every array of an npz, loaded eagerly without pickle; ValueError if unreadable."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"load_params: '{path}' is not a readable .npz file ({e})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"load_params: '{path}' is a single .npy array, not an .npz parameter archive")
+    out = {}
+    with loaded:
+        for key in loaded.files:
+            try:
+                out[key] = loaded[key]
+            except ValueError as e:
+                if "allow_pickle" in str(e) or "Object arrays" in str(e):
+                    raise ValueError(f"load_params: '{path}' entry '{key}' is a pickled object "
+                                     f"array; refusing to load it (allow_pickle=False)") from None
+                raise ValueError(f"load_params: '{path}' entry '{key}' is corrupt ({e})") from None
+            except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+                raise ValueError(f"load_params: '{path}' entry '{key}' is corrupt ({e})") from None
+    return out
+
+
+def _read_string(path: str, data: dict, key: str, what: str) -> str:
+    if key not in data:
+        raise ValueError(f"load_params: '{path}' has no embedded {what} (entry '{key}')")
+    value = data[key]
+    if value.ndim != 0 or value.dtype.kind != "U":
+        raise ValueError(f"load_params: '{path}' entry '{key}' must be a 0-d string array, "
+                         f"got dtype {value.dtype} shape {value.shape}")
+    return str(value[()])
+
+
+def load_params(path, kind: str | None = None, config: Config | None = None):
+    """Read a file written by :func:`save_params`; return ``(arrays, config)``.
+
+    ``kind`` (optional) must match the stored kind; ``config`` (optional) must
+    equal the stored config (the differing fields are named). The arrays are
+    checked against the stored config: names, shapes, dtypes, finiteness.
+    Every failure is a ValueError naming the file and what does not match.
+    """
+    if kind is not None:
+        _check_kind("load_params", kind)
+    path = os.fspath(path)
+    data = _read_npz(path)
+    stored_kind = _read_string(path, data, KIND_KEY, "kind")
+    if stored_kind not in KINDS:
+        raise ValueError(f"load_params: '{path}' has unknown kind {stored_kind!r}")
+    if kind is not None and stored_kind != kind:
+        raise ValueError(f"load_params: '{path}' holds {stored_kind}, expected {kind}")
+    text = _read_string(path, data, CONFIG_KEY, "config")
+    try:
+        stored_config = Config.from_json(text)
+    except ValueError as e:
+        raise ValueError(f"load_params: '{path}' has an invalid embedded config ({e})") from None
+    if config is not None:
+        if not isinstance(config, Config):
+            raise ValueError(f"load_params: argument 'config' must be a Config, got {type(config).__name__}")
+        differing = config.diff(stored_config)
+        if differing:
+            detail = ", ".join(f"{n}: file {getattr(stored_config, n)!r} vs given {getattr(config, n)!r}"
+                               for n in differing)
+            raise ValueError(f"load_params: '{path}' was saved with another config ({detail})")
+    arrays = {k: v for k, v in data.items() if k not in (CONFIG_KEY, KIND_KEY)}
+    validate_params(stored_kind, arrays, stored_config, fn=f"load_params: '{path}'")
+    order = param_shapes(stored_kind, stored_config)
+    return {name: arrays[name] for name in order}, stored_config
