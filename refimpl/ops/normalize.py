@@ -84,7 +84,8 @@ def frobenius_normalize_forward(M):
     op = "frobenius_normalize"
     check_array(op, "M", M)
     flat = M.reshape(-1)
-    norm = np.sqrt(np.dot(flat, flat))
+    with np.errstate(over="ignore"):  # reported below as a ValueError
+        norm = np.sqrt(np.dot(flat, flat))
     if not norm > 0:
         fail(op, f"argument 'M' (shape {M.shape}) is all zeros: ||M||_F = 0 is outside "
                  "the domain (SPEC 5: no epsilon)")

@@ -1,0 +1,77 @@
+"""LowRR: the low-rank readout of a pair of unit-feature tensors (SPEC 3).
+
+    ra = ha @ pa,  rb = hb @ pb                      [B, Na, R], [B, Nb, R]
+    y[i, j] = 1/(B R) sum_b sum_k ra[b, i, k] rb[b, j, k]              [Na, Nb]
+
+Shapes: ha [B, Na, Hd], hb [B, Nb, Hd], pa, pb [Hd, R]; no bias.
+Decision (SPEC 3): the paper's 1/(B lambda_hdims) is read as 1/(B R).
+ha and hb may be the very same array (LowRR(h_lo, h_lo)); the backward still
+returns one gradient per argument and the caller sums them.
+Derivation: derivations/lowrr.md.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from refimpl.ops._checks import check_array, check_same_dtype, check_shape, fail
+
+OP = "lowrr"
+
+
+class LowRRCache(NamedTuple):
+    ha: np.ndarray      # [B, Na, Hd]
+    hb: np.ndarray      # [B, Nb, Hd]
+    pa: np.ndarray      # [Hd, R]
+    pb: np.ndarray      # [Hd, R]
+    ra: np.ndarray      # [B, Na, R]
+    rb: np.ndarray      # [B, Nb, R]
+    scale: float        # 1 / (B R)
+
+
+class LowRRGrads(NamedTuple):
+    ha: np.ndarray
+    hb: np.ndarray
+    pa: np.ndarray
+    pb: np.ndarray
+
+
+def lowrr_forward(ha, hb, pa, pb):
+    """LowRR forward.
+
+    ha [B, Na, Hd], hb [B, Nb, Hd], pa [Hd, R], pb [Hd, R].
+    Returns (y [Na, Nb], LowRRCache) with
+    y[i, j] = 1/(B R) sum_b sum_k (ha @ pa)[b, i, k] (hb @ pb)[b, j, k].
+    """
+    check_array(OP, "ha", ha, 3)
+    check_array(OP, "hb", hb, 3)
+    check_array(OP, "pa", pa, 2)
+    check_array(OP, "pb", pb, 2)
+    B, Na, Hd = ha.shape
+    if hb.shape[0] != B or hb.shape[2] != Hd:
+        fail(OP, f"argument 'hb' must have shape ({B}, Nb, {Hd}) to match ha {ha.shape} "
+                 f"(same batch and channels), got {hb.shape}")
+    if pa.shape[0] != Hd:
+        fail(OP, f"argument 'pa' must have {Hd} rows (Hd of ha {ha.shape}), got shape {pa.shape}")
+    check_shape(OP, "pb", pb, pa.shape, "same as pa")
+    check_same_dtype(OP, ha=ha, hb=hb, pa=pa, pb=pb)
+
+    Nb, R = hb.shape[1], pa.shape[1]
+    ra = (ha.reshape(B * Na, Hd) @ pa).reshape(B, Na, R)                   # eq. 1
+    rb = (hb.reshape(B * Nb, Hd) @ pb).reshape(B, Nb, R)
+    scale = 1.0 / (B * R)
+    y = np.tensordot(ra, rb, axes=([0, 2], [0, 2])) * scale               # eq. 2
+    return y, LowRRCache(ha, hb, pa, pb, ra, rb, scale)
+
+
+def lowrr_backward(dy, cache: LowRRCache) -> LowRRGrads:
+    """VJP of lowrr_forward: dy [Na, Nb] -> LowRRGrads(ha, hb, pa, pb), each shaped like its input."""
+    ha, hb, pa, pb, ra, rb, scale = cache
+    dra = np.einsum("ij,bjk->bik", dy * scale, rb, optimize=True)         # eq. 3
+    drb = np.einsum("ij,bik->bjk", dy * scale, ra, optimize=True)         # eq. 4
+    dha = dra @ pa.T                                                       # eq. 5
+    dhb = drb @ pb.T
+    dpa = np.tensordot(ha, dra, axes=([0, 1], [0, 1]))                     # eq. 6
+    dpb = np.tensordot(hb, drb, axes=([0, 1], [0, 1]))
+    return LowRRGrads(dha, dhb, dpa, dpb)

@@ -1,0 +1,82 @@
+"""Oracle and registry entries for ConvBatch / ConvUnit: SPEC 3 transcribed plainly.
+
+Every output vector y[b, n, :] is built as bias + sum over taps k and input
+channels c of m[source, c] * w[k, c, :], skipping sources outside the array
+(the zero padding). No im2col, no padding array, no matmul: a wrong shift
+direction or a wrong edge in refimpl cannot be shared here.
+"""
+import autograd.numpy as anp
+import numpy as np
+
+from refimpl.ops.conv import (conv_batch_backward, conv_batch_forward, conv_unit_backward,
+                              conv_unit_forward)
+from refimpl.ops.registry import OpInfo, Sample
+
+
+def _conv_reference(m, w, bias, along_batch):
+    B, N, C = m.shape
+    K, _, Cout = w.shape
+    half = (K - 1) // 2
+    rows = []
+    for b in range(B):
+        row = []
+        for n in range(N):
+            acc = 0.0 if bias is None else bias
+            for k in range(K):
+                src_b, src_n = (b + k - half, n) if along_batch else (b, n + k - half)
+                if not (0 <= src_b < B and 0 <= src_n < N):
+                    continue  # m = 0 outside the array
+                for c in range(C):
+                    acc = acc + m[src_b, src_n, c] * w[k, c]
+            row.append(acc)  # the centre tap is always inside, so acc is a [Cout] vector
+        rows.append(anp.stack(row))
+    return anp.stack(rows)
+
+
+def conv_batch_reference(m, w, bias=None):
+    return _conv_reference(m, w, bias, along_batch=True)
+
+
+def conv_unit_reference(m, w, bias=None):
+    return _conv_reference(m, w, bias, along_batch=False)
+
+
+def _sampler(with_bias):
+    def sample(rng, dtype, size):
+        inputs = {"m": rng.standard_normal((size.B, size.N, size.C)).astype(dtype),
+                  "w": (rng.standard_normal((size.K, size.C, size.Cout))
+                        / np.sqrt(size.K * size.C)).astype(dtype)}
+        if with_bias:
+            inputs["bias"] = (0.5 * rng.standard_normal(size.Cout)).astype(dtype)
+        return Sample(inputs=inputs)
+    return sample
+
+
+def _bad_inputs(rng):
+    m = rng.standard_normal((4, 3, 2))
+    return [
+        ({"m": m, "w": rng.standard_normal((2, 2, 3))}, {}, "kernel size"),
+        ({"m": m, "w": rng.standard_normal((4, 2, 3))}, {}, "kernel size"),
+        ({"m": m, "w": rng.standard_normal((3, 5, 3))}, {}, "'w'"),
+        ({"m": m, "w": rng.standard_normal((3, 2, 3)), "bias": np.zeros(2)}, {}, "'bias'"),
+        ({"m": m, "w": rng.standard_normal((3, 2, 3)).astype(np.float32)}, {}, "dtype"),
+        ({"m": m.astype(np.int64), "w": rng.standard_normal((3, 2, 3))}, {}, "'m'"),
+    ]
+
+
+OPINFOS = [
+    OpInfo(name="conv_batch", kind="conv_batch", forward=conv_batch_forward,
+           backward=conv_batch_backward, reference=conv_batch_reference, sample=_sampler(True),
+           diff_inputs=("m", "w", "bias"), derivation="derivations/conv_batch.md",
+           bad_inputs=_bad_inputs),
+    OpInfo(name="conv_batch_nobias", kind="conv_batch", forward=conv_batch_forward,
+           backward=conv_batch_backward, reference=conv_batch_reference, sample=_sampler(False),
+           diff_inputs=("m", "w", "bias"), derivation="derivations/conv_batch.md"),
+    OpInfo(name="conv_unit", kind="conv_unit", forward=conv_unit_forward,
+           backward=conv_unit_backward, reference=conv_unit_reference, sample=_sampler(True),
+           diff_inputs=("m", "w", "bias"), derivation="derivations/conv_unit.md",
+           bad_inputs=_bad_inputs),
+    OpInfo(name="conv_unit_nobias", kind="conv_unit", forward=conv_unit_forward,
+           backward=conv_unit_backward, reference=conv_unit_reference, sample=_sampler(False),
+           diff_inputs=("m", "w", "bias"), derivation="derivations/conv_unit.md"),
+]
