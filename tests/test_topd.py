@@ -1,0 +1,230 @@
+"""TopD (SPEC 4): refimpl.rule.topd against an independent transcription.
+
+The transcription below is written from SPEC 3-4 with autograd.numpy only
+(no refimpl.ops, no refimpl.rule): a convolution is a sum over taps of a
+zero-filled shifted copy times w[k]; the batch norm is the textbook formula;
+relu is ``where(m > 0, m, 0)`` so that relu'(0) = 0 as in SPEC 2.
+``tests/test_compute_h.py`` reuses these three helpers.
+"""
+import autograd
+import autograd.numpy as anp
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from refimpl.config import preset
+from refimpl.gradcheck import rel_error
+from refimpl.params import init_theta
+from refimpl.rule.topd import topd_backward, topd_forward
+
+GRAD_RTOL = 1e-8
+
+
+# ---------------------------------------------------------------------------------
+# independent transcription of SPEC 3-4
+# ---------------------------------------------------------------------------------
+def ref_shift(m, s, axis):
+    """out[i] = m[i + s] along ``axis`` (0 or 1), zero where i + s is outside the array."""
+    L = m.shape[axis]
+    if abs(s) >= L:
+        return anp.zeros(m.shape)
+    zshape = list(m.shape)
+    zshape[axis] = abs(s)
+    zeros = anp.zeros(zshape)
+    if axis == 0:
+        kept = m[s:] if s >= 0 else m[:L + s]
+    else:
+        kept = m[:, s:] if s >= 0 else m[:, :L + s]
+    return anp.concatenate([kept, zeros] if s >= 0 else [zeros, kept], axis=axis)
+
+
+def ref_conv(m, w, axis, bias=None):
+    """SPEC 3: out[b,n,o] = bias[o] + sum_k sum_c m[(b,n) + (k - (K-1)/2 on axis), c] w[k,c,o]."""
+    K = w.shape[0]
+    half = (K - 1) // 2
+    out = 0.0
+    for k in range(K):
+        out = out + anp.einsum("bnc,co->bno", ref_shift(m, k - half, axis), w[k])
+    return out if bias is None else out + bias
+
+
+def ref_bn(m, gamma, beta, eps):
+    """SPEC 3 BatchNormTheta: per channel over axes (0, 1), biased variance."""
+    mu = anp.mean(m, axis=(0, 1), keepdims=True)
+    var = anp.mean((m - mu) ** 2, axis=(0, 1), keepdims=True)
+    return gamma * (m - mu) / anp.sqrt(var + eps) + beta
+
+
+def ref_relu(m):
+    return anp.where(m > 0, m, 0.0)
+
+
+def ref_topd(theta, xL, eps):
+    """SPEC 4 TopD, the layer list literally."""
+    m = xL[:, :, None]
+    for i, axis in enumerate((0, 1, 1, 0, 0)):   # ConvBatch, ConvUnit, ConvUnit, ConvBatch, ConvBatch
+        m = ref_relu(ref_bn(ref_conv(m, theta[f"topd/conv{i}/w"], axis),
+                            theta[f"topd/bn{i}/gamma"], theta[f"topd/bn{i}/beta"], eps))
+    return ref_conv(m, theta["topd/conv5/w"], 0, theta["topd/conv5/b"])
+
+
+# ---------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------
+def topd_theta(config, rng, dtype=np.float64):
+    """init_theta's topd leaves, with gamma/beta/bias moved off their init so their grads matter."""
+    theta = {k: v for k, v in init_theta(config, rng, np.float64).items() if k.startswith("topd/")}
+    for k in theta:
+        if k.endswith("/gamma"):
+            theta[k] = 1.0 + 0.3 * rng.standard_normal(theta[k].shape)
+        elif k.endswith("/beta") or k == "topd/conv5/b":
+            theta[k] = 0.3 * rng.standard_normal(theta[k].shape)
+    return {k: v.astype(dtype) for k, v in theta.items()}
+
+
+def make_case(config, seed):
+    rng = np.random.default_rng(seed)
+    theta = topd_theta(config, rng)
+    xL = np.maximum(rng.standard_normal((config.batch_size, config.layer_sizes[-1])), 0.0)
+    cot = rng.standard_normal((config.batch_size, config.layer_sizes[-1], config.delta_dims))
+    return theta, xL, cot
+
+
+def check_topd(config, theta, xL, cot, backward=topd_backward):
+    """(forward error, {name: grad error}) of refimpl vs the transcription, float64."""
+    d, cache = topd_forward(theta, xL, config)
+    assert d.shape == (*xL.shape, config.delta_dims) and d.dtype == xL.dtype
+    ref = ref_topd(theta, xL, config.eps_theta)
+    fwd_err = rel_error(d, ref)
+    dtheta, dxL = backward(cot, cache)
+
+    def scalar(th, x):
+        return anp.sum(ref_topd(th, x, config.eps_theta) * cot)
+
+    ref_dtheta, ref_dxL = autograd.grad(scalar, argnum=(0, 1))(theta, xL)
+    assert list(dtheta) == list(theta), "dtheta must hold exactly the topd names in SPEC 9 order"
+    return fwd_err, grad_errors({**dtheta, "xL": dxL}, {**ref_dtheta, "xL": ref_dxL})
+
+
+def grad_errors(actual, reference):
+    """Per-leaf SPEC 10 normwise relative error, denominator floored at 1e-6 x the case's largest grad.
+
+    Some gradients are exactly zero in exact arithmetic: with a batch of one,
+    ConvBatch is pointwise, so a per-channel constant added before it (a
+    beta, the bias channel) is removed again by the next batch norm. Both
+    sides are then rounding noise (~1e-16 of the scale) and the pure relative
+    error would divide noise by noise; the floor measures them against the
+    scale of the case instead (so such a leaf passes 1e-8 only when it is
+    within 1e-14 of the scale, absolutely). Any leaf whose largest grad is
+    above 1e-6 of the scale is held to the plain relative error.
+    """
+    scale = max(float(np.max(np.abs(r))) for r in reference.values() if np.size(r))
+    errors = {}
+    for k, r in reference.items():
+        a = np.asarray(actual[k], dtype=np.float64)
+        assert a.shape == np.shape(r), f"grad {k}: shape {a.shape} vs reference {np.shape(r)}"
+        errors[k] = float(np.max(np.abs(a - r))) / max(float(np.max(np.abs(r))), 1e-6 * scale, 1e-300)
+    return errors
+
+
+def assert_ok(fwd_err, errors, rtol=GRAD_RTOL):
+    assert fwd_err <= 1e-12, f"forward error {fwd_err:.2e}"
+    bad = {k: f"{v:.2e}" for k, v in errors.items() if not v <= rtol}
+    assert not bad, f"grad errors above {rtol:g}: {bad}"
+
+
+# ---------------------------------------------------------------------------------
+# tests
+# ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tiny_float64_matches_autograd(seed):
+    config = preset("tiny")
+    assert_ok(*check_topd(config, *make_case(config, seed)))
+
+
+@given(B=st.integers(1, 4), N=st.integers(1, 5), D=st.integers(1, 3), T=st.integers(1, 4),
+       seed=st.integers(0, 2**31 - 1))
+def test_small_shapes_float64_match_autograd(B, N, D, T, seed):
+    """Batch 1 and 2, one unit, one channel: every edge of the padding and of the batch norm."""
+    config = preset("tiny").replace(batch_size=B, layer_sizes=(3, N), delta_dims=D, topd_size=T)
+    assert_ok(*check_topd(config, *make_case(config, seed)))
+
+
+def test_batch_one_unit_one():
+    config = preset("tiny").replace(batch_size=1, layer_sizes=(2, 1))
+    assert_ok(*check_topd(config, *make_case(config, 5)))
+
+
+def test_float32_within_float32_tolerance():
+    config = preset("tiny")
+    theta, xL, cot = make_case(config, 3)
+    d64, c64 = topd_forward(theta, xL, config)
+    g64, dx64 = topd_backward(cot, c64)
+    theta32 = {k: v.astype(np.float32) for k, v in theta.items()}
+    d32, c32 = topd_forward(theta32, xL.astype(np.float32), config)
+    g32, dx32 = topd_backward(cot.astype(np.float32), c32)
+    assert d32.dtype == np.float32 and dx32.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in g32.values())
+    assert rel_error(d32, d64) <= 1e-5
+    assert rel_error(dx32, dx64) <= 1e-4
+    for name in g64:
+        assert rel_error(g32[name], g64[name]) <= 1e-4, name
+
+
+def test_perturbed_backward_is_caught():
+    """Testing the tester: a backward off by 1e-3 (relative) in any one output fails the check."""
+    config = preset("tiny")
+    theta, xL, cot = make_case(config, 4)
+    for target in ["xL", "topd/conv0/w", "topd/bn2/beta", "topd/conv5/b"]:
+        def perturbed(dd, cache, target=target):
+            dtheta, dxL = topd_backward(dd, cache)
+            if target == "xL":
+                return dtheta, dxL * (1 + 1e-3)
+            return {**dtheta, target: dtheta[target] * (1 + 1e-3)}, dxL
+        _, errors = check_topd(config, theta, xL, cot, backward=perturbed)
+        assert errors[target] > GRAD_RTOL, target
+
+
+def test_theta_for_another_batch_size_is_refused():
+    config = preset("tiny")
+    theta, _, _ = make_case(config, 0)
+    xL = np.ones((5, config.layer_sizes[-1]))
+    with pytest.raises(ValueError, match="theta was built for batch size 7, got a batch of 5"):
+        topd_forward(theta, xL, config.replace(batch_size=5))
+    with pytest.raises(ValueError, match="theta was built for batch size 7, got a batch of 5"):
+        topd_forward(theta, xL, config)
+
+
+def test_bad_inputs_raise():
+    config = preset("tiny")
+    theta, xL, cot = make_case(config, 0)
+    with pytest.raises(ValueError, match="missing.*topd/bn3/gamma"):
+        topd_forward({k: v for k, v in theta.items() if k != "topd/bn3/gamma"}, xL, config)
+    with pytest.raises(ValueError, match="topd/conv4/w"):
+        topd_forward({**theta, "topd/conv4/w": theta["topd/conv4/w"][:, :-1]}, xL, config)
+    with pytest.raises(ValueError, match="dtype"):
+        topd_forward(theta, xL.astype(np.float32), config)
+    with pytest.raises(ValueError, match="xL"):
+        topd_forward(theta, xL[..., None], config)
+    bad = xL.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        topd_forward(theta, bad, config)
+    _, cache = topd_forward(theta, xL, config)
+    with pytest.raises(ValueError, match="dd"):
+        topd_backward(cot[:, :-1], cache)
+    with pytest.raises(ValueError, match="dd"):
+        topd_backward(cot.astype(np.float32), cache)
+
+
+def test_extra_theta_names_are_ignored_and_inputs_untouched():
+    config = preset("tiny")
+    full = init_theta(config, np.random.default_rng(0))
+    xL = np.maximum(np.random.default_rng(1).standard_normal((7, 8)), 0)
+    before = {k: v.copy() for k, v in full.items()}
+    x_before = xL.copy()
+    d, cache = topd_forward(full, xL, config)
+    dtheta, _ = topd_backward(np.random.default_rng(2).standard_normal(d.shape), cache)
+    assert set(dtheta) == {k for k in full if k.startswith("topd/")}
+    assert np.array_equal(xL, x_before)
+    assert all(np.array_equal(full[k], before[k]) for k in full)
