@@ -1,0 +1,264 @@
+"""One interface for every dataset: :class:`Dataset`, a view of a :class:`Source`.
+
+A *source* holds the data of one dataset (both splits) and knows how to turn
+example indices into input rows (for augmented sources, with fresh random
+augmentation per draw, returning the augmentation parameters as regression
+targets). A :class:`Dataset` is an immutable view of a source: a choice and
+order of classes (``subset``) and an optional fixed input permutation
+(``permuted``). Views are cheap and share the source's arrays.
+
+Conventions (SPEC 2, 6):
+
+- inputs are rows ``x [n, n_features]`` scaled to ``[0, 1]``, float32 unless
+  a ``dtype`` is given; an image is flattened in C order (row-major);
+- targets ``y [n, n_classes + n_reg]``: the one-hot class label in the view's
+  class order, then the ``n_reg`` regression targets (each in ``[-1, 1]``);
+- a permutation ``perm`` maps input rows as ``x_permuted = x[:, perm]`` and is
+  applied to unlabeled and labeled inputs alike;
+- every random choice comes from the ``numpy.random.Generator`` passed in, so
+  the same generator state gives the same batch.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+SPLITS = ("train", "test")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The files a dataset is read from are not on this machine; the message says how to get them."""
+
+
+def check_split(split) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return split
+
+
+def check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(np.float32 if dtype is None else dtype)
+    except TypeError as e:
+        raise ValueError(f"dtype must be a floating dtype, got {dtype!r}") from e
+    if dt.kind != "f":
+        raise ValueError(f"dtype must be a floating dtype, got {dt}")
+    return dt
+
+
+def as_rng(rng) -> np.random.Generator:
+    """A ``numpy.random.Generator`` (passed through) or a new one from an int seed."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise ValueError(f"rng must be a numpy.random.Generator or an int seed, got {type(rng).__name__}")
+
+
+def _check_count(name, k, minimum=1) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {k!r}")
+    return int(k)
+
+
+class Source:
+    """The data behind a dataset. Subclasses set the attributes and implement :meth:`draw`.
+
+    Attributes: ``name``, ``n_features``, ``image_shape`` (tuple or None),
+    ``class_names`` (tuple of str), ``n_reg``, ``augmented`` (True when every
+    draw of an example is a fresh random variant, so an example may be drawn
+    more than once in a labeled batch), ``labels`` (dict split -> int array of
+    class ids, one per example).
+    """
+
+    name: str
+    n_features: int
+    image_shape: tuple | None
+    class_names: tuple
+    n_reg: int = 0
+    augmented: bool = False
+    labels: dict
+
+    def draw(self, rng: np.random.Generator, idx: np.ndarray, split: str, dtype: np.dtype):
+        """Inputs ``x [len(idx), n_features]`` (dtype) and regression targets ``[len(idx), n_reg]``."""
+        raise NotImplementedError
+
+    def clean(self, idx: np.ndarray, split: str, dtype: np.dtype) -> np.ndarray:
+        """Inputs without augmentation (equal to :meth:`draw` for unaugmented sources)."""
+        x, _ = self.draw(np.random.default_rng(0), idx, split, dtype)
+        return x
+
+
+class ArraySource(Source):
+    """A source held as arrays: ``x[split]`` stored compactly, ``x * scale`` lies in [0, 1]."""
+
+    def __init__(self, name, x, labels, class_names, scale=1.0, image_shape=None):
+        self.name = name
+        self.x = {s: np.ascontiguousarray(x[s]) for s in SPLITS}
+        self.labels = {s: np.asarray(labels[s], dtype=np.int64) for s in SPLITS}
+        self.class_names = tuple(class_names)
+        self.scale = float(scale)
+        self.image_shape = None if image_shape is None else tuple(image_shape)
+        self.n_features = int(self.x["train"].shape[1])
+        for s in SPLITS:
+            if self.x[s].ndim != 2 or self.x[s].shape[1] != self.n_features:
+                raise ValueError(f"{name}: split {s} has shape {self.x[s].shape}, "
+                                 f"expected [n, {self.n_features}]")
+            if self.labels[s].shape != (self.x[s].shape[0],):
+                raise ValueError(f"{name}: split {s} has {self.x[s].shape[0]} inputs "
+                                 f"but {self.labels[s].shape} labels")
+
+    def draw(self, rng, idx, split, dtype):
+        x = self.x[split][idx].astype(dtype)
+        if self.scale != 1.0:
+            x *= dtype.type(self.scale)
+        return x, np.zeros((len(idx), 0))
+
+
+class Dataset:
+    """A view of a :class:`Source`: some of its classes, in a fixed order, optionally permuted inputs.
+
+    Attributes: ``name``, ``n_features``, ``n_classes``, ``n_reg``,
+    ``image_shape`` (of the unpermuted input, or None), ``class_names``,
+    ``classes`` (the source class ids, in label order), ``perm`` (None or the
+    input permutation), ``augmented``.
+    """
+
+    def __init__(self, source: Source, classes=None, perm=None):
+        self.source = source
+        n_src = len(source.class_names)
+        classes = np.arange(n_src) if classes is None else np.asarray(classes, dtype=np.int64)
+        self.classes = tuple(int(c) for c in classes)
+        self.perm = None if perm is None else np.asarray(perm, dtype=np.int64)
+        if self.perm is not None:
+            self.perm.setflags(write=False)
+        to_local = np.full(n_src, -1, dtype=np.int64)
+        to_local[classes] = np.arange(len(classes))
+        self._pool, self._local, self._by_class = {}, {}, {}
+        for s in SPLITS:
+            lab = to_local[source.labels[s]]
+            pool = np.flatnonzero(lab >= 0)
+            self._pool[s] = pool
+            self._local[s] = lab[pool]
+            order = np.argsort(self._local[s], kind="stable")
+            counts = np.bincount(self._local[s], minlength=len(classes))
+            self._by_class[s] = np.split(pool[order], np.cumsum(counts)[:-1])
+
+    # -- description ---------------------------------------------------------------
+    name = property(lambda self: self.source.name)
+    n_features = property(lambda self: self.source.n_features)
+    n_reg = property(lambda self: self.source.n_reg)
+    image_shape = property(lambda self: self.source.image_shape)
+    augmented = property(lambda self: self.source.augmented)
+    n_classes = property(lambda self: len(self.classes))
+
+    @property
+    def class_names(self) -> tuple:
+        return tuple(self.source.class_names[c] for c in self.classes)
+
+    def n_examples(self, split: str = "train") -> int:
+        """Number of (unaugmented) examples of the view's classes in ``split``."""
+        return len(self._pool[check_split(split)])
+
+    def class_counts(self, split: str = "train") -> np.ndarray:
+        """Examples per class (view order) in ``split``."""
+        return np.array([len(p) for p in self._by_class[check_split(split)]], dtype=np.int64)
+
+    def __repr__(self) -> str:
+        perm = "" if self.perm is None else ", permuted"
+        return (f"Dataset({self.name!r}, n_features={self.n_features}, n_classes={self.n_classes}, "
+                f"n_reg={self.n_reg}, train={self.n_examples('train')}, "
+                f"test={self.n_examples('test')}{perm})")
+
+    # -- views --------------------------------------------------------------------
+    def subset(self, classes) -> "Dataset":
+        """The view restricted to ``classes`` (indices into this view's classes, or class names),
+        relabelled 0..n-1 in the order given."""
+        classes = list(np.atleast_1d(np.asarray(classes, dtype=object)))
+        if not classes:
+            raise ValueError("subset: need at least one class")
+        ids = []
+        names = self.class_names
+        for c in classes:
+            if isinstance(c, str):
+                if c not in names:
+                    raise ValueError(f"subset: {self.name} has no class named {c!r}")
+                ids.append(names.index(c))
+            elif isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+                if not 0 <= c < self.n_classes:
+                    raise ValueError(f"subset: class index {c} out of range [0, {self.n_classes})")
+                ids.append(int(c))
+            else:
+                raise ValueError(f"subset: classes must be ints or class names, got {c!r}")
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"subset: repeated classes in {classes}")
+        return Dataset(self.source, [self.classes[i] for i in ids], self.perm)
+
+    def sample_classes(self, rng, n_way: int) -> "Dataset":
+        """A random ``n_way``-class subset (classes in random order)."""
+        n_way = _check_count("n_way", n_way)
+        if n_way > self.n_classes:
+            raise ValueError(f"n_way={n_way} is larger than the {self.n_classes} classes of {self.name}")
+        return self.subset(as_rng(rng).permutation(self.n_classes)[:n_way].tolist())
+
+    def permuted(self, perm) -> "Dataset":
+        """The view whose inputs are ``x[:, perm]``; composes with an existing permutation."""
+        perm = np.asarray(perm)
+        if (perm.shape != (self.n_features,) or perm.dtype.kind not in "iu"
+                or not np.array_equal(np.sort(perm), np.arange(self.n_features))):
+            raise ValueError(f"permuted: perm must be a permutation of range({self.n_features}), "
+                             f"got shape {perm.shape} dtype {perm.dtype}")
+        total = perm if self.perm is None else self.perm[perm]
+        return Dataset(self.source, self.classes, total)
+
+    def random_permutation(self, rng) -> np.ndarray:
+        """A uniformly random permutation of the input features (for :meth:`permuted`)."""
+        return as_rng(rng).permutation(self.n_features)
+
+    # -- batches ------------------------------------------------------------------
+    def _finish(self, x):
+        return x if self.perm is None else np.ascontiguousarray(x[:, self.perm])
+
+    def unlabeled_batch(self, rng, batch_size: int, split: str = "train", dtype=None) -> np.ndarray:
+        """``x [batch_size, n_features]``: examples drawn i.i.d. uniformly (with replacement)."""
+        rng, split, dtype = as_rng(rng), check_split(split), check_dtype(dtype)
+        batch_size = _check_count("batch_size", batch_size)
+        pool = self._pool[split]
+        if len(pool) == 0:
+            raise ValueError(f"{self.name}: split {split!r} has no examples of the selected classes")
+        idx = pool[rng.integers(len(pool), size=batch_size)]
+        x, _ = self.source.draw(rng, idx, split, dtype)
+        return self._finish(x)
+
+    def labeled_batch(self, rng, k_per_class: int, split: str = "train", dtype=None):
+        """``(x [n_classes*K, n_features], y [n_classes*K, n_classes + n_reg])``, class-major order.
+
+        Each class contributes K distinct examples. An augmented source draws
+        an example again (with fresh augmentation) only when K exceeds its
+        count, after using every example of the class; any other source
+        raises ``ValueError`` if K exceeds the count of some class.
+        """
+        rng, split, dtype = as_rng(rng), check_split(split), check_dtype(dtype)
+        k = _check_count("k_per_class", k_per_class)
+        counts = self.class_counts(split)
+        if counts.min() == 0 or (not self.augmented and k > counts.min()):
+            c = int(np.argmin(counts))
+            raise ValueError(
+                f"k_per_class={k} is larger than the {counts[c]} examples of class "
+                f"{self.class_names[c]!r} in the {split} split of {self.name}")
+        picks = []
+        for members in self._by_class[split]:
+            reps = -(-k // len(members))
+            order = np.concatenate([rng.permutation(len(members)) for _ in range(reps)])[:k]
+            picks.append(members[order])
+        idx = np.concatenate(picks)
+        x, reg = self.source.draw(rng, idx, split, dtype)
+        y = np.zeros((len(idx), self.n_classes + self.n_reg), dtype=dtype)
+        y[np.arange(len(idx)), np.repeat(np.arange(self.n_classes), k)] = 1
+        y[:, self.n_classes:] = reg
+        return self._finish(x), y
+
+    def arrays(self, split: str = "test", dtype=None):
+        """Every example of ``split`` without augmentation: ``(x [n, F], labels [n] int)``."""
+        split, dtype = check_split(split), check_dtype(dtype)
+        x = self.source.clean(self._pool[split], split, dtype)
+        return self._finish(x), self._local[split].copy()

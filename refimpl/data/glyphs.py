@@ -1,0 +1,243 @@
+"""Font glyphs rendered offline from the fonts that ship with matplotlib (SPEC 8).
+
+Classes are characters: upper- and lower-case Latin letters, digits, math
+symbols and currency symbols. Every (character, font) pair a font really
+contains (non-zero glyph index, non-empty ink) is one example; the train and
+test splits are disjoint sets of *fonts* (:data:`TEST_FONTS`), so test images
+are glyphs of unseen typefaces. A character kept as a class has at least one
+font in each split.
+
+Rendering (once per process, cached): FreeType through ``matplotlib.ft2font``
+(no system fonts, no network), unhinted, antialiased, at ``HIRES = 4`` times
+the output resolution. Per font the size is set so that the capital ``H`` is
+``cap_height`` output pixels tall (0.6 of the image side); a glyph whose ink
+is larger than ``max_extent`` (0.75 of the side) in either direction is
+re-rendered smaller to fit. The ink's bounding box is centred on the image
+centre. The unaugmented image is the 4x4 block average of the high-resolution
+one.
+
+Augmentation (per draw): the glyph is rotated counter-clockwise (as
+displayed) by ``angle`` ~ U[-max_angle, max_angle] degrees about the image
+centre, then shifted right by ``dx`` and down by ``dy`` output pixels, each
+~ U[-max_shift, max_shift]. Regression targets (n_reg = 4, SPEC 6):
+``[sin(angle), cos(angle), dx / max_shift, dy / max_shift]`` (the shift
+columns are 0 when ``max_shift`` is 0). The output pixel value is the mean of
+``supersample**2`` bilinear samples of the high-resolution image at the
+inverse-transformed sub-pixel positions (one vectorised
+``scipy.ndimage.map_coordinates`` call per batch); at angle 0 and shift 0
+that is exactly the unaugmented image.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from .base import SPLITS, Source
+
+UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+LOWER = "abcdefghijklmnopqrstuvwxyz"
+DIGITS = "0123456789"
+MATH = "+\u2212\u00d7\u00f7=\u2260<>\u2264\u2265\u00b1\u221e\u221a\u2211\u222b\u2202\u2207\u220f\u2248\u2208\u2200\u2203\u2205\u2229\u222a\u2282\u03c0%"
+CURRENCY = "$\u20ac\u00a3\u00a5\u00a2\u20b9\u20a9\u20bd\u20ba\u20aa\u20ab\u20b4\u20a6\u20bf"
+#: The default character set (classes, in this order, minus any no font split has).
+DEFAULT_CHARS = UPPER + LOWER + DIGITS + MATH + CURRENCY
+
+#: Fonts (file names in matplotlib's mpl-data/fonts/ttf) used by default.
+TRAIN_FONTS = (
+    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
+    "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-BoldItalic.ttf",
+    "DejaVuSansMono.ttf", "DejaVuSansMono-Oblique.ttf", "DejaVuSansMono-BoldOblique.ttf",
+    "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralBolIta.ttf",
+)
+#: Held-out fonts: the test split (one or more of each family).
+TEST_FONTS = (
+    "DejaVuSans-BoldOblique.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSansMono-Bold.ttf",
+    "STIXGeneralItalic.ttf",
+)
+
+HIRES = 4
+
+
+def font_dir() -> Path:
+    import matplotlib
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+
+
+def _no_hinting_flag():
+    from matplotlib import ft2font
+    flags = getattr(ft2font, "LoadFlags", None)
+    return flags.NO_HINTING if flags is not None else ft2font.LOAD_NO_HINTING
+
+
+def _ink(font, char: str, size: float) -> np.ndarray:
+    """The antialiased bitmap of ``char`` at ``size`` pixels per em, cropped to its ink."""
+    font.set_size(size, 72)
+    font.set_text(char, 0.0, flags=_no_hinting_flag())
+    font.draw_glyphs_to_bitmap(antialiased=True)
+    img = np.asarray(font.get_image(), dtype=np.float32) / 255.0
+    rows, cols = np.flatnonzero(img.any(axis=1)), np.flatnonzero(img.any(axis=0))
+    if rows.size == 0:
+        return np.zeros((0, 0), np.float32)
+    return img[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def render_font(path, chars: str, side: int, cap_height: float, max_extent: float):
+    """High-resolution canvases ``[n, side*HIRES, side*HIRES]`` of the ``chars`` the font has.
+
+    Returns ``(canvases, kept_chars)``.
+    """
+    from matplotlib import ft2font
+    font = ft2font.FT2Font(str(path))
+    hi = side * HIRES
+    ref = 200.0
+    h_ink = _ink(font, "H", ref)
+    if font.get_char_index(ord("H")) == 0 or h_ink.size == 0:
+        raise ValueError(f"{path}: font has no capital H to set its size by")
+    size = ref * cap_height * HIRES / h_ink.shape[0]
+    limit = max_extent * HIRES
+    out, kept = [], []
+    for ch in chars:
+        if font.get_char_index(ord(ch)) == 0:
+            continue
+        ink = _ink(font, ch, size)
+        if ink.size == 0 or ink.max() <= 0.05:
+            continue
+        if max(ink.shape) > limit:
+            ink = _ink(font, ch, size * limit / max(ink.shape))
+            ink = ink[:hi, :hi]
+        canvas = np.zeros((hi, hi), np.float32)
+        h, w = ink.shape
+        top, left = (hi - h) // 2, (hi - w) // 2
+        canvas[top:top + h, left:left + w] = ink
+        out.append(canvas)
+        kept.append(ch)
+    return (np.stack(out) if out else np.zeros((0, hi, hi), np.float32)), kept
+
+
+def block_mean(images: np.ndarray, f: int) -> np.ndarray:
+    """Average non-overlapping ``f x f`` blocks of ``images [n, H, W]``."""
+    n, h, w = images.shape
+    return images.reshape(n, h // f, f, w // f, f).mean(axis=(2, 4))
+
+
+@functools.lru_cache(maxsize=8)
+def _render_all(chars: str, train_fonts: tuple, test_fonts: tuple, side: int,
+                cap_height: float, max_extent: float):
+    fdir = font_dir()
+    per_split = {}
+    for split, fonts in (("train", train_fonts), ("test", test_fonts)):
+        entries = []
+        for fname in fonts:
+            path = Path(fname) if Path(fname).is_absolute() else fdir / fname
+            if not path.is_file():
+                raise FileNotFoundError(f"glyphs: font file {path} not found (matplotlib ships it "
+                                        f"in {fdir}); pass fonts that exist")
+            canv, kept = render_font(path, chars, side, cap_height, max_extent)
+            entries.append((canv, kept, Path(fname).name))
+        per_split[split] = entries
+    have = {s: {c for _, kept, _ in per_split[s] for c in kept} for s in SPLITS}
+    classes = [c for c in dict.fromkeys(chars) if c in have["train"] and c in have["test"]]
+    cid = {c: i for i, c in enumerate(classes)}
+    data = {}
+    for split in SPLITS:
+        canv, labels, fonts = [], [], []
+        for arr, kept, fname in per_split[split]:
+            sel = [i for i, c in enumerate(kept) if c in cid]
+            canv.append(arr[sel])
+            labels += [cid[kept[i]] for i in sel]
+            fonts += [fname] * len(sel)
+        hires = np.concatenate(canv)
+        hires.setflags(write=False)
+        data[split] = (hires, np.asarray(labels, np.int64), tuple(fonts))
+    return tuple(classes), data
+
+
+class GlyphSource(Source):
+    """Glyph images ``side x side`` in [0, 1] with rotation/shift augmentation (see module docstring)."""
+
+    def __init__(self, chars: str = DEFAULT_CHARS, train_fonts=TRAIN_FONTS, test_fonts=TEST_FONTS,
+                 side: int = 14, augment: bool = True, max_angle: float = 30.0,
+                 max_shift: float = 2.0, supersample: int = 2, cap_height: float | None = None,
+                 max_extent: float | None = None):
+        if not isinstance(side, int) or side < 4:
+            raise ValueError(f"glyphs: side must be an int >= 4, got {side!r}")
+        if supersample not in (2, 4):
+            # 2 and 4 make the identity transform reproduce the 4x4 block mean exactly
+            raise ValueError(f"glyphs: supersample must be 2 or 4, got {supersample!r}")
+        if not 0 <= max_angle <= 180:
+            raise ValueError(f"glyphs: max_angle must be in [0, 180] degrees, got {max_angle!r}")
+        if not 0 <= max_shift <= side / 2:
+            raise ValueError(f"glyphs: max_shift must be in [0, side/2], got {max_shift!r}")
+        if not chars:
+            raise ValueError("glyphs: chars is empty")
+        if set(train_fonts) & set(test_fonts):
+            raise ValueError("glyphs: a font is in both the train and the test fonts")
+        cap_height = 0.6 * side if cap_height is None else float(cap_height)
+        max_extent = 0.75 * side if max_extent is None else float(max_extent)
+        classes, data = _render_all(str(chars), tuple(train_fonts), tuple(test_fonts), side,
+                                    cap_height, max_extent)
+        if len(classes) == 0:
+            raise ValueError("glyphs: no character is present in both a train and a test font")
+        self.name = "glyphs"
+        self.side = side
+        self.image_shape = (side, side)
+        self.n_features = side * side
+        self.class_names = classes
+        self.augmented = bool(augment)
+        self.n_reg = 4 if augment else 0
+        self.max_angle = float(max_angle)
+        self.max_shift = float(max_shift)
+        self.supersample = supersample
+        self.hires = {s: data[s][0] for s in SPLITS}
+        self.labels = {s: data[s][1] for s in SPLITS}
+        self.fonts = {s: data[s][2] for s in SPLITS}
+        self.base = {s: block_mean(self.hires[s], HIRES).reshape(-1, self.n_features)
+                     for s in SPLITS}
+        # Sub-pixel sample positions, relative to the image centre, in high-resolution pixels.
+        step = HIRES // supersample
+        sub = np.arange(side * supersample) * step + (step - 1) / 2.0 - (side * HIRES - 1) / 2.0
+        self._grid_r, self._grid_c = np.meshgrid(sub, sub, indexing="ij")
+
+    def clean(self, idx, split, dtype):
+        return self.base[split][idx].astype(dtype)
+
+    def sample_params(self, rng, n: int):
+        """Random ``(angle_degrees, dx, dy)``, each ``[n]``."""
+        angle = rng.uniform(-self.max_angle, self.max_angle, size=n)
+        shift = rng.uniform(-self.max_shift, self.max_shift, size=(2, n))
+        return angle, shift[0], shift[1]
+
+    def targets(self, angle, dx, dy) -> np.ndarray:
+        """Regression targets ``[n, 4]``: sin, cos of the angle, dx and dy over max_shift."""
+        a = np.deg2rad(angle)
+        scale = 1.0 / self.max_shift if self.max_shift > 0 else 0.0
+        return np.stack([np.sin(a), np.cos(a), np.asarray(dx) * scale, np.asarray(dy) * scale], axis=1)
+
+    def render(self, idx, split, angle, dx, dy, dtype=np.float32) -> np.ndarray:
+        """Examples ``idx`` rotated by ``angle`` degrees (CCW) and shifted by (dx, dy) output pixels."""
+        from scipy.ndimage import map_coordinates
+        idx = np.asarray(idx)
+        n = len(idx)
+        a = np.deg2rad(np.asarray(angle, np.float64)).reshape(n, 1, 1)
+        cos, sin = np.cos(a), np.sin(a)
+        centre = (self.side * HIRES - 1) / 2.0
+        # Output point p' = centre + R(angle) (p - centre) + shift; invert: p = centre + R^-1 (p' - shift).
+        r = self._grid_r[None] - HIRES * np.asarray(dy, np.float64).reshape(n, 1, 1)
+        c = self._grid_c[None] - HIRES * np.asarray(dx, np.float64).reshape(n, 1, 1)
+        src_c = c * cos - r * sin + centre
+        src_r = c * sin + r * cos + centre
+        sel = np.broadcast_to(idx.reshape(n, 1, 1).astype(np.float64), src_r.shape)
+        coords = np.stack([sel, src_r, src_c])
+        vals = map_coordinates(self.hires[split], coords, order=1, mode="constant", cval=0.0,
+                               prefilter=False)
+        s, side = self.supersample, self.side
+        out = vals.reshape(n, side, s, side, s).mean(axis=(2, 4))
+        return np.clip(out, 0.0, 1.0).reshape(n, self.n_features).astype(dtype)
+
+    def draw(self, rng, idx, split, dtype):
+        if not self.augmented:
+            return self.clean(idx, split, dtype), np.zeros((len(idx), 0))
+        angle, dx, dy = self.sample_params(rng, len(idx))
+        return self.render(idx, split, angle, dx, dy, dtype), self.targets(angle, dx, dy)
