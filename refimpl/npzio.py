@@ -22,7 +22,7 @@ def little_endian(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
-    return np.ascontiguousarray(a)
+    return np.asarray(a, order="C")   # not ascontiguousarray: it turns a 0-d array into shape (1,)
 
 
 def atomic_write_bytes(path, write) -> None:

@@ -105,3 +105,13 @@ def test_float32_gradient_stays_float32_with_float64_cotangent():
         x, cache = activation_forward(z, name=name)
         assert x.dtype == np.float32
         assert activation_backward(np.ones(7), cache).z.dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tanh_and_elu_derivatives_keep_relative_accuracy_in_the_tails(dtype):
+    """tanh' is not computed as 1 - t^2 (0 in float32 for |z| >~ 9), nor elu' as x + 1."""
+    z = np.array([-12.0, -6.0, 9.0], dtype=dtype)
+    _, dz = _value_and_slope(z, "tanh")
+    np.testing.assert_allclose(dz, 1.0 / np.cosh(z.astype(np.float64)) ** 2, rtol=1e-5)
+    _, dz = _value_and_slope(z, "elu")
+    np.testing.assert_allclose(dz, [np.exp(-12.0), np.exp(-6.0), 1.0], rtol=1e-5)

@@ -21,14 +21,15 @@ OP = "activation"
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "swish", "sigmoid", "softplus", "step")
 
 LEAKY_SLOPE = 0.2   # leaky_relu slope for z <= 0 (SPEC 2)
+# |z| beyond which cosh(z)^2 overflows (float32: cosh(44)^2 ~ 1.6e38; float64: cosh(350)^2 ~ 2.5e303)
+_COSH_LIMIT = {"f": 44.0, "d": 350.0}
 
 
 class ActivationCache(NamedTuple):
     name: str
     z: np.ndarray             # the input (a reference, not a copy)
     x: np.ndarray             # the output f(z)
-    aux: tuple                # sigmoid: (sigmoid(-z),); swish: (sigmoid(z), sigmoid(-z));
-                              # softplus: (exp(-|z|),); others: ()
+    aux: tuple                # sigmoid: (sigmoid(-z),); swish: (sigmoid(z), sigmoid(-z)); others: ()
 
 
 class ActivationGrads(NamedTuple):
@@ -72,25 +73,34 @@ def activation_forward(z, *, name):
         x = z * s                                                                   # eq. 6
         aux = (s, sm)
     elif name == "softplus":
-        e = np.exp(-np.abs(z))
-        x = np.maximum(z, 0.0) + np.log1p(e)                                        # eq. 7
-        aux = (e,)
+        x = np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))                       # eq. 7
     else:  # step
         x = (z > 0).astype(z.dtype)                                                 # eq. 8
     return x, ActivationCache(name, z, x, aux)
 
 
 def activation_backward(dx, cache: ActivationCache) -> ActivationGrads:
-    """VJP of activation_forward: dz = dx * f'(z), f' from the cached output."""
+    """VJP of activation_forward: dz = dx * f'(z).
+
+    f' reuses the forward's sigmoid(z) and sigmoid(-z) (sigmoid, swish) and
+    output (softplus); for tanh and elu it is recomputed from z in a form
+    that keeps its relative accuracy in the tails.
+    """
     name, z, x, aux = cache
     if name == "relu":
         dz = np.where(z > 0, dx, 0.0)                      # derivations/activations.md eq. 9
     elif name == "leaky_relu":
         dz = np.where(z > 0, dx, LEAKY_SLOPE * dx)         # eq. 10
     elif name == "elu":
-        dz = np.where(z > 0, dx, dx * (x + 1.0))           # eq. 11: exp(z) = x + 1 for z <= 0
+        # eq. 11: exp(z) for z <= 0, recomputed (x + 1 = expm1(z) + 1 cancels for z << 0)
+        dz = np.where(z > 0, dx, dx * np.exp(np.minimum(z, 0.0)))
     elif name == "tanh":
-        dz = dx * (1.0 - x * x)                            # eq. 12
+        # eq. 12: sech^2 z = 1 / cosh^2 z, not 1 - x^2, which cancels to 0 for
+        # |z| >~ 9 in float32. z is clipped where cosh^2 would overflow; beyond
+        # that sech^2 is below the smallest normal number anyway.
+        c = np.cosh(np.clip(z, -_COSH_LIMIT[z.dtype.char], _COSH_LIMIT[z.dtype.char]))
+        c *= c
+        dz = dx / c
     elif name == "sigmoid":
         (sm,) = aux
         dz = dx * (x * sm)                                 # eq. 13: s(z) s(-z) = s (1 - s)
@@ -98,9 +108,7 @@ def activation_backward(dx, cache: ActivationCache) -> ActivationGrads:
         s, sm = aux
         dz = dx * (s * (1.0 + z * sm))                     # eq. 14
     elif name == "softplus":
-        (e,) = aux
-        r = 1.0 / (1.0 + e)
-        dz = dx * np.where(z >= 0, r, e * r)               # eq. 15: sigmoid(z)
+        dz = dx * np.exp(z - x)                            # eq. 15: sigmoid(z) = exp(z - softplus(z))
     else:  # step
         dz = np.zeros_like(dx)                             # eq. 16
     return ActivationGrads(dz.astype(z.dtype, copy=False))
