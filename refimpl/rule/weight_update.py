@@ -1,0 +1,424 @@
+"""Weight-update planes, merge, orth, bias change and the EMA (SPEC 5, SPEC 4 steps 4-5).
+
+For one layer l (1..L) with Nin = N^{l-1}, Nout = N^l, the rule reads
+h_lo = h^{l-1} [B, Nin, Hd], h_up = h^l [B, Nout, Hd], x_lo = x^{l-1} [B, Nin],
+x_up = x^l [B, Nout], and for M in {W^l, V^l} ([Nin, Nout]) builds ten planes,
+merges them and keeps the change from shrinking M. The pieces:
+
+- :func:`shared_planes_forward`: what does not depend on M, shared by W and V
+  (the seven LowRR readouts, four of them passed through A, and P6).
+- :func:`matrix_update_forward`: Mh, Q, the planes P1..P10, merge, orth and
+  the final normalisation, for one M.
+- :func:`bias_update_forward`: the bias change from h_up.
+- :func:`ema_forward`: M <- (1 - lr) M + lr dM_final (also used for b).
+
+Each has a hand-composed backward built from the primitives' backwards.
+Derivation: derivations/weight_update.md.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from refimpl.config import Config
+from refimpl.ops._checks import check_array, check_same_dtype, check_shape, fail
+from refimpl.ops.elementwise import (gauss_backward, gauss_forward, mul_backward, mul_forward,
+                                     signed_square_backward, signed_square_forward,
+                                     soft_sqrt_backward, soft_sqrt_forward)
+from refimpl.ops.lowrr import lowrr_backward, lowrr_forward
+from refimpl.ops.normalize import (column_normalize_backward, column_normalize_forward,
+                                   frobenius_normalize_backward, frobenius_normalize_forward,
+                                   plane_normalize_backward, plane_normalize_forward)
+from refimpl.ops.planes import (bias_centre_backward, bias_centre_forward, cross_cov_backward,
+                                cross_cov_forward, matmul_backward, matmul_forward, orth_backward,
+                                orth_forward, sym_zero_diag_backward, sym_zero_diag_forward)
+
+#: LowRR readouts in SPEC 9 order; the first three read (h_lo, h_up), the
+#: "lower" ones (h_lo, h_lo) and the "upper" ones (h_up, h_up).
+READOUTS = ("zero", "rbf", "first", "lin_lower", "sqr_lower", "lin_upper", "sqr_upper")
+N_PLANES = 10
+_CROSS = ("zero", "rbf", "first")
+_SQUARE = {"lin_lower": "lo", "sqr_lower": "lo", "lin_upper": "up", "sqr_upper": "up"}
+
+
+def _check_config(op, config):
+    if not isinstance(config, Config):
+        fail(op, f"argument 'config' must be a Config, got {type(config).__name__}")
+
+
+def _theta_entry(op, theta, name, shape):
+    if name not in theta:
+        fail(op, f"theta has no '{name}'")
+    a = theta[name]
+    check_array(op, f"theta['{name}']", a)
+    check_shape(op, f"theta['{name}']", a, shape, "SPEC 9")
+    return a
+
+
+def _check_h(op, name, h, B, Hd):
+    check_array(op, name, h, 3)
+    if h.shape[0] != B or h.shape[2] != Hd or h.shape[1] < 1:
+        fail(op, f"argument '{name}' must have shape [B = {B}, N >= 1, Hd = {Hd}], got {h.shape}")
+
+
+# =========================================================================== shared planes
+
+class SharedPlanes(NamedTuple):
+    """The M-independent parts of SPEC 5, shared by W and V (all [Nin, Nout] unless noted).
+
+    zero:      LowRR(h_lo, h_up; zero)                 = P3
+    rbf:       LowRR(h_lo, h_up; rbf)                  (P4 = exp(-Mh^2) * rbf)
+    first:     LowRR(h_lo, h_up; first)                (P5 = Mh * first)
+    lin_lower: A(LowRR(h_lo, h_lo; lin_lower)/sqrt(Nin))   [Nin, Nin]   (P7 = lin_lower @ Mh)
+    sqr_lower: A(LowRR(h_lo, h_lo; sqr_lower)/sqrt(Nin))   [Nin, Nin]   (P8 = sqr_lower @ Q)
+    lin_upper: A(LowRR(h_up, h_up; lin_upper)/sqrt(Nout))  [Nout, Nout] (P9 = Mh @ lin_upper)
+    sqr_upper: A(LowRR(h_up, h_up; sqr_upper)/sqrt(Nout))  [Nout, Nout] (P10 = Q @ sqr_upper)
+    cross_cov: (1/B)(x_lo - mean_b x_lo)^T (x_up - mean_b x_up) = P6
+
+    As a cotangent (the backward's argument), any entry may be None (zero).
+    """
+    zero: np.ndarray | None
+    rbf: np.ndarray | None
+    first: np.ndarray | None
+    lin_lower: np.ndarray | None
+    sqr_lower: np.ndarray | None
+    lin_upper: np.ndarray | None
+    sqr_upper: np.ndarray | None
+    cross_cov: np.ndarray | None
+
+
+class SharedPlanesCache(NamedTuple):
+    lowrr: dict          # readout name -> LowRRCache
+    sym: dict            # square readout name -> (SymZeroDiagCache, scale 1/sqrt(n))
+    cov_cache: object    # CrossCovCache
+    shapes: dict         # input and output name -> shape; "readout" -> [Hd, R]
+    dtype: np.dtype
+
+
+def shared_planes_forward(theta, h_lo, h_up, x_lo, x_up, config: Config):
+    """The M-independent parts of the planes (SPEC 5), shared by W^l and V^l.
+
+    theta: mapping with 'readout/<p>/a', 'readout/<p>/b' [Hd, R] for the seven
+    readouts p (other names ignored); h_lo [B, Nin, Hd], h_up [B, Nout, Hd],
+    x_lo [B, Nin], x_up [B, Nout]; one dtype.
+
+        L_p  = LowRR(h_1, h_2; P^a = readout/p/a, P^b = readout/p/b)
+        S_p  = A(L_p / sqrt(n))      for the square readouts (n = Nin or Nout)
+        P6   = cross_cov(x_lo, x_up)
+
+    Returns (SharedPlanes (see its docstring for the shapes), SharedPlanesCache).
+    """
+    op = "shared_planes"
+    _check_config(op, config)
+    Hd, R = config.h_dims, config.readout_rank
+    check_array(op, "h_lo", h_lo, 3)
+    B = h_lo.shape[0]
+    _check_h(op, "h_lo", h_lo, B, Hd)
+    _check_h(op, "h_up", h_up, B, Hd)
+    Nin, Nout = h_lo.shape[1], h_up.shape[1]
+    check_array(op, "x_lo", x_lo, 2)
+    check_shape(op, "x_lo", x_lo, (B, Nin), f"[B, Nin] like h_lo {h_lo.shape}")
+    check_array(op, "x_up", x_up, 2)
+    check_shape(op, "x_up", x_up, (B, Nout), f"[B, Nout] like h_up {h_up.shape}")
+    P = {p: (_theta_entry(op, theta, f"readout/{p}/a", (Hd, R)),
+             _theta_entry(op, theta, f"readout/{p}/b", (Hd, R))) for p in READOUTS}
+    dtype = check_same_dtype(op, h_lo=h_lo, h_up=h_up, x_lo=x_lo, x_up=x_up,
+                             **{f"readout/{p}/{s}": P[p][i] for p in READOUTS
+                                for i, s in enumerate("ab")})
+
+    hs = {"lo": h_lo, "up": h_up}
+    out, lowrr_caches, sym_caches = {}, {}, {}
+    for p in _CROSS:                                       # derivations/weight_update.md eq. 1
+        out[p], lowrr_caches[p] = lowrr_forward(h_lo, h_up, *P[p])
+    for p, side in _SQUARE.items():                        # eq. 2
+        h = hs[side]
+        L, lowrr_caches[p] = lowrr_forward(h, h, *P[p])
+        scale = 1.0 / math.sqrt(h.shape[1])                # a Python float keeps the dtype
+        out[p], sc = sym_zero_diag_forward(L * scale)
+        sym_caches[p] = (sc, scale)
+    out["cross_cov"], cov_cache = cross_cov_forward(x_lo, x_up)   # eq. 3 (P6)
+    shapes = {"h_lo": h_lo.shape, "h_up": h_up.shape, "x_lo": x_lo.shape, "x_up": x_up.shape,
+              "readout": (Hd, R)}
+    shapes.update({k: v.shape for k, v in out.items()})
+    return SharedPlanes(**out), SharedPlanesCache(lowrr_caches, sym_caches, cov_cache, shapes, dtype)
+
+
+def shared_planes_backward(dshared: SharedPlanes, cache: SharedPlanesCache):
+    """VJP of shared_planes_forward (derivations/weight_update.md eq. 4-6).
+
+    dshared: SharedPlanes of cotangents (None entries are zero).
+    Returns (dtheta {'readout/<p>/a', 'readout/<p>/b' for all seven p}, dh_lo, dh_up,
+    dx_lo, dx_up), shaped like the forward's arguments. h_lo and h_up feed
+    several readouts (and twice each square one): their cotangents are summed.
+    """
+    op = "shared_planes_backward"
+    if not isinstance(dshared, SharedPlanes):
+        fail(op, f"argument 'dshared' must be a SharedPlanes, got {type(dshared).__name__}")
+    sh, dtype = cache.shapes, cache.dtype
+    dh = {"lo": None, "up": None}          # summed cotangents of h_lo, h_up (None = zero so far)
+
+    def acc(side, g):
+        # lowrr_backward returns fresh arrays that nothing else references, so the first
+        # one is taken over and the rest are added in place (no temporaries).
+        if dh[side] is None:
+            dh[side] = g
+        else:
+            np.add(dh[side], g, out=dh[side])
+
+    dtheta = {}
+    for p in READOUTS:
+        dy = getattr(dshared, p)
+        if dy is None:
+            dtheta[f"readout/{p}/a"] = np.zeros(sh["readout"], dtype)
+            dtheta[f"readout/{p}/b"] = np.zeros(sh["readout"], dtype)
+            continue
+        check_array(op, f"dshared.{p}", dy, 2)
+        check_shape(op, f"dshared.{p}", dy, sh[p], f"like shared.{p}")
+        if p in _SQUARE:
+            sc, scale = cache.sym[p]
+            dy = sym_zero_diag_backward(dy, sc).S * scale            # eq. 5
+        g = lowrr_backward(dy, cache.lowrr[p])                       # eq. 4
+        dtheta[f"readout/{p}/a"], dtheta[f"readout/{p}/b"] = g.pa, g.pb
+        if p in _SQUARE:                                             # LowRR(h, h): both args
+            acc(_SQUARE[p], g.ha)
+            acc(_SQUARE[p], g.hb)
+        else:
+            acc("lo", g.ha)
+            acc("up", g.hb)
+    if dshared.cross_cov is None:
+        dx_lo, dx_up = np.zeros(sh["x_lo"], dtype), np.zeros(sh["x_up"], dtype)
+    else:
+        check_array(op, "dshared.cross_cov", dshared.cross_cov, 2)
+        check_shape(op, "dshared.cross_cov", dshared.cross_cov, sh["cross_cov"], "like shared.cross_cov")
+        dx_lo, dx_up = cross_cov_backward(dshared.cross_cov, cache.cov_cache)   # eq. 6
+    dh_lo = np.zeros(sh["h_lo"], dtype) if dh["lo"] is None else dh["lo"]
+    dh_up = np.zeros(sh["h_up"], dtype) if dh["up"] is None else dh["up"]
+    return dtheta, dh_lo, dh_up, dx_lo, dx_up
+
+
+# =========================================================================== matrix update
+
+class MatrixUpdateCache(NamedTuple):
+    shape: tuple            # (Nin, Nout)
+    colnorm_cache: object   # ColumnNormalizeCache (Mh)
+    soft_cache: object      # soft_sqrt cache (Q)
+    sq_cache: object        # signed_square cache (P2)
+    gauss_cache: object     # gauss cache (exp(-Mh^2))
+    p4_cache: object        # mul cache (P4 = gauss * rbf)
+    p5_cache: object        # mul cache (P5 = Mh * first)
+    mm_caches: tuple        # matmul caches of P7, P8, P9, P10
+    pn_caches: tuple        # plane_normalize caches of P1..P10
+    merge_w: np.ndarray     # theta['merge/w'] [10]
+    frob_cache: object      # FrobeniusNormalizeCache (Mf)
+    orth_cache: object      # OrthCache
+    final_cache: object     # plane_normalize cache of dM_final
+    dM_merge: np.ndarray    # [Nin, Nout]
+    dM_orth: np.ndarray     # [Nin, Nout]
+    ip: float               # <dM_merge, Mf>_F
+
+
+def matrix_update_forward(theta, M, shared: SharedPlanes, config: Config):
+    """The change of one weight matrix M in {W^l, V^l} (SPEC 5).
+
+    theta: mapping with 'merge/w' [10] (other names ignored); M [Nin, Nout]
+    (not all zero); shared: the SharedPlanes of this layer; config: for eps_w.
+
+        Mh = column_normalize(M, eps_w);  Q = sqrt(1 + Mh^2) - 1
+        P1 = Mh                 P2 = Mh * |Mh|             P3 = shared.zero
+        P4 = exp(-Mh^2) * rbf   P5 = Mh * first            P6 = shared.cross_cov
+        P7 = lin_lower @ Mh     P8 = sqr_lower @ Q
+        P9 = Mh @ lin_upper     P10 = Q @ sqr_upper
+        Pt_i = P_i / sqrt(1 + mean P_i^2)
+        dM_merge = (1/10) sum_i merge_w[i] Pt_i
+        Mf = M / ||M||_F;  dM_orth = orth(dM_merge, Mf)
+        dM_final = dM_orth / sqrt(1 + mean dM_orth^2)
+
+    Returns (dM_final [Nin, Nout], MatrixUpdateCache). An all-zero M raises ValueError.
+    """
+    op = "matrix_update"
+    _check_config(op, config)
+    check_array(op, "M", M, 2)
+    Nin, Nout = M.shape
+    merge_w = _theta_entry(op, theta, "merge/w", (N_PLANES,))
+    if not isinstance(shared, SharedPlanes):
+        fail(op, f"argument 'shared' must be a SharedPlanes, got {type(shared).__name__}")
+    expected = {"zero": (Nin, Nout), "rbf": (Nin, Nout), "first": (Nin, Nout),
+                "lin_lower": (Nin, Nin), "sqr_lower": (Nin, Nin), "lin_upper": (Nout, Nout),
+                "sqr_upper": (Nout, Nout), "cross_cov": (Nin, Nout)}
+    for name, shape in expected.items():
+        a = getattr(shared, name)
+        check_array(op, f"shared.{name}", a, 2)
+        check_shape(op, f"shared.{name}", a, shape, f"M is {M.shape}")
+    check_same_dtype(op, M=M, merge_w=merge_w, **shared._asdict())
+
+    # Mf first: an all-zero M is outside the domain and raises before any work.
+    Mf, frob_cache = frobenius_normalize_forward(M)                      # eq. 13
+    Mh, colnorm_cache = column_normalize_forward(M, eps=config.eps_w)    # eq. 7
+    Q, soft_cache = soft_sqrt_forward(Mh)
+    P2, sq_cache = signed_square_forward(Mh)
+    G, gauss_cache = gauss_forward(Mh)
+    P4, p4_cache = mul_forward(G, shared.rbf)
+    P5, p5_cache = mul_forward(Mh, shared.first)
+    P7, c7 = matmul_forward(shared.lin_lower, Mh)
+    P8, c8 = matmul_forward(shared.sqr_lower, Q)
+    P9, c9 = matmul_forward(Mh, shared.lin_upper)
+    P10, c10 = matmul_forward(Q, shared.sqr_upper)
+    planes = (Mh, P2, shared.zero, P4, P5, shared.cross_cov, P7, P8, P9, P10)   # eq. 8
+
+    pn_caches = []
+    dM_merge = np.zeros_like(M)
+    for i, P in enumerate(planes):                                       # eq. 9-10
+        Pt, c = plane_normalize_forward(P)
+        pn_caches.append(c)
+        dM_merge += (merge_w[i] * 0.1) * Pt
+    dM_orth, orth_cache = orth_forward(dM_merge, Mf)                     # eq. 11
+    dM_final, final_cache = plane_normalize_forward(dM_orth)             # eq. 12
+    ip = float(np.vdot(dM_merge, Mf))
+    return dM_final, MatrixUpdateCache(
+        (Nin, Nout), colnorm_cache, soft_cache, sq_cache, gauss_cache, p4_cache, p5_cache,
+        (c7, c8, c9, c10), tuple(pn_caches), merge_w, frob_cache, orth_cache, final_cache,
+        dM_merge, dM_orth, ip)
+
+
+def matrix_update_backward(ddM_final, cache: MatrixUpdateCache):
+    """VJP of matrix_update_forward (derivations/weight_update.md eq. 14-20).
+
+    ddM_final: cotangent of dM_final [Nin, Nout].
+    Returns (dtheta {'merge/w': [10]}, dM [Nin, Nout], dshared: SharedPlanes of
+    cotangents, every entry an array). M reaches the output through Mh and
+    through Mf; both paths are summed into dM.
+    """
+    op = "matrix_update_backward"
+    check_array(op, "ddM_final", ddM_final, 2)
+    check_shape(op, "ddM_final", ddM_final, cache.shape, "like dM_final")
+    ddM_orth = plane_normalize_backward(ddM_final, cache.final_cache).P  # eq. 14
+    g_orth = orth_backward(ddM_orth, cache.orth_cache)                   # eq. 15
+    ddM_merge = g_orth.dM
+
+    # eq. 16: d merge_w[i] = 0.1 <ddM_merge, Pt_i>, dPt_i = 0.1 merge_w[i] ddM_merge
+    dmerge = np.empty_like(cache.merge_w)
+    dP = []
+    for i, c in enumerate(cache.pn_caches):
+        dmerge[i] = 0.1 * np.vdot(ddM_merge, c.y)
+        dP.append(plane_normalize_backward(ddM_merge * (cache.merge_w[i] * 0.1), c).P)
+
+    # eq. 17-18: back through the planes; Mh and Q accumulate from several planes.
+    c7, c8, c9, c10 = cache.mm_caches
+    g7 = matmul_backward(dP[6], c7)
+    g8 = matmul_backward(dP[7], c8)
+    g9 = matmul_backward(dP[8], c9)
+    g10 = matmul_backward(dP[9], c10)
+    g4 = mul_backward(dP[3], cache.p4_cache)
+    g5 = mul_backward(dP[4], cache.p5_cache)
+    dQ = g8.b + g10.a
+    dMh = (dP[0]                                                      # P1
+           + signed_square_backward(dP[1], cache.sq_cache).x          # P2
+           + gauss_backward(g4.a, cache.gauss_cache).x                # P4
+           + g5.a                                                     # P5
+           + g7.b + g9.a                                              # P7, P9
+           + soft_sqrt_backward(dQ, cache.soft_cache).x)              # P8, P10 via Q
+    # eq. 19: M -> Mh and M -> Mf
+    dM = (column_normalize_backward(dMh, cache.colnorm_cache).M
+          + frobenius_normalize_backward(g_orth.Mf, cache.frob_cache).M)
+    dshared = SharedPlanes(zero=dP[2], rbf=g4.b, first=g5.b, lin_lower=g7.a, sqr_lower=g8.a,
+                           lin_upper=g9.b, sqr_upper=g10.b, cross_cov=dP[5])   # eq. 20
+    return {"merge/w": dmerge}, dM, dshared
+
+
+# =========================================================================== bias update
+
+class BiasUpdateCache(NamedTuple):
+    shape: tuple            # (B, N, Hd)
+    hsum: np.ndarray        # sum_b h [N, Hd]
+    bias_w: np.ndarray      # [Hd]
+    centre_cache: object    # BiasCentreCache
+    final_cache: object     # plane_normalize cache
+    db_c: np.ndarray        # [N]
+
+
+def bias_update_forward(theta, h_up, config: Config):
+    """The bias change of layer l from h_up = h^l (SPEC 5).
+
+    theta: mapping with 'bias/w' [Hd] (other names ignored); h_up [B, N, Hd].
+
+        db_base[j] = (1/B) sum_b sum_k h_up[b, j, k] bias_w[k]      [N]
+        db_c       = db_base - relu(mean_j db_base)
+        db_final   = db_c / sqrt(1 + mean_j db_c^2)
+
+    Returns (db_final [N], BiasUpdateCache).
+    """
+    op = "bias_update"
+    _check_config(op, config)
+    Hd = config.h_dims
+    check_array(op, "h_up", h_up, 3)
+    _check_h(op, "h_up", h_up, h_up.shape[0], Hd)
+    w = _theta_entry(op, theta, "bias/w", (Hd,))
+    check_same_dtype(op, h_up=h_up, bias_w=w)
+    B, N, _ = h_up.shape
+    hsum = h_up.sum(axis=0)                                          # eq. 21
+    db_base = (hsum @ w) * (1.0 / B)
+    db_c, centre_cache = bias_centre_forward(db_base)                # eq. 22
+    db_final, final_cache = plane_normalize_forward(db_c)            # eq. 23
+    return db_final, BiasUpdateCache((B, N, Hd), hsum, w, centre_cache, final_cache, db_c)
+
+
+def bias_update_backward(ddb_final, cache: BiasUpdateCache):
+    """VJP of bias_update_forward (derivations/weight_update.md eq. 24-25).
+
+    ddb_final: cotangent of db_final [N]. Returns (dtheta {'bias/w': [Hd]}, dh_up [B, N, Hd]).
+    """
+    op = "bias_update_backward"
+    B, N, Hd = cache.shape
+    check_array(op, "ddb_final", ddb_final, 1)
+    check_shape(op, "ddb_final", ddb_final, (N,), "like db_final")
+    ddb_c = plane_normalize_backward(ddb_final, cache.final_cache).P
+    ddb_base = bias_centre_backward(ddb_c, cache.centre_cache).db
+    s = ddb_base * (1.0 / B)
+    dw = cache.hsum.T @ s                                            # eq. 24
+    dh = np.broadcast_to(np.multiply.outer(s, cache.bias_w), (B, N, Hd)).copy()   # eq. 25
+    return {"bias/w": dw}, dh
+
+
+# =========================================================================== EMA
+
+class EmaCache(NamedTuple):
+    lr: float
+
+
+class EmaGrads(NamedTuple):
+    M: np.ndarray
+    dM_final: np.ndarray
+
+
+def _check_lr(op, lr):
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) \
+            or not (0 < float(lr) <= 1):
+        fail(op, f"argument 'lr' must be a number in (0, 1], got {lr!r}")
+    return float(lr)
+
+
+def ema_forward(M, dM_final, lr):
+    """The EMA step of SPEC 4 step 5: M_next = (1 - lr) M + lr dM_final.
+
+    M, dM_final: the same shape (a weight [Nin, Nout] or a bias [N]), one dtype;
+    lr: config.lr_phi in (0, 1]. Returns (M_next shaped like M, EmaCache).
+    """
+    op = "ema"
+    lr = _check_lr(op, lr)
+    check_array(op, "M", M)
+    check_array(op, "dM_final", dM_final)
+    check_shape(op, "dM_final", dM_final, M.shape, "like M")
+    check_same_dtype(op, M=M, dM_final=dM_final)
+    return (1.0 - lr) * M + lr * dM_final, EmaCache(lr)               # eq. 26
+
+
+def ema_backward(dout, cache: EmaCache) -> EmaGrads:
+    """VJP of ema_forward: dM = (1 - lr) dout, ddM_final = lr dout (eq. 27)."""
+    return EmaGrads((1.0 - cache.lr) * dout, cache.lr * dout)
+
+
+def ema(M, dM_final, lr):
+    """(1 - lr) M + lr dM_final (ema_forward without the cache)."""
+    return ema_forward(M, dM_final, lr)[0]
