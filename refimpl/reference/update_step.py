@@ -1,0 +1,221 @@
+"""Independent transcription of SPEC 2, 4 and 5 in ``autograd.numpy``: the
+oracle for the base model, TopD, ComputeH and the whole update step.
+
+Written from the SPEC text alone, sharing no code with ``refimpl.ops`` or
+``refimpl.rule``. Vectorised (but plain) so that autograd applied to it is
+also the baseline of ``benchmarks/update_step.py`` at the paper's sizes.
+Loops run over layers and kernel taps only.
+
+Conventions: theta and phi are dicts with the SPEC 9 names; ``cfg`` is a
+``refimpl.config.Config`` (only its fields are read).
+"""
+import autograd.numpy as anp
+import numpy as np
+
+PLANE_READOUTS = ("zero", "rbf", "first", "lin_lower", "sqr_lower", "lin_upper", "sqr_upper")
+
+
+def relu(v):
+    return anp.where(v > 0, v, 0.0 * v)
+
+
+def act(name, z):
+    """SPEC 2 activations, each taking the z <= 0 branch at exactly 0."""
+    pos = z > 0
+    if name == "relu":
+        return anp.where(pos, z, 0.0 * z)
+    if name == "leaky_relu":
+        return anp.where(pos, z, 0.2 * z)
+    if name == "elu":
+        return anp.where(pos, z, anp.exp(anp.minimum(z, 0.0)) - 1.0)
+    if name == "tanh":
+        return anp.tanh(z)
+    if name == "sigmoid":
+        return 0.5 * (anp.tanh(0.5 * z) + 1.0)
+    if name == "swish":
+        return z * 0.5 * (anp.tanh(0.5 * z) + 1.0)
+    if name == "softplus":
+        return anp.logaddexp(0.0, z)
+    if name == "step":
+        return anp.where(pos, 1.0, 0.0) + 0.0 * z
+    raise ValueError(name)
+
+
+def bn(m, axes, eps, gamma=None, beta=None):
+    """Biased-variance batch norm over ``axes``; gamma/beta broadcast along the rest."""
+    mu = anp.mean(m, axis=axes, keepdims=True)
+    var = anp.mean((m - mu) ** 2, axis=axes, keepdims=True)
+    y = (m - mu) / anp.sqrt(var + eps)
+    if gamma is not None:
+        y = y * gamma
+    if beta is not None:
+        y = y + beta
+    return y
+
+
+def conv(m, w, axis, bias=None):
+    """SPEC 3 ConvBatch (axis 0) / ConvUnit (axis 1): zero 'same' padding, odd K.
+
+    out[b,n,o] = bias[o] + sum_k sum_c m[b + k - (K-1)/2, n, c] w[k,c,o] (index shifted along ``axis``)."""
+    K = w.shape[0]
+    half = (K - 1) // 2
+    length = m.shape[axis]
+    pad_shape = list(m.shape)
+    pad_shape[axis] = half
+    zeros = anp.zeros(pad_shape, dtype=m.dtype)
+    padded = anp.concatenate([zeros, m, zeros], axis=axis) if half else m
+    out = 0.0
+    for k in range(K):
+        shifted = padded[k:k + length] if axis == 0 else padded[:, k:k + length]
+        out = out + anp.einsum("bnc,co->bno", shifted, w[k])
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def bn_theta(theta, prefix, m, cfg):
+    return bn(m, (0, 1), cfg.eps_theta, theta[prefix + "/gamma"], theta[prefix + "/beta"])
+
+
+def base_forward(phi, x, cfg):
+    """SPEC 2: returns [x^0..x^L], [z^1..z^L]."""
+    L = len(cfg.layer_sizes) - 1
+    xs, zs = [x], []
+    for l in range(1, L + 1):
+        a = xs[-1] @ phi[f"layer{l}/W"]
+        z = bn(a, (0,), cfg.eps_phi) + phi[f"layer{l}/b"]
+        zs.append(z)
+        xs.append(act(cfg.activation, z))
+    return xs, zs
+
+
+def topd(theta, xL, cfg):
+    """SPEC 4 TopD: [B, N^L] -> [B, N^L, D]."""
+    m = xL[:, :, None]
+    layers = [(0, 0), (1, 1), (2, 1), (3, 0), (4, 0)]   # (index, axis): ConvBatch = 0, ConvUnit = 1
+    for i, axis in layers:
+        m = relu(bn_theta(theta, f"topd/bn{i}", conv(m, theta[f"topd/conv{i}/w"], axis), cfg))
+    return conv(m, theta["topd/conv5/w"], 0, theta["topd/conv5/b"])
+
+
+def weight_stats(M, axis, eps):
+    """[mean|m|, sqrt(mean m^2 + eps), mean m, sqrt(var m + eps)] reducing over ``axis``."""
+    mean = anp.mean(M, axis=axis)
+    centred = M - anp.expand_dims(mean, axis)
+    return anp.stack([anp.mean(anp.abs(M), axis=axis),
+                      anp.sqrt(anp.mean(M ** 2, axis=axis) + eps),
+                      mean,
+                      anp.sqrt(anp.mean(centred ** 2, axis=axis) + eps)], axis=1)
+
+
+def compute_h(theta, d, x, z, W_bot, W_top, b, cfg):
+    """SPEC 4 ComputeH for a layer with N units; absent inputs (None) are exact zeros."""
+    B, N = x.shape
+    dtype = x.dtype
+    j = np.arange(N, dtype=np.float64)
+    p0 = np.sin(2 * np.pi * j / N).astype(dtype)
+    p1 = np.cos(2 * np.pi * j / N).astype(dtype)
+    ones_b = np.ones((B, 1), dtype=dtype)
+    zz = z if z is not None else np.zeros((B, N), dtype=dtype)
+    m1 = anp.concatenate([x[:, :, None], zz[:, :, None], (ones_b * p0)[:, :, None],
+                          (ones_b * p1)[:, :, None], d], axis=2)
+    m2 = bn_theta(theta, "computeh/bn_in", m1, cfg)
+    zeros4 = np.zeros((N, 4), dtype=dtype)
+    s0 = weight_stats(W_bot, 0, cfg.eps_s) if W_bot is not None else zeros4
+    s1 = weight_stats(W_top, 1, cfg.eps_s) if W_top is not None else zeros4
+    bias = (ones_b * b) if b is not None else np.zeros((B, N), dtype=dtype)
+    m3 = anp.concatenate([ones_b[:, :, None] * s0[None], ones_b[:, :, None] * s1[None], m2,
+                          bias[:, :, None]], axis=2)
+    m = m3
+    for i, axis in [(0, 0), (1, 1), (2, 0), (3, 1)]:
+        m = relu(bn_theta(theta, f"computeh/bn{i}", conv(m, theta[f"computeh/conv{i}/w"], axis), cfg))
+    return m
+
+
+def lowrr(ha, hb, pa, pb):
+    B = ha.shape[0]
+    R = pa.shape[1]
+    ra = anp.einsum("bnh,hr->bnr", ha, pa)
+    rb = anp.einsum("bnh,hr->bnr", hb, pb)
+    return anp.einsum("bir,bjr->ij", ra, rb) / (B * R)
+
+
+def sym_zero_diag(S):
+    n = S.shape[0]
+    return (S + S.T) / np.sqrt(2.0) * (1.0 - np.eye(n, dtype=S.dtype))
+
+
+def plane_norm(P):
+    return P / anp.sqrt(1.0 + anp.mean(P ** 2))
+
+
+def readout(theta, name, ha, hb):
+    return lowrr(ha, hb, theta[f"readout/{name}/a"], theta[f"readout/{name}/b"])
+
+
+def matrix_change(theta, M, h_lo, h_up, x_lo, x_up, cfg):
+    """SPEC 5: dM_final for M = W^l or V^l."""
+    Nin, Nout = M.shape
+    B = x_lo.shape[0]
+    Mh = M / anp.sqrt(anp.mean(M ** 2, axis=0, keepdims=True) + cfg.eps_w)
+    Q = anp.sqrt(1.0 + Mh ** 2) - 1.0
+    xl = x_lo - anp.mean(x_lo, axis=0, keepdims=True)
+    xu = x_up - anp.mean(x_up, axis=0, keepdims=True)
+    planes = [
+        Mh,
+        Mh * anp.abs(Mh),
+        readout(theta, "zero", h_lo, h_up),
+        anp.exp(-Mh ** 2) * readout(theta, "rbf", h_lo, h_up),
+        Mh * readout(theta, "first", h_lo, h_up),
+        (xl.T @ xu) / B,
+        sym_zero_diag(readout(theta, "lin_lower", h_lo, h_lo) / np.sqrt(Nin)) @ Mh,
+        sym_zero_diag(readout(theta, "sqr_lower", h_lo, h_lo) / np.sqrt(Nin)) @ Q,
+        Mh @ sym_zero_diag(readout(theta, "lin_upper", h_up, h_up) / np.sqrt(Nout)),
+        Q @ sym_zero_diag(readout(theta, "sqr_upper", h_up, h_up) / np.sqrt(Nout)),
+    ]
+    merge = 0.0
+    for i, P in enumerate(planes):
+        merge = merge + theta["merge/w"][i] * plane_norm(P)
+    merge = merge / 10.0
+    Mf = M / anp.sqrt(anp.sum(M ** 2))
+    ip = anp.sum(merge * Mf)
+    orth = merge + Mf * relu(-ip)
+    return plane_norm(orth)
+
+
+def bias_change(theta, h_up):
+    B = h_up.shape[0]
+    base = anp.einsum("bjk,k->j", h_up, theta["bias/w"]) / B
+    centred = base - relu(anp.mean(base))
+    return plane_norm(centred)
+
+
+def update_step(theta, phi, x, cfg, return_internals=False):
+    """One step of SPEC 4: returns (phi_next, deltas) with deltas keyed like phi."""
+    L = len(cfg.layer_sizes) - 1
+    xs, zs = base_forward(phi, x, cfg)
+    zs = [None] + zs                                     # z^0 is absent
+    d = {L: topd(theta, xs[L], cfg)}
+    h = {}
+    for l in range(L, -1, -1):
+        W_bot = phi[f"layer{l}/W"] if l >= 1 else None
+        W_top = phi[f"layer{l + 1}/W"] if l < L else None
+        b = phi[f"layer{l}/b"] if l >= 1 else None
+        h[l] = compute_h(theta, d[l], xs[l], zs[l], W_bot, W_top, b, cfg)
+        if l >= 1:
+            gate = 0.5 * (anp.tanh(0.5 * zs[l]) + 1.0)
+            delta = d[l] * gate[:, :, None] + anp.einsum("bjh,hc->bjc", h[l], theta["errprop/w"]) + theta["errprop/b"]
+            dt = anp.einsum("mj,bjc->bmc", phi[f"layer{l}/V"], delta)
+            d[l - 1] = dt / anp.sqrt(anp.mean(dt ** 2, axis=2, keepdims=True) + cfg.eps_d)
+    phi_next, deltas = {}, {}
+    for l in range(1, L + 1):
+        for kind in ("W", "V"):
+            key = f"layer{l}/{kind}"
+            deltas[key] = matrix_change(theta, phi[key], h[l - 1], h[l], xs[l - 1], xs[l], cfg)
+        deltas[f"layer{l}/b"] = bias_change(theta, h[l])
+        for kind in ("W", "V", "b"):
+            key = f"layer{l}/{kind}"
+            phi_next[key] = (1.0 - cfg.lr_phi) * phi[key] + cfg.lr_phi * deltas[key]
+    if return_internals:
+        return phi_next, deltas, {"xs": xs, "zs": zs, "d": d, "h": h}
+    return phi_next, deltas

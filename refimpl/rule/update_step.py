@@ -1,0 +1,171 @@
+"""One application of the learned rule (SPEC 4 and 5) and its hand-composed VJP.
+
+    phi_next = UnsupervisedUpdate(phi, x; theta)
+
+Forward, in SPEC order: base model -> TopD -> for l = L..0 ComputeH and (l >= 1)
+error propagation -> per layer the shared planes, the W and V changes and the
+bias change -> EMA. The VJP walks the same graph backwards, composed from the
+stage backwards (derivations/update_step.md); autograd is only the checker.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from refimpl.base_model import base_backward, base_forward
+from refimpl.params import validate_phi, validate_theta
+from refimpl.rule.compute_h import compute_h_backward, compute_h_forward
+from refimpl.rule.error_prop import error_prop_backward, error_prop_forward
+from refimpl.rule.topd import topd_backward, topd_forward
+from refimpl.rule.weight_update import (
+    bias_update_backward, bias_update_forward, matrix_update_backward, matrix_update_forward,
+    shared_planes_backward, shared_planes_forward)
+
+
+class UpdateStepCache(NamedTuple):
+    config: object
+    phi: dict
+    base: object               # base-model cache
+    topd: object
+    compute_h: list            # per layer l = 0..L
+    error_prop: list           # per layer l = 1..L (index 0 unused)
+    shared: list               # per layer l = 1..L
+    matrix: dict               # "layer<l>/W" / "layer<l>/V" -> matrix-update cache
+    bias: list                 # per layer l = 1..L
+    xs: list
+    h: list
+
+
+def _add(acc: dict, grads: dict) -> None:
+    for name, g in grads.items():
+        if g is None:
+            continue
+        acc[name] = g if name not in acc else acc[name] + g
+
+
+def _sum_shared(a, b):
+    """Field-wise sum of two SharedPlanes cotangents (None is zero)."""
+    fields = {}
+    for name in a._fields:
+        u, v = getattr(a, name), getattr(b, name)
+        fields[name] = u if v is None else (v if u is None else u + v)
+    return type(a)(**fields)
+
+
+def update_step_forward(theta: dict, phi: dict, x: np.ndarray, config):
+    """SPEC 4: returns (phi_next, deltas, cache); deltas holds dW_final, dV_final, db_final keyed like phi."""
+    validate_theta(theta, config)
+    validate_phi(phi, config)
+    L = len(config.layer_sizes) - 1
+    xs, zs, base_cache = base_forward(phi, x, config)
+    z = [None] + list(zs)                                   # z^0 is absent (exact zeros in ComputeH)
+    d = [None] * (L + 1)
+    h = [None] * (L + 1)
+    ch_caches = [None] * (L + 1)
+    ep_caches = [None] * (L + 1)
+    d[L], topd_cache = topd_forward(theta, xs[L], config)
+    for l in range(L, -1, -1):
+        W_bot = phi[f"layer{l}/W"] if l >= 1 else None
+        W_top = phi[f"layer{l + 1}/W"] if l < L else None
+        b = phi[f"layer{l}/b"] if l >= 1 else None
+        h[l], ch_caches[l] = compute_h_forward(theta, d[l], xs[l], z[l], W_bot, W_top, b, config)
+        if l >= 1:
+            d[l - 1], ep_caches[l] = error_prop_forward(theta, d[l], h[l], z[l], phi[f"layer{l}/V"], config)
+
+    lr = config.lr_phi
+    deltas, phi_next = {}, {}
+    shared_caches = [None] * (L + 1)
+    bias_caches = [None] * (L + 1)
+    matrix_caches = {}
+    for l in range(1, L + 1):
+        shared, shared_caches[l] = shared_planes_forward(theta, h[l - 1], h[l], xs[l - 1], xs[l], config)
+        for kind in ("W", "V"):
+            key = f"layer{l}/{kind}"
+            deltas[key], matrix_caches[key] = matrix_update_forward(theta, phi[key], shared, config)
+        deltas[f"layer{l}/b"], bias_caches[l] = bias_update_forward(theta, h[l], config)
+    for key, value in phi.items():
+        phi_next[key] = (1 - lr) * value + lr * deltas[key]      # EMA, SPEC 4 step 5
+    cache = UpdateStepCache(config, phi, base_cache, topd_cache, ch_caches, ep_caches, shared_caches,
+                            matrix_caches, bias_caches, xs, h)
+    return phi_next, deltas, cache
+
+
+def update_step(theta: dict, phi: dict, x: np.ndarray, config) -> dict:
+    """phi_next = UnsupervisedUpdate(phi, x; theta)."""
+    return update_step_forward(theta, phi, x, config)[0]
+
+
+def update_step_vjp(dphi_next: dict, cache: UpdateStepCache):
+    """Cotangents for theta and phi, given cotangents for phi_next (missing names are zero).
+
+    derivations/update_step.md: EMA, then per layer the weight and bias changes
+    into h, x and phi, then the h/d recursion from l = 0 up to L (each d^l
+    complete before it is used), TopD, and the base model last.
+    """
+    config, phi = cache.config, cache.phi
+    L = len(config.layer_sizes) - 1
+    lr = config.lr_phi
+    dtheta: dict = {}
+    dphi = {key: np.zeros_like(value) for key, value in phi.items()}
+    ddelta = {}
+    for key in phi:                                           # eq. 1: the EMA
+        g = dphi_next.get(key)
+        if g is not None:
+            dphi[key] += (1 - lr) * g
+            ddelta[key] = lr * g
+    dh = [np.zeros_like(hl) for hl in cache.h]
+    dxs = [np.zeros_like(xl) for xl in cache.xs]
+    dzs = [None] + [np.zeros_like(xl) for xl in cache.xs[1:]]
+
+    for l in range(1, L + 1):                                 # eq. 2: planes and bias change
+        dshared = None
+        for kind in ("W", "V"):
+            key = f"layer{l}/{kind}"
+            if key not in ddelta:
+                continue
+            g_theta, g_M, g_shared = matrix_update_backward(ddelta[key], cache.matrix[key])
+            _add(dtheta, g_theta)
+            dphi[key] += g_M
+            dshared = g_shared if dshared is None else _sum_shared(dshared, g_shared)
+        if dshared is not None:
+            g_theta, g_hlo, g_hup, g_xlo, g_xup = shared_planes_backward(dshared, cache.shared[l])
+            _add(dtheta, g_theta)
+            dh[l - 1] += g_hlo
+            dh[l] += g_hup
+            dxs[l - 1] += g_xlo
+            dxs[l] += g_xup
+        if f"layer{l}/b" in ddelta:
+            g_theta, g_hup = bias_update_backward(ddelta[f"layer{l}/b"], cache.bias[l])
+            _add(dtheta, g_theta)
+            dh[l] += g_hup
+
+    dd_below = None                                           # eq. 3: cotangent of d^{l-1}
+    for l in range(0, L + 1):
+        dd = None
+        if l >= 1:
+            g = error_prop_backward(dd_below, cache.error_prop[l])
+            _add(dtheta, g.theta)
+            dd = g.d
+            dh[l] += g.h
+            dzs[l] += g.z
+            dphi[f"layer{l}/V"] += g.V
+        g = compute_h_backward(dh[l], cache.compute_h[l])
+        _add(dtheta, g.theta)
+        dd = g.d if dd is None else dd + g.d
+        dxs[l] += g.x
+        if l >= 1:
+            dzs[l] += g.z
+            dphi[f"layer{l}/W"] += g.W_bot
+            dphi[f"layer{l}/b"] += g.b
+        if l < L:
+            dphi[f"layer{l + 1}/W"] += g.W_top
+        dd_below = dd
+
+    g_theta, g_xL = topd_backward(dd_below, cache.topd)       # eq. 4
+    _add(dtheta, g_theta)
+    dxs[L] += g_xL
+    g_phi, _ = base_backward(dxs, dzs[1:], cache.base)         # eq. 5
+    for key, g in g_phi.items():
+        dphi[key] += g
+    return dtheta, dphi
