@@ -121,7 +121,7 @@ def _load_composed() -> None:
     """Import the modules that register composed kinds (later issues add to this list)."""
     import importlib
 
-    for module in ("refimpl.golden_composed",):
+    for module in ("refimpl.golden_composed", "refimpl.golden_composed_meta"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
