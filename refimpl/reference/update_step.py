@@ -67,7 +67,7 @@ def conv(m, w, axis, bias=None):
     out = 0.0
     for k in range(K):
         shifted = padded[k:k + length] if axis == 0 else padded[:, k:k + length]
-        out = out + anp.einsum("bnc,co->bno", shifted, w[k])
+        out = out + anp.dot(shifted, w[k])
     if bias is not None:
         out = out + bias
     return out
@@ -135,9 +135,9 @@ def compute_h(theta, d, x, z, W_bot, W_top, b, cfg):
 def lowrr(ha, hb, pa, pb):
     B = ha.shape[0]
     R = pa.shape[1]
-    ra = anp.einsum("bnh,hr->bnr", ha, pa)
-    rb = anp.einsum("bnh,hr->bnr", hb, pb)
-    return anp.einsum("bir,bjr->ij", ra, rb) / (B * R)
+    ra = anp.dot(ha, pa)                                   # [B, Na, R]
+    rb = anp.dot(hb, pb)                                   # [B, Nb, R]
+    return anp.tensordot(ra, rb, axes=([0, 2], [0, 2])) / (B * R)
 
 
 def sym_zero_diag(S):
@@ -185,7 +185,7 @@ def matrix_change(theta, M, h_lo, h_up, x_lo, x_up, cfg):
 
 def bias_change(theta, h_up):
     B = h_up.shape[0]
-    base = anp.einsum("bjk,k->j", h_up, theta["bias/w"]) / B
+    base = anp.sum(anp.dot(h_up, theta["bias/w"]), axis=0) / B
     centred = base - relu(anp.mean(base))
     return plane_norm(centred)
 
@@ -204,8 +204,8 @@ def update_step(theta, phi, x, cfg, return_internals=False):
         h[l] = compute_h(theta, d[l], xs[l], zs[l], W_bot, W_top, b, cfg)
         if l >= 1:
             gate = 0.5 * (anp.tanh(0.5 * zs[l]) + 1.0)
-            delta = d[l] * gate[:, :, None] + anp.einsum("bjh,hc->bjc", h[l], theta["errprop/w"]) + theta["errprop/b"]
-            dt = anp.einsum("mj,bjc->bmc", phi[f"layer{l}/V"], delta)
+            delta = d[l] * gate[:, :, None] + anp.dot(h[l], theta["errprop/w"]) + theta["errprop/b"]
+            dt = anp.transpose(anp.tensordot(phi[f"layer{l}/V"], delta, axes=([1], [1])), (1, 0, 2))
             d[l - 1] = dt / anp.sqrt(anp.mean(dt ** 2, axis=2, keepdims=True) + cfg.eps_d)
     phi_next, deltas = {}, {}
     for l in range(1, L + 1):
