@@ -21,13 +21,17 @@ OP = "activation"
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "swish", "sigmoid", "softplus", "step")
 
 LEAKY_SLOPE = 0.2   # leaky_relu slope for z <= 0 (SPEC 2)
+# The cache drops z for these: their derivative depends only on the sign of z,
+# which the output shows, so the rule's many relu blocks keep one array, not two.
+_DERIVATIVE_FROM_OUTPUT = frozenset({"relu", "leaky_relu", "step"})
 # |z| beyond which cosh(z)^2 overflows (float32: cosh(44)^2 ~ 1.6e38; float64: cosh(350)^2 ~ 2.5e303)
 _COSH_LIMIT = {"f": 44.0, "d": 350.0}
 
 
 class ActivationCache(NamedTuple):
     name: str
-    z: np.ndarray             # the input (a reference, not a copy)
+    z: np.ndarray | None      # the input (a reference), None for relu, leaky_relu and step, whose
+                              # derivative is read off the output (x > 0 exactly when z > 0)
     x: np.ndarray             # the output f(z)
     aux: tuple                # sigmoid: (sigmoid(-z),); swish: (sigmoid(z), sigmoid(-z)); others: ()
 
@@ -76,7 +80,8 @@ def activation_forward(z, *, name):
         x = np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))                       # eq. 7
     else:  # step
         x = (z > 0).astype(z.dtype)                                                 # eq. 8
-    return x, ActivationCache(name, z, x, aux)
+    kept_z = None if name in _DERIVATIVE_FROM_OUTPUT else z
+    return x, ActivationCache(name, kept_z, x, aux)
 
 
 def activation_backward(dx, cache: ActivationCache) -> ActivationGrads:
@@ -88,9 +93,9 @@ def activation_backward(dx, cache: ActivationCache) -> ActivationGrads:
     """
     name, z, x, aux = cache
     if name == "relu":
-        dz = dx * (z > 0)                                  # derivations/activations.md eq. 9
+        dz = dx * (x > 0)                                  # derivations/activations.md eq. 9 (x > 0 iff z > 0)
     elif name == "leaky_relu":
-        dz = np.where(z > 0, dx, LEAKY_SLOPE * dx)         # eq. 10
+        dz = np.where(x > 0, dx, LEAKY_SLOPE * dx)         # eq. 10 (x > 0 iff z > 0)
     elif name == "elu":
         # eq. 11: exp(z) for z <= 0, recomputed (x + 1 = expm1(z) + 1 cancels for z << 0)
         dz = np.where(z > 0, dx, dx * np.exp(np.minimum(z, 0.0)))
@@ -111,4 +116,4 @@ def activation_backward(dx, cache: ActivationCache) -> ActivationGrads:
         dz = dx * np.exp(z - x)                            # eq. 15: sigmoid(z) = exp(z - softplus(z))
     else:  # step
         dz = np.zeros_like(dx)                             # eq. 16
-    return ActivationGrads(dz.astype(z.dtype, copy=False))
+    return ActivationGrads(dz.astype(x.dtype, copy=False))
