@@ -129,8 +129,18 @@ def _load_composed() -> None:
                 raise
 
 
+_SET_UP = False
+
+
 def _setup() -> None:
-    if not _EVALUATORS:
+    """Register the primitive kinds and import the composed ones, once.
+
+    A flag rather than ``if not _EVALUATORS``: importing a composed module
+    first registers its kinds and must not make the primitives look done.
+    """
+    global _SET_UP
+    if not _SET_UP:
+        _SET_UP = True
         _primitive_evaluators()
         register_provider(_primitive_cases)
         _load_composed()
