@@ -21,7 +21,7 @@ import scipy
 
 import refimpl
 from refimpl.gradcheck import rel_error
-from refimpl.npzio import atomic_write_bytes, little_endian, read_npz, write_npz
+from refimpl.npzio import current_umask, atomic_write_bytes, little_endian, read_npz, write_npz
 
 SCHEMA_VERSION = 1
 DEFAULT_RTOL = 1e-6
@@ -196,6 +196,7 @@ def export(directory, kinds: list[str] | None = None) -> dict:
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging.chmod(0o777 & ~current_umask())        # mkdtemp makes 0700
     try:
         manifest_cases = [_export_case(case, staging) for case in cases]
         manifest = {

@@ -18,6 +18,12 @@ import numpy as np
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def little_endian(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype.byteorder == ">":
@@ -35,6 +41,7 @@ def atomic_write_bytes(path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())     # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
     except BaseException:
         try:
