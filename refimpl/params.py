@@ -16,12 +16,12 @@ intact; they are read with ``allow_pickle=False``.
 from __future__ import annotations
 
 import os
-import secrets
 import zipfile
 from typing import Mapping
 
 import numpy as np
 
+from refimpl.npzio import write_npz
 from refimpl.config import KERNEL, N_STATS, TOPD_KERNEL0, Config
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -255,23 +255,7 @@ def save_params(path, arrays, config: Config, kind: str) -> None:
     payload = {name: np.ascontiguousarray(arrays[name]) for name in param_shapes(kind, config)}
     payload[CONFIG_KEY] = np.array(config.to_json())
     payload[KIND_KEY] = np.array(kind)
-    directory = os.path.dirname(os.path.abspath(path))
-    # O_EXCL with a random name instead of mkstemp: mkstemp's mode 0600 would
-    # survive the rename; this way the file gets the usual umask-derived mode.
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_npz(path, payload)     # temporary file + rename: the old file survives any failure
 
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:

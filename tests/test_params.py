@@ -239,13 +239,16 @@ def test_failed_save_leaves_existing_file_intact(tmp_path, monkeypatch):
     old = _phi()
     save_params(path, old, TINY, "phi")
     before = path.read_bytes()
-    real_savez = np.savez
+    real_write_array = np.lib.format.write_array
+    written = []
 
-    def exploding_savez(file, **arrays):
-        real_savez(file, **{k: arrays[k] for k in list(arrays)[:2]})  # half an archive
-        raise OSError("disk full")
+    def exploding_write_array(fp, array, **kwargs):
+        if len(written) == 2:                       # half an archive is on disk, then the disk fills
+            raise OSError("disk full")
+        written.append(array)
+        real_write_array(fp, array, **kwargs)
 
-    monkeypatch.setattr(params_module.np, "savez", exploding_savez)
+    monkeypatch.setattr(np.lib.format, "write_array", exploding_write_array)
     new = init_phi(TINY, np.random.default_rng(99))
     with pytest.raises(OSError, match="disk full"):
         save_params(path, new, TINY, "phi")
