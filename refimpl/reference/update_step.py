@@ -12,6 +12,8 @@ Conventions: theta and phi are dicts with the SPEC 9 names; ``cfg`` is a
 import autograd.numpy as anp
 import numpy as np
 
+from refimpl.reference.activations import activation_vectorized
+
 PLANE_READOUTS = ("zero", "rbf", "first", "lin_lower", "sqr_lower", "lin_upper", "sqr_upper")
 
 
@@ -20,25 +22,8 @@ def relu(v):
 
 
 def act(name, z):
-    """SPEC 2 activations, each taking the z <= 0 branch at exactly 0."""
-    pos = z > 0
-    if name == "relu":
-        return anp.where(pos, z, 0.0 * z)
-    if name == "leaky_relu":
-        return anp.where(pos, z, 0.2 * z)
-    if name == "elu":
-        return anp.where(pos, z, anp.exp(anp.minimum(z, 0.0)) - 1.0)
-    if name == "tanh":
-        return anp.tanh(z)
-    if name == "sigmoid":
-        return 0.5 * (anp.tanh(0.5 * z) + 1.0)
-    if name == "swish":
-        return z * 0.5 * (anp.tanh(0.5 * z) + 1.0)
-    if name == "softplus":
-        return anp.logaddexp(0.0, z)
-    if name == "step":
-        return anp.where(pos, 1.0, 0.0) + 0.0 * z
-    raise ValueError(name)
+    """SPEC 2 activations (the vectorised oracle form shared with the activation registry entry)."""
+    return activation_vectorized(z, name=name)
 
 
 def bn(m, axes, eps, gamma=None, beta=None):
