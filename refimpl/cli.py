@@ -1,4 +1,5 @@
-"""Command line: ``refimpl golden export|check``, ``refimpl demo``."""
+"""Command line: ``refimpl train``, ``refimpl plot``, ``refimpl demo``,
+``refimpl ops-report`` and ``refimpl golden export|check``."""
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ def _golden_check(args) -> int:
     return 0 if report.ok else 1
 
 
-def _demo(args) -> int:
+def _ops_report(args) -> int:
     from refimpl.report import operator_report
 
     return operator_report(size_name=args.size)
@@ -42,9 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run refimpl in float32 and apply SPEC 10's float32 pass rule")
     chk.set_defaults(func=_golden_check)
 
-    demo = sub.add_parser("demo", help="the main job (for now: the operator report)")
-    demo.add_argument("--size", choices=["golden", "paper"], default="golden")
-    demo.set_defaults(func=_demo)
+    from refimpl.evaluate import add_demo_parser
+    from refimpl.train import add_plot_parser, add_train_parser
+
+    add_demo_parser(sub)
+
+    report = sub.add_parser("ops-report", help="every operator checked against autograd, and timed")
+    report.add_argument("--size", choices=["golden", "paper"], default="golden")
+    report.set_defaults(func=_ops_report)
+    add_train_parser(sub)
+    add_plot_parser(sub)
     return parser
 
 

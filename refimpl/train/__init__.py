@@ -1,0 +1,171 @@
+"""Single-process meta-training (SPEC 7): ``refimpl train`` and ``refimpl plot``.
+
+    from refimpl.train import train_preset, run
+    tc = train_preset("tiny")                      # TrainConfig (frozen, JSON round trip)
+    run("runs/x", tc, n_steps=10)                  # start; returns 0, or 130 after Ctrl-C
+    run("runs/x", resume=True, n_steps=20)         # continue bit for bit
+
+Run directory layout: refimpl/train/README.md. The command-line parsers are
+registered by :func:`add_train_parser` and :func:`add_plot_parser` (called
+from refimpl/cli.py; ``python -m refimpl.train`` offers both stand-alone).
+"""
+from __future__ import annotations
+
+from refimpl.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from refimpl.train.optim import (AdamState, adam_init, adam_step, budget_scale, clip_by_global_norm,
+                                 global_norm, learning_rate, sample_budget, unroll_range)
+from refimpl.train.presets import PRESET_NAMES, TrainConfig, train_preset
+from refimpl.train.trainer import (CHECKPOINT_FILE, CONFIG_FILE, EXIT_INTERRUPTED, LOG_FILE, PLOT_FILE,
+                                   THETA_FILE, RunDirError, init_state, meta_step, read_log, run)
+
+__all__ = [
+    "TrainState", "load_checkpoint", "save_checkpoint", "AdamState", "adam_init", "adam_step",
+    "budget_scale", "clip_by_global_norm", "global_norm", "learning_rate", "sample_budget",
+    "unroll_range", "PRESET_NAMES", "TrainConfig", "train_preset", "CHECKPOINT_FILE", "CONFIG_FILE",
+    "EXIT_INTERRUPTED", "LOG_FILE", "PLOT_FILE", "THETA_FILE", "RunDirError", "init_state",
+    "meta_step", "read_log", "run", "add_train_parser", "add_plot_parser",
+]
+
+
+def _train_command(args) -> int:
+    import sys
+
+    from refimpl.train.trainer import RunDirError, run
+
+    tc, expect = None, {}
+    if args.resume:
+        # The checkpoint's settings win; --preset and --seed, when given, must agree with them.
+        if args.preset is not None:
+            expect["name"] = args.preset
+        if args.seed is not None:
+            expect["seed"] = args.seed
+    else:
+        tc = train_preset(args.preset or "tiny")
+        if args.seed is not None:
+            tc = tc.replace(seed=args.seed)
+    received = []
+    previous = _install_signal_handlers(received)
+    try:
+        code = run(args.run_dir, tc, resume=args.resume, n_steps=args.steps,
+                   checkpoint_every=args.checkpoint_every, quiet=args.quiet, expect=expect,
+                   max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
+    except RunDirError as e:
+        print(f"refimpl train: {e}", file=sys.stderr)
+        return 2
+    finally:
+        _restore_signal_handlers(previous)
+    if code == EXIT_INTERRUPTED and received:
+        code = 128 + received[-1]
+    return code
+
+
+def _install_signal_handlers(received: list) -> dict:
+    """Ctrl-C (SIGINT) and SIGTERM both raise KeyboardInterrupt, so the trainer checkpoints and exits.
+
+    SIGINT is set explicitly because a process started in the background by a
+    non-interactive shell inherits SIGINT *ignored*, and Python then installs
+    no KeyboardInterrupt handler. The exit status is 128 + the signal number
+    (130 for SIGINT, 143 for SIGTERM). Only possible from the main thread.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict) -> None:
+    import signal
+
+    for sig, h in previous.items():
+        signal.signal(sig, h)
+
+
+def _plot_command(args) -> int:
+    import sys
+
+    from refimpl.train.plot import plot_run
+
+    try:
+        out = plot_run(args.run_dir, window=args.window)
+    except ValueError as e:
+        print(f"refimpl plot: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
+def _positive_int(text):
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text):
+    import argparse
+    import math
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _nonneg_int(text):
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def add_train_parser(subparsers):
+    """Register ``train`` on an argparse subparsers object (``set_defaults(func=...)``)."""
+    p = subparsers.add_parser(
+        "train", help="meta-train the update rule (SPEC 7)",
+        description="Meta-train theta on sampled tasks. A new run needs --preset (default tiny); "
+                    "--resume continues the run in --run-dir from its checkpoint, bit for bit. "
+                    "Ctrl-C writes a checkpoint and exits with status 130.")
+    p.add_argument("--preset", choices=PRESET_NAMES, default=None,
+                   help="training preset for a new run (default tiny); with --resume it must match")
+    p.add_argument("--run-dir", required=True, help="directory for the checkpoint, theta, log and plots")
+    p.add_argument("--steps", type=_positive_int, default=None,
+                   help="total number of meta-steps (default: the preset's n_steps)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument("--seed", type=_nonneg_int, default=None, help="seed of a new run (default 0)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None,
+                   help="meta-steps between checkpoints (default: the preset's)")
+    p.add_argument("--max-minutes", type=_positive_float, default=None,
+                   help="stop (with a checkpoint) after about this many minutes; --resume continues")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    p.set_defaults(func=_train_command)
+    return p
+
+
+def add_plot_parser(subparsers):
+    """Register ``plot`` on an argparse subparsers object (``set_defaults(func=...)``)."""
+    p = subparsers.add_parser("plot", help="draw a run's meta-training curves to RUN_DIR/curves.png")
+    p.add_argument("run_dir", help="a directory written by 'refimpl train'")
+    p.add_argument("--window", type=_positive_int, default=None,
+                   help="smoothing window in meta-steps (default: about 1/20 of the run)")
+    p.set_defaults(func=_plot_command)
+    return p

@@ -1,0 +1,261 @@
+"""Meta-training settings (SPEC 7): :class:`TrainConfig` and the presets ``tiny``, ``small``, ``paper``.
+
+A :class:`TrainConfig` is frozen and validated on construction; it holds the
+rule's sizes (a :class:`refimpl.config.Config`; its ``layer_sizes[-1]`` is
+the fixed top width N^L of every sampled base model, the other entries of
+``layer_sizes`` are not used for training), the task distribution, the
+schedules, the optimiser, and the run bookkeeping. It round-trips through
+JSON exactly (``to_json`` / ``from_json``).
+
+Everything that shapes the trajectory of a run (and therefore must not
+change when a run is resumed) is a field here, except ``n_steps``, the
+number of meta-steps to run: the schedules do not depend on it, so a run
+stopped after k steps and continued to n is the run of n steps.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from refimpl.config import Config, preset as model_preset
+
+DTYPES = ("float32", "float64")
+
+_PAIR_INT_FIELDS = ("n_way", "depth", "width", "unroll_start", "unroll_end")
+_POS_INT_FIELDS = ("k_shot", "tasks_per_step", "n_steps", "checkpoint_every")
+_NONNEG_INT_FIELDS = ("unroll_ramp_steps", "budget_ramp_steps", "seed")
+
+
+def _fail(message: str) -> None:
+    raise ValueError(f"train config: {message}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def _int_pair(name, value, minimum=1) -> tuple:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        _fail(f"field '{name}' must be a pair (lo, hi) of integers, got {value!r}")
+    value = tuple(value)
+    if len(value) != 2 or not all(_is_int(v) for v in value):
+        _fail(f"field '{name}' must be a pair (lo, hi) of integers, got {value!r}")
+    lo, hi = int(value[0]), int(value[1])
+    if lo < minimum or hi < lo:
+        _fail(f"field '{name}' must satisfy {minimum} <= lo <= hi, got {(lo, hi)}")
+    return (lo, hi)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Meta-training settings. Ranges are inclusive ``(lo, hi)`` pairs.
+
+    Task distribution (SPEC 7): ``datasets`` (names for
+    :func:`refimpl.data.get_dataset`, drawn uniformly), ``n_way`` (classes
+    per task, uniform integer), ``k_shot`` (examples per class in each
+    labeled batch, so n_label = n_way * k_shot), ``depth`` (number of hidden
+    layers between the input and the top layer, uniform integer; the base
+    model has L = depth + 1 layers), ``width`` (hidden widths, each
+    log-uniform then rounded), top width ``model.layer_sizes[-1]``.
+
+    Schedules (step k = number of meta-steps already taken):
+    unroll range (lo, hi) moves linearly from ``unroll_start`` to
+    ``unroll_end`` over ``unroll_ramp_steps``, each end rounded to the
+    nearest integer (halves up); U is uniform in [lo, hi]. Inner budget
+    ``max(1, round(s + s n))``, n ~ N(0, 1), s moving linearly from
+    ``budget_scale_start`` to ``budget_scale_end`` over ``budget_ramp_steps``.
+    Learning rate ``lr[0]`` for k < ``lr_boundaries[0]``, ``lr[1]`` for k <
+    ``lr_boundaries[1]``, else ``lr[2]``.
+    """
+
+    name: str = "custom"
+    model: Config = dataclasses.field(default_factory=Config)
+    datasets: tuple = ("glyphs",)
+    split: str = "train"
+    n_way: tuple = (10, 30)
+    k_shot: int = 5
+    depth: tuple = (1, 4)
+    width: tuple = (64, 512)
+    tasks_per_step: int = 256
+    unroll_start: tuple = (2, 4)
+    unroll_end: tuple = (8, 15)
+    unroll_ramp_steps: int = 50_000
+    budget_scale_start: float = 20.0
+    budget_scale_end: float = 20_000.0
+    budget_ramp_steps: int = 5_000
+    lr: tuple = (3e-4, 1e-4, 2e-5)
+    lr_boundaries: tuple = (100_000, 150_000)
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    clip_norm: float = 5.0
+    n_steps: int = 200_000
+    checkpoint_every: int = 100
+    dtype: str = "float32"
+    seed: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            _fail(f"field 'name' must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.model, Config):
+            _fail(f"field 'model' must be a refimpl.config.Config, got {type(self.model).__name__}")
+        ds = self.datasets
+        if isinstance(ds, str) or not hasattr(ds, "__iter__"):
+            _fail(f"field 'datasets' must be a sequence of dataset names, got {ds!r}")
+        ds = tuple(ds)
+        if not ds or not all(isinstance(d, str) and d for d in ds):
+            _fail(f"field 'datasets' must be a non-empty sequence of names, got {ds!r}")
+        from refimpl.data import DATASETS
+        unknown = [d for d in ds if d not in DATASETS]
+        if unknown:
+            _fail(f"unknown dataset(s) {unknown}; known: {', '.join(DATASETS)}")
+        object.__setattr__(self, "datasets", ds)
+        if self.split not in ("train", "test"):
+            _fail(f"field 'split' must be 'train' or 'test', got {self.split!r}")
+        for name in _PAIR_INT_FIELDS:
+            object.__setattr__(self, name, _int_pair(name, getattr(self, name),
+                                                     minimum=2 if name == "n_way" else 1))
+        for name in _POS_INT_FIELDS:
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                _fail(f"field '{name}' must be a positive integer, got {v!r}")
+            object.__setattr__(self, name, int(v))
+        for name in _NONNEG_INT_FIELDS:
+            v = getattr(self, name)
+            if not _is_int(v) or v < 0:
+                _fail(f"field '{name}' must be a non-negative integer, got {v!r}")
+            object.__setattr__(self, name, int(v))
+        for name in ("budget_scale_start", "budget_scale_end", "adam_eps", "clip_norm"):
+            v = getattr(self, name)
+            if not _is_num(v) or not math.isfinite(v) or v <= 0:
+                _fail(f"field '{name}' must be a positive finite number, got {v!r}")
+            object.__setattr__(self, name, float(v))
+        for name in ("adam_beta1", "adam_beta2"):
+            v = getattr(self, name)
+            if not _is_num(v) or not 0 <= v < 1:
+                _fail(f"field '{name}' must be in [0, 1), got {v!r}")
+            object.__setattr__(self, name, float(v))
+        lr = tuple(self.lr) if hasattr(self.lr, "__iter__") else self.lr
+        if (not isinstance(lr, tuple) or len(lr) != 3
+                or not all(_is_num(v) and math.isfinite(v) and v > 0 for v in lr)):
+            _fail(f"field 'lr' must be three positive learning rates, got {self.lr!r}")
+        object.__setattr__(self, "lr", tuple(float(v) for v in lr))
+        b = tuple(self.lr_boundaries) if hasattr(self.lr_boundaries, "__iter__") else self.lr_boundaries
+        if (not isinstance(b, tuple) or len(b) != 2 or not all(_is_int(v) and v >= 0 for v in b)
+                or b[0] > b[1]):
+            _fail(f"field 'lr_boundaries' must be two step counts a <= b, got {self.lr_boundaries!r}")
+        object.__setattr__(self, "lr_boundaries", tuple(int(v) for v in b))
+        if self.dtype not in DTYPES:
+            _fail(f"field 'dtype' must be one of {DTYPES}, got {self.dtype!r}")
+
+    # -- derived ----------------------------------------------------------------------
+    @property
+    def top_width(self) -> int:
+        """N^L of every sampled base model."""
+        return self.model.layer_sizes[-1]
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    # -- conversions --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, Config):
+                v = v.to_dict()
+            elif isinstance(v, tuple):
+                v = list(v)
+            d[f.name] = v
+        return d
+
+    @classmethod
+    def from_dict(cls, d) -> "TrainConfig":
+        if not isinstance(d, dict):
+            _fail(f"expected a mapping of fields, got {type(d).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        missing = [n for n in names if n not in d]
+        if unknown:
+            _fail(f"unknown field(s) {unknown}")
+        if missing:
+            _fail(f"missing field(s) {missing}")
+        d = dict(d)
+        d["model"] = Config.from_dict(d["model"])
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        try:
+            d = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as e:
+            _fail(f"not valid JSON: {e}")
+        return cls.from_dict(d)
+
+    def replace(self, **changes) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            _fail(f"unknown field(s) {unknown}")
+        return dataclasses.replace(self, **changes)
+
+    def diff(self, other: "TrainConfig") -> list[str]:
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+
+def _tiny() -> TrainConfig:
+    # Model preset tiny (B=7, D=6, Hd=11, Hs=12, T=13, R=2, n_eval=4, top 8);
+    # a handful of short unrolls on 2-4-way glyph tasks: seconds per run.
+    return TrainConfig(
+        name="tiny", model=model_preset("tiny"), datasets=("glyphs",),
+        n_way=(2, 4), k_shot=2, depth=(1, 2), width=(6, 12), tasks_per_step=2,
+        unroll_start=(1, 2), unroll_end=(2, 3), unroll_ramp_steps=20,
+        budget_scale_start=3.0, budget_scale_end=8.0, budget_ramp_steps=10,
+        lr=(3e-4, 1e-4, 2e-5), lr_boundaries=(20, 30),
+        n_steps=30, checkpoint_every=5)
+
+
+def _small() -> TrainConfig:
+    # A useful run in well under an hour on 2 cores: batch 32, small rule
+    # widths, narrow base models, schedules scaled down. The inner step
+    # lr_phi is 1e-2 (paper 3e-4) so that a task's phi moves within the few
+    # hundred inner steps a short run can afford (EMA time constant 100 steps).
+    model = Config(batch_size=32, layer_sizes=(196, 64, 64, 16), delta_dims=8, h_dims=16,
+                   computeh_size=16, topd_size=16, readout_rank=3, n_eval=2, lr_phi=1e-2)
+    return TrainConfig(
+        name="small", model=model, datasets=("glyphs",),
+        n_way=(5, 10), k_shot=4, depth=(1, 2), width=(32, 96), tasks_per_step=4,
+        unroll_start=(2, 3), unroll_end=(3, 6), unroll_ramp_steps=1000,
+        budget_scale_start=30.0, budget_scale_end=1000.0, budget_ramp_steps=300,
+        lr=(1e-3, 3e-4, 1e-4), lr_boundaries=(1000, 1500),
+        n_steps=2000, checkpoint_every=50)
+
+
+def _paper() -> TrainConfig:
+    # SPEC 1 paper sizes and the paper's schedules (appendix); 256 tasks per meta-step.
+    return TrainConfig(name="paper", model=model_preset("paper"))
+
+
+_PRESETS = {"tiny": _tiny, "small": _small, "paper": _paper}
+PRESET_NAMES = tuple(_PRESETS)
+
+
+def train_preset(name: str) -> TrainConfig:
+    """The meta-training preset ``name`` ("tiny", "small" or "paper")."""
+    try:
+        return _PRESETS[name]()
+    except (KeyError, TypeError):
+        raise ValueError(f"train config: unknown preset {name!r}; known: {', '.join(_PRESETS)}") from None

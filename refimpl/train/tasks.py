@@ -1,0 +1,136 @@
+"""Tasks of meta-training (SPEC 7): sampling, per-task state, and the batches of one unroll.
+
+A task is a dataset with an n-way class subset, a base architecture
+(``layer_sizes``: input width of the dataset, sampled hidden widths, the
+fixed top width), a random input permutation, a random phi_0 and a total
+inner-step budget. Its *state* adds the current phi, the number of inner
+steps done, and the state of the task slot's random generator, so a task is
+fully described by plain data (JSON + arrays) and can be checkpointed.
+
+Every random choice of a slot comes from that slot's generator, in a fixed
+order; see :func:`sample_task` and :func:`draw_unroll`.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from refimpl.params import init_phi
+from refimpl.train.optim import sample_budget
+
+_DATASETS: dict = {}
+
+
+def dataset(name: str):
+    """The full (all classes, unpermuted) dataset ``name``, built once per process."""
+    if name not in _DATASETS:
+        from refimpl.data import get_dataset
+        _DATASETS[name] = get_dataset(name)
+    return _DATASETS[name]
+
+
+class TaskDef(NamedTuple):
+    """What defines a task (fixed for its lifetime)."""
+    dataset: str            # name for refimpl.data.get_dataset
+    classes: tuple          # source class ids, in label order (n_way of them)
+    perm: np.ndarray        # input permutation, int64 [n_features]
+    layer_sizes: tuple      # [N^0, hidden..., N^L]
+    budget: int             # total inner steps
+
+    @property
+    def n_way(self) -> int:
+        return len(self.classes)
+
+    def view(self):
+        """The task's dataset view: its classes (labels 0..n_way-1) and permutation."""
+        return dataset(self.dataset).subset(list(self.classes)).permuted(self.perm)
+
+    def config(self, model):
+        """The rule config for this task's architecture."""
+        return model.replace(layer_sizes=tuple(self.layer_sizes))
+
+    def to_json_dict(self) -> dict:
+        """The JSON part (perm and classes are stored as arrays by the checkpoint too)."""
+        return {"dataset": self.dataset, "classes": [int(c) for c in self.classes],
+                "layer_sizes": [int(s) for s in self.layer_sizes], "budget": int(self.budget)}
+
+
+class TaskState(NamedTuple):
+    """A task slot's persistent truncated state."""
+    task: TaskDef
+    phi: dict               # current base-model parameters
+    steps_done: int         # inner steps applied so far
+    serial: int             # how many tasks this slot has drawn (1 for its first)
+    rng_state: dict         # the slot generator's bit_generator.state (plain JSON data)
+
+    @property
+    def remaining(self) -> int:
+        return self.task.budget - self.steps_done
+
+
+def rng_from_state(state: dict) -> np.random.Generator:
+    """A new Generator whose bit generator is set to ``state`` (a ``bit_generator.state`` dict)."""
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    bitgen_cls = getattr(np.random, str(name), None) if name else None
+    if bitgen_cls is None or not isinstance(bitgen_cls, type) or not issubclass(bitgen_cls, np.random.BitGenerator):
+        raise ValueError(f"rng state names an unknown bit generator {name!r}")
+    bg = bitgen_cls()
+    bg.state = state
+    return np.random.Generator(bg)
+
+
+def sample_architecture(tc, n_features: int, rng: np.random.Generator) -> tuple:
+    """``[n_features, w_1..w_depth, N^L]``: depth uniform in ``tc.depth``, widths log-uniform in
+    ``tc.width`` (rounded to the nearest integer, halves up, and kept inside the range)."""
+    depth = int(rng.integers(tc.depth[0], tc.depth[1] + 1))
+    lo, hi = tc.width
+    u = rng.uniform(math.log(lo), math.log(hi), size=depth)
+    widths = np.clip(np.floor(np.exp(u) + 0.5).astype(np.int64), lo, hi)
+    return (int(n_features), *(int(w) for w in widths), tc.top_width)
+
+
+def sample_task(tc, k: int, rng: np.random.Generator) -> tuple[TaskDef, dict]:
+    """A new task for first use at meta-step k, and its phi_0.
+
+    Draw order: dataset index, n_way, classes, permutation, architecture,
+    phi_0, budget.
+    """
+    name = tc.datasets[int(rng.integers(len(tc.datasets)))]
+    full = dataset(name)
+    hi = min(tc.n_way[1], full.n_classes)
+    if tc.n_way[0] > hi:
+        raise ValueError(f"n_way range {tc.n_way} does not fit {name}'s {full.n_classes} classes")
+    n_way = int(rng.integers(tc.n_way[0], hi + 1))
+    sub = full.sample_classes(rng, n_way)
+    perm = full.random_permutation(rng).astype(np.int64)
+    sizes = sample_architecture(tc, full.n_features, rng)
+    phi = init_phi(tc.model.replace(layer_sizes=sizes), rng, tc.np_dtype)
+    budget = sample_budget(tc, k, rng)
+    return TaskDef(name, tuple(int(c) for c in sub.classes), perm, sizes, budget), phi
+
+
+def new_task_state(tc, k: int, rng: np.random.Generator, serial: int) -> TaskState:
+    """Draw a task with ``rng`` (advancing it) and wrap it as a fresh state."""
+    task, phi = sample_task(tc, k, rng)
+    return TaskState(task, phi, 0, serial, rng.bit_generator.state)
+
+
+def draw_unroll(tc, task: TaskDef, U: int, rng: np.random.Generator):
+    """The batches of a U-step unroll: ``(x [U,B,N0], x_a, x_b [U,n_eval,n_label,N0], y_a, y_b)``.
+
+    Draw order: the U unlabeled batches, then for u = 0..U-1 and e = 0..n_eval-1
+    the pair (x_a, y_a), (x_b, y_b). n_label = n_way * k_shot.
+    """
+    view = task.view()
+    dtype, split, B, E, K = tc.np_dtype, tc.split, tc.model.batch_size, tc.model.n_eval, tc.k_shot
+    x = np.stack([view.unlabeled_batch(rng, B, split=split, dtype=dtype) for _ in range(U)])
+    pairs = [[(view.labeled_batch(rng, K, split=split, dtype=dtype),
+               view.labeled_batch(rng, K, split=split, dtype=dtype)) for _ in range(E)]
+             for _ in range(U)]
+    x_a = np.stack([np.stack([p[0][0] for p in row]) for row in pairs])
+    y_a = np.stack([np.stack([p[0][1] for p in row]) for row in pairs])
+    x_b = np.stack([np.stack([p[1][0] for p in row]) for row in pairs])
+    y_b = np.stack([np.stack([p[1][1] for p in row]) for row in pairs])
+    return x, x_a, x_b, y_a, y_b
