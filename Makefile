@@ -21,7 +21,9 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) benchmarks/ops.py
+	$(PY) benchmarks/ops.py --dtype float32
+	$(PY) benchmarks/update_step.py
+	$(PY) benchmarks/meta_gradient.py
 
 golden: $(STAMP)
 	$(PY) -m refimpl golden export tests/golden
