@@ -565,20 +565,15 @@ def write_comparison(rows, run_dir, meta=None) -> dict:
 # ---------------------------------------------------------------------------------
 # the main job
 # ---------------------------------------------------------------------------------
-def train_for(run_dir, minutes: float, preset: str = "small", *, quiet: bool = False,
-              probe_steps: int = 2, out=None) -> int:
+def train_for(run_dir, minutes: float, preset: str = "small", *, quiet: bool = False, out=None) -> int:
     """Meta-train in ``run_dir`` for about ``minutes`` minutes with the trainer's ``preset``.
 
-    The trainer runs a given number of meta-steps and continues a run bit for
-    bit (``refimpl.train.run(..., resume=True)``), so a time budget is met in
-    chunks: ``probe_steps`` meta-steps to measure the speed, then as many as
-    fit in the time left (repeated while at least one more fits), never past
-    the preset's ``n_steps``. A run already in ``run_dir`` is continued (its
-    own settings win, but ``preset``'s ``n_steps`` is the cap), so running
-    the demo again trains further. Every chunk
-    ends with the trainer's checkpoint and ``run_dir/theta.npz``. Returns the
-    number of meta-steps now in the run; raises KeyboardInterrupt after the
-    trainer has saved its checkpoint on Ctrl-C.
+    Uses the trainer's own time limit (``run(..., max_seconds=...)``: it stops
+    after the first meta-step that ends past the budget, with a checkpoint),
+    never past the preset's ``n_steps``. A run already in ``run_dir`` is
+    continued bit for bit (its own settings win), so running the demo again
+    trains further. Returns the number of meta-steps now in the run; raises
+    KeyboardInterrupt after the trainer has saved its checkpoint on Ctrl-C.
     """
     from refimpl.train import CHECKPOINT_FILE, EXIT_INTERRUPTED, load_checkpoint, run, train_preset
 
@@ -586,37 +581,21 @@ def train_for(run_dir, minutes: float, preset: str = "small", *, quiet: bool = F
     run_dir = Path(run_dir)
     ckpt = run_dir / CHECKPOINT_FILE
     tc = train_preset(preset)
-    n_steps = tc.n_steps        # a resumed run's stored n_steps is only where it last stopped
-    start = time.monotonic()
-    deadline = start + 60.0 * float(minutes)
     resume = ckpt.exists()
     if resume:
-        state, tc = load_checkpoint(ckpt)
-        step = state.step
-        print(f"demo: continuing the run in {run_dir} from meta-step {step}", file=out, flush=True)
-    else:
-        step = 0
-    seconds_per_step = None
-    while step < n_steps:
-        remaining = deadline - time.monotonic()
-        if seconds_per_step is None:
-            chunk = probe_steps
-        else:
-            chunk = int(remaining // (1.1 * seconds_per_step))   # step times vary with U
-        if remaining <= 0 or chunk < 1:
-            break
-        target = min(n_steps, step + chunk)
-        t = time.monotonic()
-        status = run(run_dir, None if resume else tc, resume=resume, n_steps=target, quiet=quiet)
+        print(f"demo: continuing the run in {run_dir} from meta-step {load_checkpoint(ckpt)[0].step}",
+              file=out, flush=True)
+    if minutes > 0:
+        start = time.monotonic()
+        status = run(run_dir, None if resume else tc, resume=resume, n_steps=tc.n_steps, quiet=quiet,
+                     max_seconds=60.0 * float(minutes))
         if status == EXIT_INTERRUPTED:
             raise KeyboardInterrupt(f"meta-training interrupted; checkpoint in {ckpt}")
         if status != 0:
             raise RuntimeError(f"train_for: the trainer returned status {status}")
-        seconds_per_step = (time.monotonic() - t) / (target - step)
-        step, resume = target, True
-        print(f"demo: meta-step {step} ({seconds_per_step:.2f} s per meta-step, "
-              f"{(time.monotonic() - start) / 60:.1f} min)", file=out, flush=True)
-    return step
+        step = load_checkpoint(ckpt)[0].step
+        print(f"demo: meta-step {step} after {(time.monotonic() - start) / 60:.1f} min", file=out, flush=True)
+    return load_checkpoint(ckpt)[0].step if ckpt.exists() else 0
 
 
 def _default_train(run_dir: Path, minutes: float) -> None:

@@ -383,10 +383,10 @@ def test_train_for_meets_a_time_budget_continues_the_run_and_feeds_the_demo(tmp_
     run_dir = tmp_path / "run"
     log = io.StringIO()
     assert ev.train_for(run_dir, 0, "tiny", quiet=True, out=log) == 0     # no time: no meta-step
-    first = ev.train_for(run_dir, 0.01, "tiny", quiet=True, out=log)      # the 2-step probe, at least
-    assert first >= 2 and (run_dir / "theta.npz").is_file()
+    first = ev.train_for(run_dir, 0.01, "tiny", quiet=True, out=log)      # at least one meta-step
+    assert first >= 1 and (run_dir / "theta.npz").is_file()
     second = ev.train_for(run_dir, 0.01, "tiny", quiet=True, out=log)
-    assert second >= first + 2
+    assert second >= first + 1
     assert "continuing the run" in log.getvalue()
     assert [r["step"] for r in read_log(run_dir)] == list(range(1, second + 1))
     # the demo on that run, with the trainer's own plot of the meta-training curves
