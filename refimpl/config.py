@@ -68,8 +68,66 @@ def _check_positive_float(name: str, value) -> float:
     return value
 
 
+class JsonFields:
+    """JSON round trip, ``replace`` and ``diff`` for a frozen dataclass of settings.
+
+    Subclasses set ``_ERROR_PREFIX`` and may override ``to_dict`` and
+    ``_from_fields`` (to rebuild nested values); ``from_dict`` insists on
+    exactly the dataclass's fields, so a stale or hand-edited file is named,
+    not silently completed.
+    """
+
+    _ERROR_PREFIX = "config"
+
+    @classmethod
+    def _fail(cls, message: str) -> None:
+        raise ValueError(f"{cls._ERROR_PREFIX}: {message}")
+
+    @classmethod
+    def _from_fields(cls, d: dict):
+        return cls(**d)
+
+    @classmethod
+    def from_dict(cls, d):
+        """Inverse of ``to_dict``. Every field must be present, no other key."""
+        if not isinstance(d, dict):
+            cls._fail(f"expected a mapping of fields, got {type(d).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        missing = [n for n in names if n not in d]
+        if unknown:
+            cls._fail(f"unknown field(s) {unknown}")
+        if missing:
+            cls._fail(f"missing field(s) {missing}")
+        return cls._from_fields(dict(d))
+
+    def to_json(self) -> str:
+        """Compact JSON text with every field (floats round-trip exactly)."""
+        return json.dumps(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str):
+        try:
+            d = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as e:
+            cls._fail(f"not valid JSON: {e}")
+        return cls.from_dict(d)
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated like a new instance)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            self._fail(f"unknown field(s) {unknown}")
+        return dataclasses.replace(self, **changes)
+
+    def diff(self, other) -> list[str]:
+        """Names of the fields where ``self`` and ``other`` differ."""
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+
 @dataclass(frozen=True)
-class Config:
+class Config(JsonFields):
     """SPEC 1 hyper-parameters; defaults are the ``paper`` preset.
 
     Shape letters: B = batch_size, [N^0..N^L] = layer_sizes (L = len - 1
@@ -128,43 +186,6 @@ class Config:
         d["layer_sizes"] = list(self.layer_sizes)
         return d
 
-    @classmethod
-    def from_dict(cls, d) -> "Config":
-        """Inverse of :meth:`to_dict`. Every field must be present, no other key."""
-        if not isinstance(d, dict):
-            _fail(f"expected a mapping of fields, got {type(d).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        missing = [n for n in names if n not in d]
-        if unknown:
-            _fail(f"unknown field(s) {unknown}")
-        if missing:
-            _fail(f"missing field(s) {missing}")
-        return cls(**d)
-
-    def to_json(self) -> str:
-        """Compact JSON text with every field (floats round-trip exactly)."""
-        return json.dumps(self.to_dict(), sort_keys=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Config":
-        try:
-            d = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as e:
-            _fail(f"not valid config JSON: {e}")
-        return cls.from_dict(d)
-
-    def replace(self, **changes) -> "Config":
-        """A copy with some fields changed (validated like a new Config)."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - names)
-        if unknown:
-            _fail(f"unknown field(s) {unknown}")
-        return dataclasses.replace(self, **changes)
-
-    def diff(self, other: "Config") -> list[str]:
-        """Names of the fields where ``self`` and ``other`` differ."""
-        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
 
 #: SPEC 1 presets. A preset differs from ``paper`` only in the fields it lists.

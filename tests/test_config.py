@@ -86,7 +86,7 @@ def test_from_json_rejects_bad_text():
     del good["ridge"]
     with pytest.raises(ValueError, match="missing field.*'ridge'"):
         Config.from_dict(good)
-    with pytest.raises(ValueError, match="not valid config JSON"):
+    with pytest.raises(ValueError, match="config: not valid JSON"):
         Config.from_json("{not json")
     with pytest.raises(ValueError, match="mapping"):
         Config.from_json("[1, 2]")

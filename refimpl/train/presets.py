@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from refimpl.config import Config, preset as model_preset
+from refimpl.config import Config, JsonFields, preset as model_preset
 
 DTYPES = ("float32", "float64")
 
@@ -56,7 +56,7 @@ def _int_pair(name, value, minimum=1) -> tuple:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonFields):
     """Meta-training settings. Ranges are inclusive ``(lo, hi)`` pairs.
 
     Task distribution (SPEC 7): ``datasets`` (names for
@@ -76,6 +76,8 @@ class TrainConfig:
     Learning rate ``lr[0]`` for k < ``lr_boundaries[0]``, ``lr[1]`` for k <
     ``lr_boundaries[1]``, else ``lr[2]``.
     """
+
+    _ERROR_PREFIX = "train config"   # not a field: no annotation
 
     name: str = "custom"
     model: Config = dataclasses.field(default_factory=Config)
@@ -180,40 +182,9 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d) -> "TrainConfig":
-        if not isinstance(d, dict):
-            _fail(f"expected a mapping of fields, got {type(d).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        missing = [n for n in names if n not in d]
-        if unknown:
-            _fail(f"unknown field(s) {unknown}")
-        if missing:
-            _fail(f"missing field(s) {missing}")
-        d = dict(d)
+    def _from_fields(cls, d: dict) -> "TrainConfig":
         d["model"] = Config.from_dict(d["model"])
         return cls(**d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
-        try:
-            d = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as e:
-            _fail(f"not valid JSON: {e}")
-        return cls.from_dict(d)
-
-    def replace(self, **changes) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - names)
-        if unknown:
-            _fail(f"unknown field(s) {unknown}")
-        return dataclasses.replace(self, **changes)
-
-    def diff(self, other: "TrainConfig") -> list[str]:
-        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
 
 def _tiny() -> TrainConfig:
