@@ -42,6 +42,17 @@ def test_float32_runs_within_float32_tolerance(op, size, seed):
         assert g.dtype == np.float32, f"grad '{name}' is {g.dtype}"
 
 
+@pytest.mark.parametrize("op", [o for o in OPS if o.vectorized], ids=[o.name for o in OPS if o.vectorized])
+@given(size=sizes(), seed=st.integers(0, 2**31 - 1))
+def test_vectorized_form_computes_the_same(op, size, seed):
+    """The benchmark times autograd on ``vectorized``: it must be the same computation."""
+    sample = op.sample(np.random.default_rng(seed), np.float64, size)
+    out, _ = op.run(sample)
+    vec = op.vectorized(**sample.inputs, **sample.attrs)
+    assert np.shape(vec) == np.shape(out)
+    np.testing.assert_allclose(vec, out, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("op", [o for o in OPS if o.diff_inputs], ids=[o.name for o in OPS if o.diff_inputs])
 def test_perturbed_backward_is_caught(op):
     """Testing the tester: a backward off by 1e-3 (relative) must fail the check."""

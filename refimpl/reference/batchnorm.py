@@ -10,6 +10,7 @@ import numpy as np
 
 from refimpl.ops.batchnorm import batchnorm_backward, batchnorm_forward
 from refimpl.ops.registry import OpInfo, Sample
+from refimpl.reference import update_step as vectorized_oracle
 
 
 def batchnorm_reference(m, gamma=None, beta=None, *, axes, eps):
@@ -34,6 +35,11 @@ def batchnorm_reference(m, gamma=None, beta=None, *, axes, eps):
     stacked = anp.reshape(anp.stack(rows), moved.shape)
     inverse = list(np.argsort(perm))
     return anp.transpose(stacked, inverse)
+
+
+def batchnorm_vectorized(m, gamma=None, beta=None, *, axes, eps):
+    """Vectorised form for the benchmark (the update-step oracle's batch norm)."""
+    return vectorized_oracle.bn(m, tuple(axes), eps, gamma, beta)
 
 
 def _sample_theta(rng, dtype, size):
@@ -63,10 +69,10 @@ def _bad_inputs(rng):
 
 OPINFOS = [
     OpInfo(name="batchnorm_theta", kind="batchnorm", forward=batchnorm_forward,
-           backward=batchnorm_backward, reference=batchnorm_reference, sample=_sample_theta,
+           backward=batchnorm_backward, reference=batchnorm_reference, vectorized=batchnorm_vectorized, sample=_sample_theta,
            diff_inputs=("m", "gamma", "beta"), derivation="derivations/batchnorm.md",
            bad_inputs=_bad_inputs, any_ndim=("m",)),
     OpInfo(name="batchnorm_phi", kind="batchnorm", forward=batchnorm_forward,
-           backward=batchnorm_backward, reference=batchnorm_reference, sample=_sample_phi,
+           backward=batchnorm_backward, reference=batchnorm_reference, vectorized=batchnorm_vectorized, sample=_sample_phi,
            diff_inputs=("m",), derivation="derivations/batchnorm.md", any_ndim=("m",)),
 ]

@@ -11,6 +11,7 @@ import numpy as np
 from refimpl.ops.conv import (conv_batch_backward, conv_batch_forward, conv_unit_backward,
                               conv_unit_forward)
 from refimpl.ops.registry import OpInfo, Sample
+from refimpl.reference import update_step as vectorized_oracle
 
 
 def _conv_reference(m, w, bias, along_batch):
@@ -41,6 +42,15 @@ def conv_unit_reference(m, w, bias=None):
     return _conv_reference(m, w, bias, along_batch=False)
 
 
+def conv_batch_vectorized(m, w, bias=None):
+    """Vectorised form for the benchmark (the update-step oracle's convolution)."""
+    return vectorized_oracle.conv(m, w, 0, bias)
+
+
+def conv_unit_vectorized(m, w, bias=None):
+    return vectorized_oracle.conv(m, w, 1, bias)
+
+
 def _sampler(with_bias):
     def sample(rng, dtype, size):
         inputs = {"m": rng.standard_normal((size.B, size.N, size.C)).astype(dtype),
@@ -66,17 +76,17 @@ def _bad_inputs(rng):
 
 OPINFOS = [
     OpInfo(name="conv_batch", kind="conv_batch", forward=conv_batch_forward,
-           backward=conv_batch_backward, reference=conv_batch_reference, sample=_sampler(True),
+           backward=conv_batch_backward, reference=conv_batch_reference, vectorized=conv_batch_vectorized, sample=_sampler(True),
            diff_inputs=("m", "w", "bias"), derivation="derivations/conv_batch.md",
            bad_inputs=_bad_inputs),
     OpInfo(name="conv_batch_nobias", kind="conv_batch", forward=conv_batch_forward,
-           backward=conv_batch_backward, reference=conv_batch_reference, sample=_sampler(False),
+           backward=conv_batch_backward, reference=conv_batch_reference, vectorized=conv_batch_vectorized, sample=_sampler(False),
            diff_inputs=("m", "w", "bias"), derivation="derivations/conv_batch.md"),
     OpInfo(name="conv_unit", kind="conv_unit", forward=conv_unit_forward,
-           backward=conv_unit_backward, reference=conv_unit_reference, sample=_sampler(True),
+           backward=conv_unit_backward, reference=conv_unit_reference, vectorized=conv_unit_vectorized, sample=_sampler(True),
            diff_inputs=("m", "w", "bias"), derivation="derivations/conv_unit.md",
            bad_inputs=_bad_inputs),
     OpInfo(name="conv_unit_nobias", kind="conv_unit", forward=conv_unit_forward,
-           backward=conv_unit_backward, reference=conv_unit_reference, sample=_sampler(False),
+           backward=conv_unit_backward, reference=conv_unit_reference, vectorized=conv_unit_vectorized, sample=_sampler(False),
            diff_inputs=("m", "w", "bias"), derivation="derivations/conv_unit.md"),
 ]

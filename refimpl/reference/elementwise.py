@@ -34,6 +34,11 @@ def gate_reference(d, g):
     return anp.stack([anp.stack([d[b, n] * g[b, n] for n in range(N)]) for b in range(B)])
 
 
+def gate_vectorized(d, g):
+    """Vectorised form for the benchmark."""
+    return d * g[:, :, None]
+
+
 def _sample_x(rng, dtype, size):
     # Shaped like a weight matrix (how the planes use them), |x| in [0.3, 2.5]:
     # away from x = 0, where |x| has its kink (x|x| itself is C^1 there) and
@@ -89,6 +94,6 @@ OPINFOS = [
            reference=mul_reference, sample=_sample_mul, diff_inputs=("a", "b"),
            derivation="derivations/mul.md", bad_inputs=_bad_mul, any_ndim=("a", "b")),
     OpInfo(name="gate", kind="gate", forward=gate_forward, backward=gate_backward,
-           reference=gate_reference, sample=_sample_gate, diff_inputs=("d", "g"),
+           reference=gate_reference, vectorized=gate_vectorized, sample=_sample_gate, diff_inputs=("d", "g"),
            derivation="derivations/gate.md", bad_inputs=_bad_gate),
 ]

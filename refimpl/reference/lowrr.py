@@ -8,6 +8,7 @@ import numpy as np
 
 from refimpl.ops.lowrr import lowrr_backward, lowrr_forward
 from refimpl.ops.registry import OpInfo, Sample
+from refimpl.reference import update_step as vectorized_oracle
 
 
 def lowrr_reference(ha, hb, pa, pb):
@@ -58,10 +59,10 @@ def _bad_inputs(rng):
 
 
 OPINFOS = [
-    OpInfo(name="lowrr", kind="lowrr", forward=lowrr_forward, backward=lowrr_backward,
+    OpInfo(name="lowrr", kind="lowrr", forward=lowrr_forward, backward=lowrr_backward, vectorized=vectorized_oracle.lowrr,
            reference=lowrr_reference, sample=_sample, diff_inputs=("ha", "hb", "pa", "pb"),
            derivation="derivations/lowrr.md", bad_inputs=_bad_inputs),
-    OpInfo(name="lowrr_same_h", kind="lowrr", forward=lowrr_forward, backward=lowrr_backward,
+    OpInfo(name="lowrr_same_h", kind="lowrr", forward=lowrr_forward, backward=lowrr_backward, vectorized=vectorized_oracle.lowrr,
            reference=lowrr_reference, sample=_sample_same, diff_inputs=("ha", "hb", "pa", "pb"),
            derivation="derivations/lowrr.md"),
 ]

@@ -7,6 +7,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from refimpl.ops.registry import OpInfo, Sample
+from refimpl.reference import update_step as vectorized_oracle
 from refimpl.ops.weight_stats import weight_stats_backward, weight_stats_forward
 
 
@@ -23,6 +24,11 @@ def weight_stats_reference(M, *, axis, eps=1e-8):
             anp.sqrt(anp.sum((v - mean) ** 2) / n + eps),
         ]))
     return anp.stack(rows)
+
+
+def weight_stats_vectorized(M, *, axis, eps=1e-8):
+    """Vectorised form for the benchmark (the update-step oracle's WeightStats)."""
+    return vectorized_oracle.weight_stats(M, axis, eps)
 
 
 def _sampler(axis):
@@ -46,7 +52,7 @@ def _bad_inputs(rng):
 
 
 OPINFOS = [
-    OpInfo(name=f"weight_stats_axis{axis}", kind="weight_stats", forward=weight_stats_forward,
+    OpInfo(name=f"weight_stats_axis{axis}", kind="weight_stats", forward=weight_stats_forward, vectorized=weight_stats_vectorized,
            backward=weight_stats_backward, reference=weight_stats_reference, sample=_sampler(axis),
            diff_inputs=("M",), derivation="derivations/weight_stats.md", bad_inputs=_bad_inputs)
     for axis in (0, 1)
