@@ -50,3 +50,12 @@ def check_positive(op: str, name: str, value: float) -> float:
     if not np.isfinite(value) or value <= 0:
         fail(op, f"argument '{name}' must be a positive finite number, got {value!r}")
     return float(value)
+
+
+def check_cotangent(op: str, name: str, g, shape: tuple, dtype) -> None:
+    """A backward's cotangent must match its forward output's shape and dtype exactly."""
+    check_array(op, name, g, len(shape))
+    if g.shape != tuple(shape):
+        fail(op, f"argument '{name}' must have shape {tuple(shape)} like the forward's output, got {g.shape}")
+    if g.dtype != dtype:
+        fail(op, f"argument '{name}' must be {dtype} like the forward, got {g.dtype}")

@@ -28,6 +28,21 @@ def _check_nonempty(op: str, name: str, x: np.ndarray) -> None:
         fail(op, f"argument '{name}' must not be empty, got shape {x.shape}")
 
 
+def _rms_scale(x, axis: int, eps: float):
+    """y = x r with r = 1 / sqrt(mean(x^2 over ``axis``) + eps); returns (y, r).
+
+    Column normalisation (axis 0 of M) and the channel normalisation of d
+    (axis 2) are this one map on different axes.
+    """
+    r = 1.0 / np.sqrt(np.mean(x * x, axis=axis, keepdims=True) + eps)
+    return x * r, r
+
+
+def _rms_scale_vjp(dy, y, r, axis: int):
+    """VJP of :func:`_rms_scale`: r (dy - y mean(dy y over ``axis``))."""
+    return r * (dy - y * np.mean(dy * y, axis=axis, keepdims=True))
+
+
 # --------------------------------------------------------------------------- column_normalize
 
 class ColumnNormalizeCache(NamedTuple):
@@ -50,16 +65,14 @@ def column_normalize_forward(M, *, eps=1e-8):
     check_array(op, "M", M, 2)
     _check_nonempty(op, "M", M)
     eps = check_positive(op, "eps", eps)
-    r = 1.0 / np.sqrt(np.mean(M * M, axis=0, keepdims=True) + eps)
-    y = M * r
+    y, r = _rms_scale(M, 0, eps)
     return y, ColumnNormalizeCache(y, r)
 
 
 def column_normalize_backward(dy, cache: ColumnNormalizeCache) -> ColumnNormalizeGrads:
     """VJP of column_normalize_forward."""
     y, r = cache
-    # derivations/column_normalize.md eq. 3
-    return ColumnNormalizeGrads(r * (dy - y * np.mean(dy * y, axis=0, keepdims=True)))
+    return ColumnNormalizeGrads(_rms_scale_vjp(dy, y, r, 0))     # derivations/column_normalize.md eq. 3
 
 
 # --------------------------------------------------------------------------- frobenius_normalize
@@ -160,16 +173,14 @@ def channel_rms_normalize_forward(x, *, eps=1e-6):
     check_array(op, "x", x, 3)
     _check_nonempty(op, "x", x)
     eps = check_positive(op, "eps", eps)
-    r = 1.0 / np.sqrt(np.mean(x * x, axis=2, keepdims=True) + eps)
-    y = x * r
+    y, r = _rms_scale(x, 2, eps)
     return y, ChannelRmsNormalizeCache(y, r)
 
 
 def channel_rms_normalize_backward(dy, cache: ChannelRmsNormalizeCache) -> ChannelRmsNormalizeGrads:
     """VJP of channel_rms_normalize_forward."""
     y, r = cache
-    # derivations/channel_rms_normalize.md eq. 3
-    return ChannelRmsNormalizeGrads(r * (dy - y * np.mean(dy * y, axis=2, keepdims=True)))
+    return ChannelRmsNormalizeGrads(_rms_scale_vjp(dy, y, r, 2))  # derivations/channel_rms_normalize.md eq. 3
 
 
 # --------------------------------------------------------------------------- row_normalize

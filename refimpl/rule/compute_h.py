@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import N_STATS, Config
-from refimpl.ops._checks import check_array, fail
+from refimpl.ops._checks import check_array, check_cotangent, fail
 from refimpl.ops.batchnorm import BatchNormCache, batchnorm_backward, batchnorm_forward
 from refimpl.ops.weight_stats import weight_stats_backward, weight_stats_forward
 from refimpl.rule.topd import (BN_AXES, check_stage_theta, conv_bn_relu_backward,
@@ -190,11 +190,7 @@ def compute_h_backward(dh, cache: ComputeHCache) -> ComputeHGrads:
     """
     B, N, D = cache.shape
     Hd = cache.blocks[-1].conv.w.shape[2]
-    check_array(OP_BACKWARD, "dh", dh, 3)
-    if dh.shape != (B, N, Hd):
-        fail(OP_BACKWARD, f"argument 'dh' must have shape {(B, N, Hd)} like h, got {dh.shape}")
-    if dh.dtype != cache.dtype:
-        fail(OP_BACKWARD, f"argument 'dh' must be {cache.dtype} like the forward, got {dh.dtype}")
+    check_cotangent(OP_BACKWARD, "dh", dh, (B, N, Hd), cache.dtype)
 
     dtheta = {}
     dm = dh

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import Config
-from refimpl.ops._checks import check_array, fail
+from refimpl.ops._checks import check_array, check_cotangent, fail
 from refimpl.ops.activations import ActivationCache, activation_backward, activation_forward
 from refimpl.ops.batchnorm import BatchNormCache, batchnorm_backward, batchnorm_forward
 from refimpl.ops.conv import (ConvCache, conv_batch_backward, conv_batch_forward,
@@ -173,11 +173,7 @@ def topd_backward(dd, cache: TopDCache):
     """
     B, N = cache.shape
     D = cache.last.w.shape[2]
-    check_array(OP_BACKWARD, "dd", dd, 3)
-    if dd.shape != (B, N, D):
-        fail(OP_BACKWARD, f"argument 'dd' must have shape {(B, N, D)} like d, got {dd.shape}")
-    if dd.dtype != cache.dtype:
-        fail(OP_BACKWARD, f"argument 'dd' must be {cache.dtype} like the forward, got {dd.dtype}")
+    check_cotangent(OP_BACKWARD, "dd", dd, (B, N, D), cache.dtype)
 
     dtheta = {}
     g = conv_batch_backward(dd, cache.last)                                # eq. 5
