@@ -610,9 +610,16 @@ def _default_plot(run_dir: Path) -> list:
     return [plot_run(run_dir)]
 
 
+#: The demo's control comparison: the meta-training distribution (glyphs),
+#: in the fonts of the test split, which meta-training never sees.
+CONTROL = {"name": "glyphs_heldout_fonts", "dataset": "glyphs", "split_note": "(fonts held out of meta-training)",
+           "n_way": 10, "k_shot": 4}
+
+
 def run_demo(run_dir="runs/demo", minutes: float = 5.0, *, train_fn=None, plot_fn=None,
              dataset_name: str = "digits", k_shot: int = 10, inner_steps: int = 200,
-             seeds=(0, 1, 2, 3, 4), n_trials: int = 10, curve_every=25, out=None) -> dict:
+             seeds=(0, 1, 2, 3, 4), n_trials: int = 10, curve_every=25, out=None,
+             control: dict | None = CONTROL) -> dict:
     """The main job: meta-train briefly, then compare the rules on held-out digits at 10-shot.
 
     1. ``train_fn(run_dir, minutes)`` (default: :func:`train_for` with the
@@ -624,9 +631,13 @@ def run_demo(run_dir="runs/demo", minutes: float = 5.0, *, train_fn=None, plot_f
        ``comparison.json`` and ``comparison.md`` in ``run_dir``;
     4. writes ``comparison.png``, ``comparison_curve.png`` (with
        ``curve_every``) and the meta-training curves (``plot_fn(run_dir)``,
-       default the trainer's ``plot_run``: ``curves.png``).
+       default the trainer's ``plot_run``: ``curves.png``);
+    5. with ``control`` (default :data:`CONTROL`: glyphs in fonts held out of
+       meta-training, 10-way 4-shot), the same comparison on the training
+       distribution, written under ``run_dir/<control name>/``: it separates
+       "the rule learned nothing" from "what it learned does not transfer".
 
-    Returns ``{"rows", "paths", "theta_path"}``.
+    Returns ``{"rows", "paths", "theta_path", "control_rows"}``.
     """
     out = sys.stdout if out is None else out
     run_dir = Path(run_dir)
@@ -655,11 +666,24 @@ def run_demo(run_dir="runs/demo", minutes: float = 5.0, *, train_fn=None, plot_f
             "n_trials": n_trials, "curve_every": curve_every, "train_seconds": round(train_seconds, 1),
             "compare_seconds": round(compare_seconds, 1)}
     paths = write_comparison(rows, run_dir, meta)
+    control_rows = None
+    if control is not None:
+        name = control["name"]
+        print(f"demo: control on the training distribution: {control['dataset']} {control['split_note']}, "
+              f"{control['n_way']}-way {control['k_shot']}-shot, {inner_steps} inner steps", file=out, flush=True)
+        control_rows = compare(theta, config, control["dataset"], k_shot=control["k_shot"],
+                               n_way=control["n_way"], inner_steps=inner_steps, seeds=seeds,
+                               n_trials=n_trials, curve_every=curve_every)
+        print(format_table(control_rows), file=out, flush=True)
+        control_paths = write_comparison(control_rows, run_dir / name, {**meta, "dataset": control["dataset"],
+                                                                           "k_shot": control["k_shot"],
+                                                                           "n_way": control["n_way"]})
+        paths.update({f"{name}_{key}": p for key, p in control_paths.items()})
     for i, p in enumerate(plot_fn(run_dir) or []):
         paths[f"training_plot{i}"] = Path(p)
     for p in paths.values():
         print(f"demo: wrote {p}", file=out)
-    return {"rows": rows, "paths": paths, "theta_path": theta_path}
+    return {"rows": rows, "paths": paths, "theta_path": theta_path, "control_rows": control_rows}
 
 
 def add_demo_parser(subparsers):

@@ -369,6 +369,11 @@ def test_run_demo_plumbing_writes_its_files(tmp_path):
     assert table in Out.text
     theta, cfg = load_params(result["theta_path"], kind="theta")
     assert cfg == TINY
+    # the control comparison on the meta-training distribution, in its own folder
+    control = json.loads((run_dir / ev.CONTROL["name"] / "comparison.json").read_text())
+    assert control["meta"]["dataset"] == "glyphs" and control["meta"]["n_way"] == ev.CONTROL["n_way"]
+    assert [r["method"] for r in control["rows"]] == list(ev.METHODS)
+    assert ev.format_table(result["control_rows"]) in Out.text
 
 
 def test_run_demo_fails_clearly_without_theta(tmp_path):
@@ -390,7 +395,7 @@ def test_train_for_meets_a_time_budget_continues_the_run_and_feeds_the_demo(tmp_
     assert "continuing the run" in log.getvalue()
     assert [r["step"] for r in read_log(run_dir)] == list(range(1, second + 1))
     # the demo on that run, with the trainer's own plot of the meta-training curves
-    result = ev.run_demo(run_dir, minutes=0, train_fn=lambda d, m: None, inner_steps=2, seeds=(0,),
+    result = ev.run_demo(run_dir, minutes=0, train_fn=lambda d, m: None, inner_steps=2, seeds=(0,), control=None,
                          n_trials=1, k_shot=3, curve_every=None, out=log)
     assert (run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert not (run_dir / "comparison_curve.png").exists()
