@@ -104,38 +104,28 @@ def _plot_command(args) -> int:
     return 0
 
 
-def _positive_int(text):
-    import argparse
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text):
+def _number_type(convert, minimum, description):
+    """An argparse ``type`` that parses with ``convert`` and requires a finite value >= ``minimum``
+    (> 0 when ``minimum`` is 0 and ``description`` says positive)."""
     import argparse
     import math
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+
+    strict = description.startswith("positive")
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {description}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (strict and value <= 0):
+            raise argparse.ArgumentTypeError(f"expected a {description}, got {value}")
+        return value
+    return parse
 
 
-def _nonneg_int(text):
-    import argparse
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
+_positive_int = _number_type(int, 1, "positive integer")
+_positive_float = _number_type(float, 0, "positive number")
+_nonneg_int = _number_type(int, 0, "non-negative integer")
 
 
 def add_train_parser(subparsers):
