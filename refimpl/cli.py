@@ -34,10 +34,15 @@ def _kind_list(text: str) -> list[str]:
     return selected
 
 
+def _flat(groups):
+    """``--kinds a,b c`` gives [["a", "b"], ["c"]]: the kinds in order, once each (None stays None)."""
+    return None if groups is None else list(dict.fromkeys(k for group in groups for k in group))
+
+
 def _golden_export(args) -> int:
     from refimpl import golden
 
-    manifest = golden.export(args.directory, kinds=args.kinds)
+    manifest = golden.export(args.directory, kinds=_flat(args.kinds))
     print(f"wrote {len(manifest['cases'])} golden cases to {args.directory}")
     return 0
 
@@ -45,7 +50,7 @@ def _golden_export(args) -> int:
 def _golden_check(args) -> int:
     from refimpl import golden
 
-    report = golden.check(args.directory, float32=args.float32, only=args.only)
+    report = golden.check(args.directory, float32=args.float32, only=_flat(args.only))
     if report.ok:
         return 0
     print(f"{args.parser.prog}: {args.directory} does not pass: {report.summary()}", file=sys.stderr)
@@ -109,8 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_command(parser: argparse.ArgumentParser, argv=None) -> int:
     """Parse ``argv`` and run its command; bad input (a ValueError or an OSError) is one line on stderr."""
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     command_parser = getattr(args, "parser", parser)
+    if unknown:   # reported by the command's own parser, so the message names the command
+        command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except (ValueError, OSError) as e:
