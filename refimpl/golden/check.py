@@ -10,14 +10,13 @@ follows from its arrays' sizes: a case no larger than refimpl's own ``tiny``
 """
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from refimpl.golden.catalog import all_cases, cast_floats, check_kinds, evaluate, evaluators
+from refimpl.golden.catalog import case_kinds, cast_floats, check_kinds, evaluate, evaluators, small_case_bounds
 from refimpl.golden.contract import (COMPARED_ROLES, GoldenError, float32_limit, float64_limit, read_manifest,
                                      rel_error, sha256_array)
 from refimpl.npzio import read_npz
@@ -63,17 +62,6 @@ class CheckReport:
         return reasons[0] + more
 
 
-@functools.cache
-def _small_case_bounds() -> dict[str, int]:
-    """Per kind, the element count of the largest input of refimpl's own tiny or primitive cases."""
-    bounds: dict[str, int] = {}
-    for case in all_cases():
-        if case.preset in (None, "tiny"):
-            largest = max(np.size(v) for v in case.inputs.values())
-            bounds[case.kind] = max(bounds.get(case.kind, 0), largest)
-    return bounds
-
-
 def check(directory, float32: bool = False, only=None, log=print) -> CheckReport:
     """Recompute every case of the golden set in ``directory`` with refimpl and compare.
 
@@ -86,7 +74,7 @@ def check(directory, float32: bool = False, only=None, log=print) -> CheckReport
     wanted = (lambda kind: True) if only is None else (lambda kind: kind in only)
     manifest = read_manifest(directory)
     directory = Path(directory)
-    expected = {c.name: c.kind for c in all_cases() if wanted(c.kind)}
+    expected = {name: kind for name, kind in case_kinds().items() if wanted(kind)}
     entries = [e for e in manifest["cases"] if wanted(e["kind"])]
     report = CheckReport(cases_listed=len(entries))
     ran = Counter()
@@ -160,7 +148,7 @@ def _check_case(directory: Path, entry: dict, float32: bool) -> list[ArrayResult
 
     got64 = computed(np.float64)
     got32 = computed(np.float32) if float32 else None
-    small = max(np.size(v) for v in inputs.values()) <= _small_case_bounds().get(kind, 0) if inputs else True
+    small = max(np.size(v) for v in inputs.values()) <= small_case_bounds().get(kind, 0) if inputs else True
     results = []
     for name, role in roles.items():
         if role not in COMPARED_ROLES:
