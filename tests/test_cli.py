@@ -274,7 +274,7 @@ def test_golden_export_dot(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code, out, err = cli(["golden", "export", ".", "--kinds", "matmul,gauss"], capsys)
     assert code == 0 and err == "" and sorted(os.listdir(tmp_path)) == ["gauss.npz", "manifest.json", "matmul.npz"]
-    code, out, err = cli(["golden", "check", ".", "--only", "matmul", "gauss"], capsys)
+    code, out, err = cli(["golden", "check", ".", "--only", "matmul", "--only", "gauss"], capsys)
     assert code == 0 and err == ""
 
 

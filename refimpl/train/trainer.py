@@ -185,8 +185,7 @@ def read_log(run_dir) -> list[dict]:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is corrupted (not UTF-8 text at byte {e.start}); move it aside to resume "
-                         f"without it") from None
+        raise ValueError(f"{path} is corrupted (not UTF-8 text at byte {e.start})") from None
     lines = text.split("\n")
     out = []
     for number, line in enumerate(lines[:-1], 1):   # lines[-1] is "" or the torn last line
@@ -195,8 +194,7 @@ def read_log(run_dir) -> list[dict]:
         except json.JSONDecodeError:
             rec = None
         if not (isinstance(rec, dict) and isinstance(rec.get("step"), int)):
-            raise ValueError(f"{path} is corrupted (line {number} is not a meta-step record); move it aside "
-                             f"to resume without it")
+            raise ValueError(f"{path} is corrupted (line {number} is not a meta-step record)")
         out.append(rec)
     return out
 
@@ -330,7 +328,7 @@ def prepare_run(run_dir, tc: TrainConfig | None, *, resume: bool, restart: bool 
         try:
             _truncate_log(run_dir, state.step)
         except ValueError as e:
-            raise RunDirError(f"--resume: {e}") from None
+            raise RunDirError(f"--resume: {e}; move it aside to resume without it") from None
         return state, tc
     if tc is None:
         raise RunDirError("a new run needs a TrainConfig")
