@@ -28,6 +28,8 @@ def export(directory, kinds: list[str] | None = None) -> dict:
     """Write the golden set of ``kinds`` (default: all) to ``directory``; return the manifest."""
     if kinds is not None:
         check_kinds(kinds)
+        if not kinds:
+            raise GoldenError("no kinds selected; give at least one, or None for all")
     target = Path(directory)
     previous = _previous_set(target)
     cases = [c for c in all_cases() if kinds is None or c.kind in kinds]
