@@ -645,9 +645,10 @@ def run_demo(run_dir="runs/demo", minutes: float = 5.0, *, train_fn=None, plot_f
         raise ValueError(f"run_demo: inner_steps must be an integer >= 0, got {inner_steps!r}")
     if len(seeds) == 0:
         raise ValueError("run_demo: seeds is empty")
+    from refimpl.train.trainer import check_run_dir
+
+    run_dir = check_run_dir(run_dir, create=True)      # before minutes of training
     out = sys.stdout if out is None else out
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     train_fn = _default_train if train_fn is None else train_fn
     plot_fn = _default_plot if plot_fn is None else plot_fn
 
@@ -714,9 +715,6 @@ def add_demo_parser(subparsers):
 
 
 def demo_command(args) -> int:
-    from refimpl.train.trainer import check_run_dir
-
-    check_run_dir(args.run_dir, create=True)      # before minutes of training
     try:
         run_demo(args.run_dir, minutes=args.minutes, inner_steps=args.inner_steps,
                  seeds=tuple(range(args.seeds)))

@@ -114,7 +114,9 @@ def test_train_bad_input(run_dirs, capsys, case):
 
 PLOT_CASES = {
     "no log": (["{empty}"], "missing or has no meta-step records"),
-    "missing dir": (["{missing}"], "missing or has no meta-step records"),
+    "missing dir": (["{missing}"], "does not exist"),
+    "a regular file": (["{afile}"], "is not a directory"),
+    "cannot be written": (["/proc"], "cannot write in /proc"),
     "corrupted log": (["{bad_log}"], "log.jsonl is corrupted"),
     "empty path": ([""], "empty path"),
     "window 0": (["{run}", "--window", "0"], "--window"),

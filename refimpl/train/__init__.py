@@ -88,7 +88,9 @@ def _restore_signal_handlers(previous: dict) -> None:
 
 def _plot_command(args) -> int:
     from refimpl.train.plot import plot_run
+    from refimpl.train.trainer import check_run_dir
 
+    check_run_dir(args.run_dir, create=False)       # a directory the PNG can be written to
     print(f"wrote {plot_run(args.run_dir, window=args.window)}")
     return 0
 
