@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 
-from refimpl.gradcheck import check_op
-from refimpl.ops.registry import Size, get_op
+from refimpl.reference.gradcheck import check_op
+from refimpl.reference.registry import Size, get_op
 
 name = sys.argv[1] if len(sys.argv) > 1 else "batchnorm_theta"
 op = get_op(name)

@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from refimpl.npzio import atomic_write_bytes
-from refimpl.base_model import base_forward
+from refimpl.model.base_model import base_forward
 from refimpl.config import Config
 from refimpl.data import get_dataset
 from refimpl.data.base import Dataset, as_rng, check_split

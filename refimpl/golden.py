@@ -20,7 +20,7 @@ import numpy as np
 import scipy
 
 import refimpl
-from refimpl.gradcheck import rel_error
+from refimpl.reference.gradcheck import rel_error
 from refimpl.npzio import current_umask, atomic_write_bytes, little_endian, read_npz, write_npz
 
 SCHEMA_VERSION = 1
@@ -76,7 +76,7 @@ def case_rng(name: str) -> np.random.Generator:
 
 # ---------------------------------------------------------------- primitives
 def _primitive_evaluators():
-    from refimpl.ops.registry import all_ops, grads_dict
+    from refimpl.reference.registry import all_ops, grads_dict
 
     by_kind: dict[str, list] = {}
     for op in all_ops():
@@ -98,7 +98,7 @@ def _primitive_evaluators():
 
 
 def _primitive_cases() -> list[CaseSpec]:
-    from refimpl.ops.registry import GOLDEN_SIZE, all_ops
+    from refimpl.reference.registry import GOLDEN_SIZE, all_ops
 
     cases = []
     for op in all_ops():

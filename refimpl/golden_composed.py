@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl.base_model import base_backward, base_forward
+from refimpl.model.base_model import base_backward, base_forward
 from refimpl.config import Config, preset
 from refimpl.golden import CaseSpec, Evaluation, case_rng, register_kind, register_provider
 from refimpl.params import init_phi, init_theta

@@ -19,9 +19,9 @@ import numpy as np
 
 from refimpl.config import PRESET_EXTRAS, Config, preset
 from refimpl.golden import CaseSpec, Evaluation, case_rng, register_kind, register_provider
-from refimpl.meta_objective import meta_objective_backward, meta_objective_forward
+from refimpl.model.meta_objective import meta_objective_backward, meta_objective_forward
 from refimpl.params import init_phi, init_theta
-from refimpl.unroll import UnrollBatches, meta_gradient
+from refimpl.model.unroll import UnrollBatches, meta_gradient
 
 PRESETS = ("tiny", "mid")
 #: Regression columns after the one-hot classes, per preset.

@@ -79,6 +79,11 @@ def theta_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def stage_theta_shapes(prefix: str, config: Config) -> dict[str, tuple[int, ...]]:
+    """The SPEC 9 theta names starting with ``prefix + "/"`` -> shapes, in SPEC 9 order."""
+    return {n: s for n, s in theta_shapes(config).items() if n.startswith(prefix + "/")}
+
+
 def phi_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     """SPEC 9 phi names -> shapes: layer<l>/W, layer<l>/V [N^{l-1}, N^l], layer<l>/b [N^l]."""
     shapes: dict[str, tuple[int, ...]] = {}

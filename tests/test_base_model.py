@@ -5,9 +5,9 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 
-from refimpl.base_model import base_backward, base_forward
+from refimpl.model.base_model import base_backward, base_forward
 from refimpl.config import ACTIVATIONS, preset
-from refimpl.gradcheck import rel_error
+from refimpl.reference.gradcheck import rel_error
 from refimpl.params import init_phi
 
 TINY = preset("tiny")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from refimpl.config import preset
-from refimpl.gradcheck import rel_error
+from refimpl.reference.gradcheck import rel_error
 from refimpl.params import init_theta
 from refimpl.rule.compute_h import compute_h_backward, compute_h_forward, positional_channels
 from tests.test_topd import grad_errors, ref_bn, ref_conv, ref_relu

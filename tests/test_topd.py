@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from refimpl.config import preset
-from refimpl.gradcheck import rel_error
+from refimpl.reference.gradcheck import rel_error
 from refimpl.params import init_theta
 from refimpl.rule.topd import topd_backward, topd_forward
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 from refimpl.config import preset
-from refimpl.gradcheck import rel_error
+from refimpl.reference.gradcheck import rel_error
 from refimpl.rule.weight_update import (SharedPlanes, bias_update_backward, bias_update_forward,
                                         ema, ema_backward, ema_forward, matrix_update_backward,
                                         matrix_update_forward, shared_planes_backward,

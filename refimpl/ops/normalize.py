@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.ops._checks import check_array, check_positive, fail
+from refimpl.validate import check_array, check_positive, fail
 
 
 def _check_nonempty(op: str, name: str, x: np.ndarray) -> None:

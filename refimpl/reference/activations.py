@@ -9,7 +9,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from refimpl.ops.activations import activation_backward, activation_forward
-from refimpl.ops.registry import OpInfo, Sample
+from refimpl.reference.registry import OpInfo, Sample
 
 
 #: SPEC 1's list, written out here (not imported) so the registry covers it

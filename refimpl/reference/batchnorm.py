@@ -9,7 +9,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from refimpl.ops.batchnorm import batchnorm_backward, batchnorm_forward
-from refimpl.ops.registry import OpInfo, Sample
+from refimpl.reference.registry import OpInfo, Sample
 from refimpl.reference import update_step as vectorized_oracle
 
 

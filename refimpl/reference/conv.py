@@ -10,7 +10,7 @@ import numpy as np
 
 from refimpl.ops.conv import (conv_batch_backward, conv_batch_forward, conv_unit_backward,
                               conv_unit_forward)
-from refimpl.ops.registry import OpInfo, Sample
+from refimpl.reference.registry import OpInfo, Sample
 from refimpl.reference import update_step as vectorized_oracle
 
 

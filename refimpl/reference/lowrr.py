@@ -7,7 +7,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from refimpl.ops.lowrr import lowrr_backward, lowrr_forward
-from refimpl.ops.registry import OpInfo, Sample
+from refimpl.reference.registry import OpInfo, Sample
 from refimpl.reference import update_step as vectorized_oracle
 
 

@@ -6,7 +6,7 @@ written as an explicit sum divided by the group size.
 import autograd.numpy as anp
 import numpy as np
 
-from refimpl.ops.registry import OpInfo, Sample
+from refimpl.reference.registry import OpInfo, Sample
 from refimpl.reference import update_step as vectorized_oracle
 from refimpl.ops.weight_stats import weight_stats_backward, weight_stats_forward
 

@@ -33,11 +33,11 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import N_STATS, Config
-from refimpl.ops._checks import check_array, check_cotangent, fail
+from refimpl.validate import check_array, check_cotangent, check_named_arrays, fail
 from refimpl.ops.batchnorm import BatchNormCache, batchnorm_backward, batchnorm_forward
 from refimpl.ops.weight_stats import weight_stats_backward, weight_stats_forward
-from refimpl.rule.topd import (BN_AXES, check_stage_theta, conv_bn_relu_backward,
-                               conv_bn_relu_forward, stage_theta_names)
+from refimpl.params import stage_theta_shapes
+from refimpl.rule.conv_block import BN_AXES, conv_bn_relu_backward, conv_bn_relu_forward
 
 OP = "compute_h"
 OP_BACKWARD = "compute_h_backward"
@@ -121,8 +121,8 @@ def _check_inputs(theta, d, x, z, W_bot, W_top, b, config):
     for name, v in (("x", x), ("z", z), ("W_bot", W_bot), ("W_top", W_top), ("b", b)):
         if v is not None and v.dtype != dtype:
             fail(OP, f"arguments must share one dtype, got d: {dtype}, {name}: {v.dtype}")
-    expected = stage_theta_names("computeh", config)
-    check_stage_theta(OP, theta, expected, dtype)
+    expected = stage_theta_shapes("computeh", config)
+    check_named_arrays(OP, "theta", theta, expected, dtype)
     return expected
 
 

@@ -24,11 +24,11 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import Config
-from refimpl.ops._checks import check_array, check_same_dtype, check_shape, fail
+from refimpl.validate import check_array, check_same_dtype, check_shape, fail
 from refimpl.ops.activations import activation_backward, activation_forward
 from refimpl.ops.elementwise import gate_backward, gate_forward
 from refimpl.ops.normalize import channel_rms_normalize_backward, channel_rms_normalize_forward
-from refimpl.ops.planes import matmul_backward, matmul_forward
+from refimpl.ops.matmul import matmul_backward, matmul_forward
 
 OP = "error_prop"
 THETA_NAMES = ("errprop/w", "errprop/b")

@@ -17,8 +17,8 @@ No convolution that feeds a batch norm has a bias (SPEC 3 decision); only
 conv5 has one. The ConvUnit widths are B (the paper's "S=B"), so a theta is
 tied to the batch size it was built for (the last axis of ``topd/conv1/w``).
 
-The conv -> BN -> relu block and the theta check are shared with ComputeH
-(:mod:`refimpl.rule.compute_h`). Derivation: derivations/topd.md.
+The conv -> BN -> relu block (:mod:`refimpl.rule.conv_block`) is shared
+with ComputeH. Derivation: derivations/topd.md.
 """
 from __future__ import annotations
 
@@ -27,90 +27,18 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import Config
-from refimpl.ops._checks import check_array, check_cotangent, fail
-from refimpl.ops.activations import ActivationCache, activation_backward, activation_forward
-from refimpl.ops.batchnorm import BatchNormCache, batchnorm_backward, batchnorm_forward
-from refimpl.ops.conv import (ConvCache, conv_batch_backward, conv_batch_forward,
-                              conv_unit_backward, conv_unit_forward)
-from refimpl.params import theta_shapes
+from refimpl.validate import check_array, check_cotangent, check_named_arrays, fail
+from refimpl.ops.conv import ConvCache, conv_batch_backward, conv_batch_forward
+from refimpl.rule.conv_block import conv_bn_relu_backward, conv_bn_relu_forward
+from refimpl.params import stage_theta_shapes
 
 OP = "topd"
 OP_BACKWARD = "topd_backward"
 
-#: BatchNormTheta axes: per channel, over batch and units (SPEC 3).
-BN_AXES = (0, 1)
 #: Axis of each TopD conv -> BN -> relu block i = 0..4 (0: ConvBatch, 1: ConvUnit).
 TOPD_BLOCK_AXES = (0, 1, 1, 0, 0)
 #: Axis of the final convolution ``topd/conv5`` (ConvBatch, with bias).
 TOPD_LAST_AXIS = 0
-
-_CONV = {0: (conv_batch_forward, conv_batch_backward), 1: (conv_unit_forward, conv_unit_backward)}
-
-
-# ---------------------------------------------------------------------------------
-# shared pieces (also used by refimpl.rule.compute_h)
-# ---------------------------------------------------------------------------------
-def stage_theta_names(prefix: str, config: Config) -> dict[str, tuple[int, ...]]:
-    """The SPEC 9 theta names starting with ``prefix + "/"`` -> shapes, in SPEC 9 order."""
-    return {n: s for n, s in theta_shapes(config).items() if n.startswith(prefix + "/")}
-
-
-def check_stage_theta(op: str, theta, expected: dict, dtype: np.dtype) -> None:
-    """theta holds every name of ``expected`` with that shape and ``dtype``, all finite.
-
-    Names outside ``expected`` (other stages' parameters) are ignored.
-    """
-    if not hasattr(theta, "keys") or not hasattr(theta, "__getitem__"):
-        fail(op, f"argument 'theta' must be a mapping name -> array, got {type(theta).__name__}")
-    missing = [n for n in expected if n not in theta]
-    if missing:
-        fail(op, f"theta is missing name(s) {missing}")
-    for name, shape in expected.items():
-        value = theta[name]
-        check_array(op, f"theta['{name}']", value)
-        if tuple(value.shape) != tuple(shape):
-            fail(op, f"theta['{name}'] must have shape {tuple(shape)} for this config, "
-                     f"got {tuple(value.shape)}")
-        if value.dtype != dtype:
-            fail(op, f"theta['{name}'] is {value.dtype} but the inputs are {dtype}; "
-                     f"theta and the inputs must share one dtype")
-
-
-class ConvBnReluCache(NamedTuple):
-    conv: ConvCache          # conv input (as im2col columns) and weight
-    bn: BatchNormCache       # normalised conv output, inverse std, gamma
-    act: ActivationCache     # relu input (BN output) and output
-    axis: int                # 0: ConvBatch, 1: ConvUnit
-
-
-class ConvBnReluGrads(NamedTuple):
-    m: np.ndarray            # [B, N, Cin]
-    w: np.ndarray            # [K, Cin, Cout]
-    gamma: np.ndarray        # [Cout]
-    beta: np.ndarray         # [Cout]
-
-
-def conv_bn_relu_forward(m, w, gamma, beta, *, axis: int, eps: float):
-    """One rule block: relu(BatchNormTheta(Conv(m, w); gamma, beta, eps)).
-
-    m [B, N, Cin]; w [K, Cin, Cout]; gamma, beta [Cout]; axis 0 = ConvBatch,
-    1 = ConvUnit; the convolution has no bias (it feeds a batch norm).
-    Returns (y [B, N, Cout], ConvBnReluCache).
-    """
-    conv_fwd, _ = _CONV[axis]
-    c, conv_cache = conv_fwd(m, w)                                         # topd.md eq. 1a
-    n, bn_cache = batchnorm_forward(c, gamma, beta, axes=BN_AXES, eps=eps)  # eq. 1b
-    y, act_cache = activation_forward(n, name="relu")                      # eq. 1c
-    return y, ConvBnReluCache(conv_cache, bn_cache, act_cache, axis)
-
-
-def conv_bn_relu_backward(dy, cache: ConvBnReluCache) -> ConvBnReluGrads:
-    """VJP of conv_bn_relu_forward: dy [B, N, Cout] -> grads for m, w, gamma, beta."""
-    _, conv_bwd = _CONV[cache.axis]
-    dn = activation_backward(dy, cache.act).z                              # topd.md eq. 4a
-    g_bn = batchnorm_backward(dn, cache.bn)                                # eq. 4b
-    g_conv = conv_bwd(g_bn.m, cache.conv)                                  # eq. 4c
-    return ConvBnReluGrads(g_conv.m, g_conv.w, g_bn.gamma, g_bn.beta)
 
 
 # ---------------------------------------------------------------------------------
@@ -150,8 +78,8 @@ def topd_forward(theta, xL, config: Config):
     if config.batch_size != B:
         fail(OP, f"config.batch_size is {config.batch_size} but xL has a batch of {B} "
                  f"(xL shape {xL.shape}); TopD is tied to the batch size (SPEC 4)")
-    expected = stage_theta_names(OP, config)
-    check_stage_theta(OP, theta, expected, xL.dtype)
+    expected = stage_theta_shapes(OP, config)
+    check_named_arrays(OP, "theta", theta, expected, xL.dtype)
 
     eps = config.eps_theta
     m = xL[:, :, None]                                                     # eq. 2: m0 [B, N, 1]

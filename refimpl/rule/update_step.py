@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.base_model import base_backward, base_forward
+from refimpl.model.base_model import base_backward, base_forward
 from refimpl.params import validate_phi, validate_theta
 from refimpl.rule.compute_h import compute_h_backward, compute_h_forward
 from refimpl.rule.error_prop import error_prop_backward, error_prop_forward

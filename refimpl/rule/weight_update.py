@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import Config
-from refimpl.ops._checks import check_array, check_same_dtype, check_shape, fail
+from refimpl.validate import check_array, check_same_dtype, check_shape, fail
 from refimpl.ops.elementwise import (gauss_backward, gauss_forward, mul_backward, mul_forward,
                                      signed_square_backward, signed_square_forward,
                                      soft_sqrt_backward, soft_sqrt_forward)
@@ -31,9 +31,10 @@ from refimpl.ops.lowrr import lowrr_backward, lowrr_forward
 from refimpl.ops.normalize import (column_normalize_backward, column_normalize_forward,
                                    frobenius_normalize_backward, frobenius_normalize_forward,
                                    plane_normalize_backward, plane_normalize_forward)
+from refimpl.ops.matmul import matmul_backward, matmul_forward
 from refimpl.ops.planes import (bias_centre_backward, bias_centre_forward, cross_cov_backward,
-                                cross_cov_forward, matmul_backward, matmul_forward, orth_backward,
-                                orth_forward, sym_zero_diag_backward, sym_zero_diag_forward)
+                                cross_cov_forward, orth_backward, orth_forward,
+                                sym_zero_diag_backward, sym_zero_diag_forward)
 
 #: LowRR readouts in SPEC 9 order; the first three read (h_lo, h_up), the
 #: "lower" ones (h_lo, h_lo) and the "upper" ones (h_up, h_up).

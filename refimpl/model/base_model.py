@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import Config
-from refimpl.ops._checks import check_array, fail
+from refimpl.validate import check_array, fail
 from refimpl.ops.activations import activation_backward, activation_forward
 from refimpl.ops.batchnorm import batchnorm_backward, batchnorm_forward
 from refimpl.params import phi_shapes, validate_phi

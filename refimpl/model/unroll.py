@@ -28,8 +28,8 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import Config
-from refimpl.meta_objective import check_labeled_pairs, meta_objective_backward, meta_objective_forward
-from refimpl.ops._checks import check_array, fail
+from refimpl.model.meta_objective import check_labeled_pairs, meta_objective_backward, meta_objective_forward
+from refimpl.validate import check_array, fail
 from refimpl.params import validate_phi, validate_theta
 from refimpl.rule.update_step import update_step_forward, update_step_vjp
 

@@ -59,3 +59,25 @@ def check_cotangent(op: str, name: str, g, shape: tuple, dtype) -> None:
         fail(op, f"argument '{name}' must have shape {tuple(shape)} like the forward's output, got {g.shape}")
     if g.dtype != dtype:
         fail(op, f"argument '{name}' must be {dtype} like the forward, got {g.dtype}")
+
+
+def check_named_arrays(op: str, what: str, arrays, expected: dict, dtype) -> None:
+    """``arrays`` maps every name of ``expected`` to a finite array of that shape and ``dtype``.
+
+    One call validates a stage's parameters (``what`` is ``theta`` or ``phi``);
+    names outside ``expected`` (other stages' parameters) are ignored.
+    """
+    if not hasattr(arrays, "keys") or not hasattr(arrays, "__getitem__"):
+        fail(op, f"argument '{what}' must be a mapping name -> array, got {type(arrays).__name__}")
+    missing = [n for n in expected if n not in arrays]
+    if missing:
+        fail(op, f"{what} is missing name(s) {missing}")
+    for name, shape in expected.items():
+        value = arrays[name]
+        check_array(op, f"{what}['{name}']", value)
+        if tuple(value.shape) != tuple(shape):
+            fail(op, f"{what}['{name}'] must have shape {tuple(shape)} for this config, "
+                     f"got {tuple(value.shape)}")
+        if value.dtype != dtype:
+            fail(op, f"{what}['{name}'] is {value.dtype} but the inputs are {dtype}; "
+                     f"{what} and the inputs must share one dtype")

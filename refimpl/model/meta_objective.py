@@ -24,12 +24,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.base_model import base_backward, base_forward
+from refimpl.model.base_model import base_backward, base_forward
 from refimpl.config import Config
-from refimpl.ops._checks import check_array, fail
+from refimpl.validate import check_array, fail
 from refimpl.ops.meta_loss import center_labels_forward, meta_loss_backward, meta_loss_forward
 from refimpl.ops.normalize import row_normalize_backward, row_normalize_forward
-from refimpl.ops.planes import matmul_backward, matmul_forward
+from refimpl.ops.matmul import matmul_backward, matmul_forward
 from refimpl.ops.ridge import ridge_solve_backward, ridge_solve_forward
 from refimpl.params import validate_phi
 
