@@ -68,6 +68,7 @@ from refimpl.ops.meta_loss import center_labels_forward
 from refimpl.ops.ridge import ridge_solve_forward
 from refimpl.params import init_phi, init_theta, load_params, validate_phi, validate_theta
 from refimpl.rule.update_step import update_step
+from refimpl.validate import check_int as _check_int, fail as _fail
 
 #: Query examples per class when ``k_query`` is not given (fewer if a class has fewer).
 DEFAULT_K_QUERY = 20
@@ -82,16 +83,6 @@ class RuleDivergedError(FloatingPointError):
 # ---------------------------------------------------------------------------------
 # argument checks
 # ---------------------------------------------------------------------------------
-def _fail(fn: str, message: str):
-    raise ValueError(f"{fn}: {message}")
-
-
-def _check_int(fn: str, name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        _fail(fn, f"argument '{name}' must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_config(fn: str, config) -> Config:
     if not isinstance(config, Config):
         _fail(fn, f"argument 'config' must be a Config, got {type(config).__name__}")

@@ -1,9 +1,9 @@
-"""Input validation shared by every operator.
+"""The one family of input checks: operators, stages, configs and commands use it.
 
-Every public forward validates its arguments before computing anything, so
-that a wrong shape, dtype or a NaN raises a ValueError that names the
-operator, the argument and what was seen, instead of broadcasting silently
-or producing garbage deep inside a composed step.
+A public boundary validates its arguments before computing anything, so that
+a wrong shape, dtype, count or a NaN raises one ValueError naming where
+(``fail(where, message)``), the argument and what was seen, instead of
+broadcasting silently or producing garbage deep inside a composed step.
 """
 from __future__ import annotations
 
@@ -14,6 +14,23 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def fail(op: str, message: str) -> None:
     raise ValueError(f"{op}: {message}")
+
+
+def is_int(value) -> bool:
+    """An int or numpy integer, not a bool (True as a size is a bug, not a 1)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    """An int or float (Python or numpy), not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def check_int(op: str, name: str, value, minimum: int = 1, *, what: str = "argument") -> int:
+    """``value`` as an int if it is an integer >= ``minimum`` (``what`` is argument or field)."""
+    if not is_int(value) or value < minimum:
+        fail(op, f"{what} '{name}' must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def check_array(op: str, name: str, x, ndim: int | None = None, *, finite: bool = True) -> np.ndarray:
@@ -46,9 +63,10 @@ def check_shape(op: str, name: str, x: np.ndarray, expected: tuple, context: str
         fail(op, f"argument '{name}' must have shape {tuple(expected)}{extra}, got {tuple(x.shape)}")
 
 
-def check_positive(op: str, name: str, value: float) -> float:
-    if not np.isfinite(value) or value <= 0:
-        fail(op, f"argument '{name}' must be a positive finite number, got {value!r}")
+def check_positive(op: str, name: str, value, *, what: str = "argument") -> float:
+    """``value`` as a float if it is a positive finite number."""
+    if not is_number(value) or not np.isfinite(value) or value <= 0:
+        fail(op, f"{what} '{name}' must be a positive finite number, got {value!r}")
     return float(value)
 
 

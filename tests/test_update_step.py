@@ -8,13 +8,13 @@ import pytest
 
 import refimpl.rule.update_step as step_module
 from refimpl.config import preset
+from refimpl.ops.activations import ACTIVATIONS
 from refimpl.reference.gradcheck import rel_error
 from refimpl.params import init_phi, init_theta
 from refimpl.reference import update_step as ref
 from refimpl.rule.update_step import update_step, update_step_forward, update_step_vjp
 
 TINY = preset("tiny")
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "swish", "sigmoid", "softplus", "step")
 DEPTHS = {1: [15, 8], 2: [15, 9, 8], 3: list(TINY.layer_sizes), 4: [15, 9, 14, 10, 8]}
 
 

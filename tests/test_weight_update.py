@@ -11,6 +11,7 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 from refimpl.config import preset
+from refimpl.params import READOUTS
 from refimpl.reference.gradcheck import rel_error
 from refimpl.rule.weight_update import (SharedPlanes, bias_update_backward, bias_update_forward,
                                         ema, ema_backward, ema_forward, matrix_update_backward,
@@ -18,7 +19,6 @@ from refimpl.rule.weight_update import (SharedPlanes, bias_update_backward, bias
                                         shared_planes_forward)
 
 TINY = preset("tiny")
-READOUTS = ("zero", "rbf", "first", "lin_lower", "sqr_lower", "lin_upper", "sqr_upper")
 SHARED = READOUTS + ("cross_cov",)
 RULE = 1e-8
 

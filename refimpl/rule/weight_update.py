@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import Config
+from refimpl.params import N_PLANES, READOUTS
 from refimpl.validate import check_array, check_same_dtype, check_shape, fail
 from refimpl.ops.elementwise import (gauss_backward, gauss_forward, mul_backward, mul_forward,
                                      signed_square_backward, signed_square_forward,
@@ -36,10 +37,6 @@ from refimpl.ops.planes import (bias_centre_backward, bias_centre_forward, cross
                                 cross_cov_forward, orth_backward, orth_forward,
                                 sym_zero_diag_backward, sym_zero_diag_forward)
 
-#: LowRR readouts in SPEC 9 order; the first three read (h_lo, h_up), the
-#: "lower" ones (h_lo, h_lo) and the "upper" ones (h_up, h_up).
-READOUTS = ("zero", "rbf", "first", "lin_lower", "sqr_lower", "lin_upper", "sqr_upper")
-N_PLANES = 10
 _CROSS = ("zero", "rbf", "first")
 _SQUARE = {"lin_lower": "lo", "sqr_lower": "lo", "lin_upper": "up", "sqr_upper": "up"}
 
