@@ -100,34 +100,51 @@ def readout(theta, name, ha, hb):
     return lowrr(ha, hb, theta[f"readout/{name}/a"], theta[f"readout/{name}/b"])
 
 
-def matrix_change(theta, M, h_lo, h_up, x_lo, x_up, cfg):
-    """SPEC 5: dM_final for M = W^l or V^l."""
-    Nin, Nout = M.shape
+def shared_planes(theta, h_lo, h_up, x_lo, x_up):
+    """SPEC 5, what one layer's W and V updates share: the readouts (the square
+    ones through A) and the cross-covariance, keyed by readout name and "cross_cov"."""
+    Nin, Nout = h_lo.shape[1], h_up.shape[1]
     B = x_lo.shape[0]
-    Mh = M / anp.sqrt(anp.mean(M ** 2, axis=0, keepdims=True) + cfg.eps_w)
-    Q = anp.sqrt(1.0 + Mh ** 2) - 1.0
     xl = x_lo - anp.mean(x_lo, axis=0, keepdims=True)
     xu = x_up - anp.mean(x_up, axis=0, keepdims=True)
+    return {
+        "zero": readout(theta, "zero", h_lo, h_up),
+        "rbf": readout(theta, "rbf", h_lo, h_up),
+        "first": readout(theta, "first", h_lo, h_up),
+        "lin_lower": sym_zero_diag(readout(theta, "lin_lower", h_lo, h_lo) / np.sqrt(Nin)),
+        "sqr_lower": sym_zero_diag(readout(theta, "sqr_lower", h_lo, h_lo) / np.sqrt(Nin)),
+        "lin_upper": sym_zero_diag(readout(theta, "lin_upper", h_up, h_up) / np.sqrt(Nout)),
+        "sqr_upper": sym_zero_diag(readout(theta, "sqr_upper", h_up, h_up) / np.sqrt(Nout)),
+        "cross_cov": (xl.T @ xu) / B,
+    }
+
+
+def matrix_update(merge_w, M, s, eps_w, parts=False):
+    """SPEC 5: dM_final for M = W^l or V^l from the shared quantities ``s``;
+    with ``parts`` also (dM_orth, <merge, Mf>)."""
+    Mh = M / anp.sqrt(anp.mean(M ** 2, axis=0, keepdims=True) + eps_w)
+    Q = anp.sqrt(1.0 + Mh ** 2) - 1.0
     planes = [
         Mh,
         Mh * anp.abs(Mh),
-        readout(theta, "zero", h_lo, h_up),
-        anp.exp(-Mh ** 2) * readout(theta, "rbf", h_lo, h_up),
-        Mh * readout(theta, "first", h_lo, h_up),
-        (xl.T @ xu) / B,
-        sym_zero_diag(readout(theta, "lin_lower", h_lo, h_lo) / np.sqrt(Nin)) @ Mh,
-        sym_zero_diag(readout(theta, "sqr_lower", h_lo, h_lo) / np.sqrt(Nin)) @ Q,
-        Mh @ sym_zero_diag(readout(theta, "lin_upper", h_up, h_up) / np.sqrt(Nout)),
-        Q @ sym_zero_diag(readout(theta, "sqr_upper", h_up, h_up) / np.sqrt(Nout)),
+        s["zero"],
+        anp.exp(-Mh ** 2) * s["rbf"],
+        Mh * s["first"],
+        s["cross_cov"],
+        s["lin_lower"] @ Mh,
+        s["sqr_lower"] @ Q,
+        Mh @ s["lin_upper"],
+        Q @ s["sqr_upper"],
     ]
     merge = 0.0
     for i, P in enumerate(planes):
-        merge = merge + theta["merge/w"][i] * plane_norm(P)
+        merge = merge + merge_w[i] * plane_norm(P)
     merge = merge / 10.0
     Mf = M / anp.sqrt(anp.sum(M ** 2))
     ip = anp.sum(merge * Mf)
     orth = merge + Mf * relu(-ip)
-    return plane_norm(orth)
+    final = plane_norm(orth)
+    return (final, orth, ip) if parts else final
 
 
 def bias_change(theta, h_up):
@@ -154,9 +171,10 @@ def update_step(theta, phi, x, cfg, return_internals=False):
                                   phi[f"layer{l}/V"], cfg.eps_d)
     phi_next, deltas = {}, {}
     for l in range(1, L + 1):
+        shared = shared_planes(theta, h[l - 1], h[l], xs[l - 1], xs[l])
         for kind in ("W", "V"):
             key = f"layer{l}/{kind}"
-            deltas[key] = matrix_change(theta, phi[key], h[l - 1], h[l], xs[l - 1], xs[l], cfg)
+            deltas[key] = matrix_update(theta["merge/w"], phi[key], shared, cfg.eps_w)
         deltas[f"layer{l}/b"] = bias_change(theta, h[l])
         for kind in ("W", "V", "b"):
             key = f"layer{l}/{kind}"
