@@ -99,3 +99,31 @@ def check_named_arrays(op: str, what: str, arrays, expected: dict, dtype) -> Non
         if value.dtype != dtype:
             fail(op, f"{what}['{name}'] is {value.dtype} but the inputs are {dtype}; "
                      f"{what} and the inputs must share one dtype")
+
+
+def check_inputs(op: str, shapes: dict[str, str], arrays: dict, sizes: dict | None = None) -> tuple[dict, np.dtype]:
+    """One call validates a stage's array arguments against their declared shapes.
+
+    ``shapes`` gives each argument's shape in letters (``"B Nin Hd"``);
+    ``arrays`` its value (None: an absent optional argument, skipped). Each
+    present value is a finite float ndarray with that many dimensions; a letter
+    takes one size >= 1 across all arguments (the size in ``sizes`` when given,
+    e.g. ``{"Hd": config.h_dims}``); all share one dtype. Returns (letter ->
+    size, dtype).
+    """
+    sizes = dict(sizes or {})
+    present = {}
+    for name, letters in shapes.items():
+        x = arrays.get(name)
+        if x is None:
+            continue
+        letters = letters.split()
+        check_array(op, name, x, len(letters))
+        known = dict(sizes)
+        for letter, n in zip(letters, x.shape):
+            if n != known.setdefault(letter, n) or n < 1:
+                want = ", ".join(f"{l} = {sizes[l]}" if l in sizes else l for l in letters)
+                fail(op, f"argument '{name}' must have shape [{want}] (sizes >= 1), got {x.shape}")
+        sizes = known
+        present[name] = x
+    return sizes, check_same_dtype(op, **present)

@@ -164,7 +164,7 @@ def test_paper_preset_shapes():
 
 def test_bad_input_raises():
     config, phi, x, rng = _setup(2, "relu")
-    with pytest.raises(ValueError, match=r"base_forward: argument 'x' must have shape \(B >= 1, N\^0 = 15\).*\(7, 14\)"):
+    with pytest.raises(ValueError, match=r"base_forward: argument 'x' must have shape \[B, N\^0 = 15\].*\(7, 14\)"):
         base_forward(phi, x[:, :14], config)
     with pytest.raises(ValueError, match="base_forward: argument 'x' must have 2 dimensions.*(7, 15, 1)"):
         base_forward(phi, x[..., None], config)

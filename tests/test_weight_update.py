@@ -13,7 +13,7 @@ from refimpl.params import READOUTS
 from refimpl.reference import update_step as oracle
 from refimpl.reference.gradcheck import rel_error
 from refimpl.rule.weight_update import (SharedPlanes, bias_update_backward, bias_update_forward,
-                                        ema, ema_backward, ema_forward, matrix_update_backward,
+                                        matrix_update_backward,
                                         matrix_update_forward, shared_planes_backward,
                                         shared_planes_forward)
 
@@ -258,7 +258,7 @@ def test_matrix_update_alone_matches_autograd(sign_ip):
         ins["merge/w"] = -ins["merge/w"]
     shared = SharedPlanes(**{k: ins[k] for k in shapes})
     out, cache = matrix_update_forward({"merge/w": ins["merge/w"]}, ins["M"], shared, TINY)
-    assert (cache.ip < 0) == (sign_ip < 0)
+    assert cache.orth_cache.active == (sign_ip < 0)
     assert rel_error(out, f(ins)["out"]) <= 1e-12
     cot = rng.standard_normal(out.shape)
     dtheta, dM, dshared = matrix_update_backward(cot, cache)
@@ -284,27 +284,6 @@ def test_bias_update_alone_matches_autograd(sign):
     assert rel_error(dtheta["bias/w"], expected["bias/w"]) <= RULE
     assert rel_error(dh, expected["h_up"]) <= RULE
 
-
-def test_ema_and_its_vjp():
-    rng = np.random.default_rng(41)
-    M, dM = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
-    lr = TINY.lr_phi
-    out, cache = ema_forward(M, dM, lr)
-    assert np.array_equal(out, ema(M, dM, lr))
-    assert rel_error(out, (1 - lr) * M + lr * dM) <= 1e-15
-    cot = rng.standard_normal(out.shape)
-    g = ema_backward(cot, cache)
-    ref = autograd.grad(lambda p: anp.sum(((1 - lr) * p[0] + lr * p[1]) * cot))([M, dM])
-    assert rel_error(g.M, ref[0]) <= 1e-15 and rel_error(g.dM_final, ref[1]) <= 1e-15
-    out32 = ema(M.astype(np.float32), dM.astype(np.float32), lr)
-    assert out32.dtype == np.float32
-    with pytest.raises(ValueError, match="lr"):
-        ema(M, dM, 0.0)
-    with pytest.raises(ValueError, match="dM_final"):
-        ema(M, dM[:, :2], lr)
-
-
-# =========================================================================== float32
 
 def test_float32_runs_within_float32_tolerance():
     rng = np.random.default_rng(51)
@@ -354,11 +333,13 @@ def test_spec5_properties(seed):
         M = a[which]
         out, cache = matrix_update_forward(theta, M, shared, TINY)
         nM = np.linalg.norm(M)
-        inner = np.vdot(cache.dM_orth, M)
-        tol = 1e-12 * np.linalg.norm(cache.dM_orth) * nM     # rounding of the inner product
+        dM_orth = out / cache.final_cache.r                 # dM_final = r dM_orth, r > 0
+        ip = ip_of(a, which, TINY.eps_w)
+        inner = np.vdot(dM_orth, M)
+        tol = 1e-12 * np.linalg.norm(dM_orth) * nM          # rounding of the inner product
         assert inner >= -tol
-        assert abs(inner - max(cache.ip, 0.0) * nM) <= tol
-        assert (cache.ip < 0) == cache.orth_cache.active
+        assert abs(inner - max(ip, 0.0) * nM) <= tol
+        assert (ip < 0) == cache.orth_cache.active
         assert np.sqrt(np.mean(out ** 2)) < 1
     db, cache = bias_update_forward(theta, a["h_up"], TINY)
     assert np.mean(db) <= 1e-15

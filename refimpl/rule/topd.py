@@ -26,8 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.config import Config
-from refimpl.validate import check_array, check_cotangent, check_named_arrays, fail
+from refimpl.config import Config, check_config
+from refimpl.validate import check_cotangent, check_inputs, check_named_arrays, fail
 from refimpl.ops.conv import ConvCache, conv_batch_backward, conv_batch_forward
 from refimpl.rule.conv_block import conv_bn_relu_backward, conv_bn_relu_forward
 from refimpl.params import stage_theta_shapes
@@ -37,8 +37,6 @@ OP_BACKWARD = "topd_backward"
 
 #: Axis of each TopD conv -> BN -> relu block i = 0..4 (0: ConvBatch, 1: ConvUnit).
 TOPD_BLOCK_AXES = (0, 1, 1, 0, 0)
-#: Axis of the final convolution ``topd/conv5`` (ConvBatch, with bias).
-TOPD_LAST_AXIS = 0
 
 
 # ---------------------------------------------------------------------------------
@@ -62,25 +60,16 @@ def topd_forward(theta, xL, config: Config):
     normalised (SPEC 4 step 2). A theta built for another batch size raises
     ValueError.
     """
-    if not isinstance(config, Config):
-        fail(OP, f"argument 'config' must be a Config, got {type(config).__name__}")
-    check_array(OP, "xL", xL, 2)
-    B, N = xL.shape
-    if B < 1 or N < 1:
-        fail(OP, f"argument 'xL' must be [B >= 1, N >= 1], got shape {xL.shape}")
-    if not hasattr(theta, "keys") or not hasattr(theta, "__getitem__"):
-        fail(OP, f"argument 'theta' must be a mapping name -> array, got {type(theta).__name__}")
-    conv1 = theta.get("topd/conv1/w") if hasattr(theta, "get") else None
-    if isinstance(conv1, np.ndarray) and conv1.ndim == 3 and conv1.shape[-1] != B:
-        fail(OP, f"theta was built for batch size {conv1.shape[-1]}, got a batch of {B} "
-                 f"(last axis of 'topd/conv1/w' has shape {conv1.shape}, xL has shape "
-                 f"{xL.shape}); TopD is tied to the batch size (SPEC 4)")
-    if config.batch_size != B:
-        fail(OP, f"config.batch_size is {config.batch_size} but xL has a batch of {B} "
-                 f"(xL shape {xL.shape}); TopD is tied to the batch size (SPEC 4)")
-    expected = stage_theta_shapes(OP, config)
-    check_named_arrays(OP, "theta", theta, expected, xL.dtype)
+    check_config(OP, config)
+    check_inputs(OP, {"xL": "B N"}, {"xL": xL})
+    _check_batch_size(theta, xL, config)
+    check_named_arrays(OP, "theta", theta, stage_theta_shapes(OP, config), xL.dtype)
+    return topd_forward_unchecked(theta, xL, config)
 
+
+def topd_forward_unchecked(theta, xL, config: Config):
+    """topd_forward for arguments the caller has validated (update_step does, once)."""
+    B, N = xL.shape
     eps = config.eps_theta
     m = xL[:, :, None]                                                     # eq. 2: m0 [B, N, 1]
     blocks = []
@@ -89,7 +78,20 @@ def topd_forward(theta, xL, config: Config):
                                         theta[f"topd/bn{i}/beta"], axis=axis, eps=eps)
         blocks.append(cache)
     d, last = conv_batch_forward(m, theta["topd/conv5/w"], theta["topd/conv5/b"])   # eq. 3
-    return d, TopDCache(tuple(blocks), last, tuple(expected), (B, N), xL.dtype)
+    return d, TopDCache(tuple(blocks), last, tuple(stage_theta_shapes(OP, config)), (B, N), xL.dtype)
+
+
+def _check_batch_size(theta, xL, config: Config) -> None:
+    """TopD's ConvUnit widths are B: a theta and a config serve one batch size (SPEC 4)."""
+    B = xL.shape[0]
+    conv1 = theta.get("topd/conv1/w") if hasattr(theta, "get") else None
+    if isinstance(conv1, np.ndarray) and conv1.ndim == 3 and conv1.shape[-1] != B:
+        fail(OP, f"theta was built for batch size {conv1.shape[-1]}, got a batch of {B} "
+                 f"(last axis of 'topd/conv1/w' has shape {conv1.shape}, xL has shape "
+                 f"{xL.shape}); TopD is tied to the batch size (SPEC 4)")
+    if config.batch_size != B:
+        fail(OP, f"config.batch_size is {config.batch_size} but xL has a batch of {B} "
+                 f"(xL shape {xL.shape}); TopD is tied to the batch size (SPEC 4)")
 
 
 def topd_backward(dd, cache: TopDCache):
