@@ -3,7 +3,6 @@
 Loops over every kept index; statistics written out as sums, not calls to
 mean/var, so a wrong reduction axis in refimpl cannot be shared here.
 """
-import itertools
 
 import autograd.numpy as anp
 import numpy as np

@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass
 
 import autograd
-import autograd.numpy as anp
 import numpy as np
 
 from refimpl.reference.gradcheck import check_op, random_cotangent

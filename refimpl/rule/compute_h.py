@@ -37,7 +37,7 @@ from refimpl.validate import check_cotangent, check_inputs, check_named_arrays, 
 from refimpl.ops.batchnorm import BatchNormCache, batchnorm_backward, batchnorm_forward
 from refimpl.ops.weight_stats import weight_stats_backward, weight_stats_forward
 from refimpl.params import stage_theta_shapes
-from refimpl.rule.conv_block import BN_AXES, conv_bn_relu_backward, conv_bn_relu_forward
+from refimpl.rule.conv_block import BN_AXES, conv_bn_relu_chain_backward, conv_bn_relu_chain_forward
 
 OP = "compute_h"
 OP_BACKWARD = "compute_h_backward"
@@ -140,14 +140,8 @@ def compute_h_forward_unchecked(theta, d, x, z, W_bot, W_top, b, config: Config)
     m3[:, :, ch["m2"]] = m2
     m3[:, :, ch["bias"]] = 0.0 if b is None else b[:, None]
     # eq. 6: four conv -> BN -> relu blocks (derivations/topd.md eq. 1)
-    m = m3
-    blocks = []
-    for i, axis in enumerate(COMPUTEH_BLOCK_AXES):
-        m, cache = conv_bn_relu_forward(m, theta[f"computeh/conv{i}/w"],
-                                        theta[f"computeh/bn{i}/gamma"],
-                                        theta[f"computeh/bn{i}/beta"], axis=axis, eps=eps)
-        blocks.append(cache)
-    return m, ComputeHCache(bn_in, ws_bot, ws_top, tuple(blocks), z is not None, b is not None,
+    m, blocks = conv_bn_relu_chain_forward(m3, theta, "computeh", COMPUTEH_BLOCK_AXES, eps=eps)
+    return m, ComputeHCache(bn_in, ws_bot, ws_top, blocks, z is not None, b is not None,
                             tuple(stage_theta_shapes("computeh", config)), (B, N, D), dtype)
 
 
@@ -163,15 +157,7 @@ def compute_h_backward(dh, cache: ComputeHCache) -> ComputeHGrads:
     Hd = cache.blocks[-1].conv.w.shape[2]
     check_cotangent(OP_BACKWARD, "dh", dh, (B, N, Hd), cache.dtype)
 
-    dtheta = {}
-    dm = dh
-    for i in range(len(cache.blocks) - 1, -1, -1):                         # eq. 7
-        g = conv_bn_relu_backward(dm, cache.blocks[i])
-        dtheta[f"computeh/conv{i}/w"] = g.w
-        dtheta[f"computeh/bn{i}/gamma"] = g.gamma
-        dtheta[f"computeh/bn{i}/beta"] = g.beta
-        dm = g.m
-    dm3 = dm                                                               # [B, N, 13 + D]
+    dm3, dtheta = conv_bn_relu_chain_backward(dh, cache.blocks, "computeh")   # eq. 7: [B, N, 13 + D]
     ch = channel_slices(D)
     # eq. 8: tiled channels collect their cotangent summed over the batch; eq. 9: WeightStats VJP
     dW_bot = dW_top = db = None

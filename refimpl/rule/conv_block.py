@@ -57,3 +57,30 @@ def conv_bn_relu_backward(dy, cache: ConvBnReluCache) -> ConvBnReluGrads:
     g_bn = batchnorm_backward(dn, cache.bn)                                # eq. 4b
     g_conv = conv_bwd(g_bn.m, cache.conv)                                  # eq. 4c
     return ConvBnReluGrads(g_conv.m, g_conv.w, g_bn.gamma, g_bn.beta)
+
+
+def conv_bn_relu_chain_forward(m, theta, prefix: str, axes, *, eps: float):
+    """Blocks i = 0, 1, ... in a row, block i reading ``<prefix>/conv<i>/w`` and
+    ``<prefix>/bn<i>/gamma|beta`` with conv axis ``axes[i]``.
+
+    Returns (y, tuple of ConvBnReluCache).
+    """
+    caches = []
+    for i, axis in enumerate(axes):
+        m, cache = conv_bn_relu_forward(m, theta[f"{prefix}/conv{i}/w"], theta[f"{prefix}/bn{i}/gamma"],
+                                        theta[f"{prefix}/bn{i}/beta"], axis=axis, eps=eps)
+        caches.append(cache)
+    return m, tuple(caches)
+
+
+def conv_bn_relu_chain_backward(dy, caches, prefix: str):
+    """VJP of conv_bn_relu_chain_forward: (dm, {``<prefix>/conv<i>/w``, ``<prefix>/bn<i>/*``: grad})."""
+    dtheta = {}
+    dm = dy
+    for i in range(len(caches) - 1, -1, -1):
+        g = conv_bn_relu_backward(dm, caches[i])
+        dtheta[f"{prefix}/conv{i}/w"] = g.w
+        dtheta[f"{prefix}/bn{i}/gamma"] = g.gamma
+        dtheta[f"{prefix}/bn{i}/beta"] = g.beta
+        dm = g.m
+    return dm, dtheta

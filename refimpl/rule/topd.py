@@ -29,7 +29,7 @@ import numpy as np
 from refimpl.config import Config, check_config
 from refimpl.validate import check_cotangent, check_inputs, check_named_arrays, fail
 from refimpl.ops.conv import ConvCache, conv_batch_backward, conv_batch_forward
-from refimpl.rule.conv_block import conv_bn_relu_backward, conv_bn_relu_forward
+from refimpl.rule.conv_block import conv_bn_relu_chain_backward, conv_bn_relu_chain_forward
 from refimpl.params import stage_theta_shapes
 
 OP = "topd"
@@ -71,14 +71,10 @@ def topd_forward_unchecked(theta, xL, config: Config):
     """topd_forward for arguments the caller has validated (update_step does, once)."""
     B, N = xL.shape
     eps = config.eps_theta
-    m = xL[:, :, None]                                                     # eq. 2: m0 [B, N, 1]
-    blocks = []
-    for i, axis in enumerate(TOPD_BLOCK_AXES):                             # eq. 2: m2 .. m10
-        m, cache = conv_bn_relu_forward(m, theta[f"topd/conv{i}/w"], theta[f"topd/bn{i}/gamma"],
-                                        theta[f"topd/bn{i}/beta"], axis=axis, eps=eps)
-        blocks.append(cache)
+    m0 = xL[:, :, None]                                                    # eq. 2: m0 [B, N, 1]
+    m, blocks = conv_bn_relu_chain_forward(m0, theta, OP, TOPD_BLOCK_AXES, eps=eps)   # eq. 2: m2 .. m10
     d, last = conv_batch_forward(m, theta["topd/conv5/w"], theta["topd/conv5/b"])   # eq. 3
-    return d, TopDCache(tuple(blocks), last, tuple(stage_theta_shapes(OP, config)), (B, N), xL.dtype)
+    return d, TopDCache(blocks, last, tuple(stage_theta_shapes(OP, config)), (B, N), xL.dtype)
 
 
 def _check_batch_size(theta, xL, config: Config) -> None:
@@ -105,15 +101,8 @@ def topd_backward(dd, cache: TopDCache):
     D = cache.last.w.shape[2]
     check_cotangent(OP_BACKWARD, "dd", dd, (B, N, D), cache.dtype)
 
-    dtheta = {}
     g = conv_batch_backward(dd, cache.last)                                # eq. 5
+    dm, dtheta = conv_bn_relu_chain_backward(g.m, cache.blocks, OP)        # eq. 6
     dtheta["topd/conv5/w"], dtheta["topd/conv5/b"] = g.w, g.bias
-    dm = g.m
-    for i in range(len(cache.blocks) - 1, -1, -1):                         # eq. 6
-        g = conv_bn_relu_backward(dm, cache.blocks[i])
-        dtheta[f"topd/conv{i}/w"] = g.w
-        dtheta[f"topd/bn{i}/gamma"] = g.gamma
-        dtheta[f"topd/bn{i}/beta"] = g.beta
-        dm = g.m
     dxL = np.ascontiguousarray(dm[:, :, 0])                                # eq. 7
     return {name: dtheta[name] for name in cache.names}, dxL
