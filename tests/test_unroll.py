@@ -205,7 +205,7 @@ def test_non_finite_phi_raises_non_finite_error(monkeypatch):
         if len(calls) == 2:
             phi_next = dict(phi_next, **{"layer1/W": phi_next["layer1/W"] * np.inf})
         return phi_next, deltas, cache
-    monkeypatch.setattr(unroll_module, "update_step_forward", exploding)
+    monkeypatch.setattr(unroll_module, "update_step_forward_unchecked", exploding)
     with pytest.raises(NonFiniteError, match="update step 2") as info:
         meta_gradient(theta, phi, b, TINY, n_cls=N_CLS)
     assert info.value.step == 1 and isinstance(info.value, ValueError)

@@ -24,8 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.model.base_model import base_backward, base_forward
-from refimpl.config import Config
+from refimpl.model.base_model import base_backward, base_forward_unchecked
+from refimpl.config import Config, check_config
 from refimpl.validate import check_array, fail
 from refimpl.ops.meta_loss import center_labels_forward, meta_loss_backward, meta_loss_forward
 from refimpl.ops.normalize import row_normalize_backward, row_normalize_forward
@@ -128,15 +128,18 @@ def meta_objective_forward(phi, x_a, y_a, x_b, y_b, config: Config, *, n_cls):
     Returns (loss: 0-d array of phi's dtype, the mean over pairs of loss_e;
     accuracy: float in [0, 1]; MetaObjectiveCache).
     """
-    if not isinstance(config, Config):
-        fail(OP, f"argument 'config' must be a Config, got {type(config).__name__}")
-    dtype = validate_phi(phi, config, fn=OP)
-    n_eval, _, _ = check_labeled_pairs(OP, x_a, y_a, x_b, y_b, config, n_cls, dtype)
-    L = config.L
+    dtype = validate_phi(phi, check_config(OP, config), fn=OP)
+    check_labeled_pairs(OP, x_a, y_a, x_b, y_b, config, n_cls, dtype)
+    return meta_objective_forward_unchecked(phi, x_a, y_a, x_b, y_b, config, n_cls=n_cls)
+
+
+def meta_objective_forward_unchecked(phi, x_a, y_a, x_b, y_b, config: Config, *, n_cls):
+    """meta_objective_forward for arguments the caller has validated (the unroll does, once)."""
+    n_eval, L, dtype = x_a.shape[0], config.L, x_a.dtype
     pairs, losses, hits = [], [], []
     for e in range(n_eval):
-        xs_a, _, base_a = base_forward(phi, x_a[e], config)                      # eq. 1
-        xs_b, _, base_b = base_forward(phi, x_b[e], config)
+        xs_a, _, base_a = base_forward_unchecked(phi, x_a[e], config)            # eq. 1
+        xs_b, _, base_b = base_forward_unchecked(phi, x_b[e], config)
         Yh_a, _ = center_labels_forward(y_a[e])                                   # eq. 2
         Yh_b, _ = center_labels_forward(y_b[e])
         C, ridge_cache = ridge_solve_forward(_with_ones(xs_a[L]), Yh_a, ridge=config.ridge)   # eq. 3

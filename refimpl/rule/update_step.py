@@ -64,6 +64,11 @@ def update_step_forward(theta: dict, phi: dict, x: np.ndarray, config):
     Validated here once; the stages below trust what this checked.
     """
     _check_step_inputs(theta, phi, x, config)
+    return update_step_forward_unchecked(theta, phi, x, config)
+
+
+def update_step_forward_unchecked(theta: dict, phi: dict, x: np.ndarray, config):
+    """update_step_forward for arguments the caller has validated (the unroll does, once)."""
     L = len(config.layer_sizes) - 1
     xs, zs, base_cache = base_forward_unchecked(phi, x, config)
     z = [None] + list(zs)                                   # z^0 is absent (exact zeros in ComputeH)
