@@ -50,7 +50,6 @@ class PairCache(NamedTuple):
 
 class MetaObjectiveCache(NamedTuple):
     pairs: list             # PairCache per pair e = 0..n_eval-1
-    pair_losses: np.ndarray  # [n_eval] loss_e (the mean of these is the meta-objective)
     n_layers: int           # L
     dtype: np.dtype
 
@@ -149,10 +148,9 @@ def meta_objective_forward_unchecked(phi, x_a, y_a, x_b, y_b, config: Config, *,
         losses.append(loss_e)
         hits.append(np.argmax(P[:, :n_cls], axis=1) == np.argmax(y_b[e][:, :n_cls], axis=1))   # eq. 8
         pairs.append(PairCache(base_a, base_b, ridge_cache, matmul_cache, row_cache, loss_cache))
-    pair_losses = np.stack(losses)
-    loss = np.asarray(np.sum(pair_losses) / n_eval, dtype=dtype)                 # eq. 7
+    loss = np.asarray(np.sum(np.stack(losses)) / n_eval, dtype=dtype)            # eq. 7
     accuracy = float(np.mean(np.stack(hits)))
-    return loss, accuracy, MetaObjectiveCache(pairs, pair_losses, L, dtype)
+    return loss, accuracy, MetaObjectiveCache(pairs, L, dtype)
 
 
 def meta_objective_backward(dloss, cache: MetaObjectiveCache) -> dict:
@@ -161,7 +159,7 @@ def meta_objective_backward(dloss, cache: MetaObjectiveCache) -> dict:
     dloss: the cotangent of the loss (a scalar or 0-d array).
     Returns dphi: a dict over every phi name in SPEC 9 order (layer<l>/V zero).
     """
-    pairs, _, L, dtype = cache
+    pairs, L, dtype = cache
     g = np.asarray(dloss)
     if g.ndim != 0 or not np.issubdtype(g.dtype, np.number) or np.issubdtype(g.dtype, np.complexfloating):
         fail(OP_BACKWARD, f"argument 'dloss' must be a real scalar, got {dloss!r}")
