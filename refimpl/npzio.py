@@ -8,6 +8,7 @@ bytes (two golden exports are identical). Reading never unpickles.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import zipfile
@@ -58,12 +59,22 @@ def write_npz(path, arrays: dict) -> None:
             raise ValueError(f"write_npz: array '{name}' has dtype object, which cannot be stored without pickle")
 
     def write(f):
-        with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED) as zf:
+        zf = zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED)
+        try:
             for name in sorted(arrays):
                 info = zipfile.ZipInfo(name + ".npy", date_time=_FIXED_DATE)
                 info.compress_type = zipfile.ZIP_STORED
                 with zf.open(info, "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, little_endian(arrays[name]), allow_pickle=False)
+        except BaseException:
+            # The temporary file is discarded. Closing a half-written archive can raise
+            # its own error ("open writing handle"), which would hide the first one
+            # (a Ctrl-C the caller handles, a full disk): close quietly, re-raise the first.
+            with contextlib.suppress(Exception):
+                zf.close()
+            zf.fp = None          # nothing left for ZipFile.__del__ to close
+            raise
+        zf.close()
 
     atomic_write_bytes(path, write)
 

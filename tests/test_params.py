@@ -279,6 +279,23 @@ def test_load_wrong_kind_and_config(tmp_path):
         load_params(path, kind="both")
 
 
+def test_interrupt_while_a_member_closes_reaches_the_caller(tmp_path, monkeypatch):
+    """Ctrl-C while a member is being finished: the caller sees KeyboardInterrupt (which the
+    trainer handles), not the zip module's follow-on error, and the old file stays."""
+    path = tmp_path / "phi.npz"
+    save_params(path, _phi(), TINY, "phi")
+    before = path.read_bytes()
+
+    def interrupted_close(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zipfile._ZipWriteFile, "close", interrupted_close)
+    with pytest.raises(KeyboardInterrupt):
+        save_params(path, init_phi(TINY, np.random.default_rng(98)), TINY, "phi")
+    monkeypatch.undo()
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["phi.npz"]
+
+
 def test_load_not_an_npz(tmp_path):
     text = tmp_path / "notes.npz"
     text.write_text("hello, not an archive\n")
