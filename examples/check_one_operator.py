@@ -5,8 +5,8 @@
 import numpy as np
 
 from refimpl.cli import OneLineParser
-from refimpl.gradcheck import check_op
-from refimpl.ops.registry import Size, all_ops, get_op
+from refimpl.reference.gradcheck import check_op
+from refimpl.reference.registry import Size, all_ops, get_op
 
 names = [op.name for op in all_ops()]
 parser = OneLineParser(description="Run one registered operator forward and backward on a random sample "

@@ -53,7 +53,7 @@ def _golden_check(args) -> int:
 
 
 def _ops_report(args) -> int:
-    from refimpl.report import operator_report
+    from refimpl.reference.ops_report import operator_report
 
     return operator_report(size_name=args.size)
 

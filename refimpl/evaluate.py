@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from refimpl.npzio import atomic_write_bytes
-from refimpl.base_model import base_forward
+from refimpl.model.base_model import base_forward
 from refimpl.config import Config
 from refimpl.data import get_dataset
 from refimpl.data.base import Dataset, as_rng, check_split
@@ -68,6 +68,7 @@ from refimpl.ops.meta_loss import center_labels_forward
 from refimpl.ops.ridge import ridge_solve_forward
 from refimpl.params import init_phi, init_theta, load_params, validate_phi, validate_theta
 from refimpl.rule.update_step import update_step
+from refimpl.validate import check_int as _check_int, fail as _fail
 
 #: Query examples per class when ``k_query`` is not given (fewer if a class has fewer).
 DEFAULT_K_QUERY = 20
@@ -82,16 +83,6 @@ class RuleDivergedError(FloatingPointError):
 # ---------------------------------------------------------------------------------
 # argument checks
 # ---------------------------------------------------------------------------------
-def _fail(fn: str, message: str):
-    raise ValueError(f"{fn}: {message}")
-
-
-def _check_int(fn: str, name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        _fail(fn, f"argument '{name}' must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_config(fn: str, config) -> Config:
     if not isinstance(config, Config):
         _fail(fn, f"argument 'config' must be a Config, got {type(config).__name__}")

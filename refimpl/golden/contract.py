@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 import refimpl
-from refimpl.gradcheck import rel_error
+from refimpl.reference.gradcheck import rel_error
 from refimpl.npzio import little_endian
 
 SCHEMA_VERSION = 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from refimpl.golden.contract import CaseSpec, Evaluation, Evaluator, case_rng
-from refimpl.ops.registry import GOLDEN_SIZE, all_ops, grads_dict
+from refimpl.reference.registry import GOLDEN_SIZE, all_ops, grads_dict
 
 
 def evaluators() -> dict[str, Evaluator]:

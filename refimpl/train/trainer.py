@@ -7,7 +7,7 @@ One meta-step (:func:`meta_step`, a pure function of the state) at step k:
    remaining budget; draw the U unlabeled batches and U x n_eval labeled
    pairs; call ``meta_gradient`` from the slot's phi; keep phi_final;
 2. a task whose J, dtheta or phi_final is not finite (or whose unroll raises
-   :class:`refimpl.unroll.NonFiniteError`) is *dropped*: its gradient is
+   :class:`refimpl.model.unroll.NonFiniteError`) is *dropped*: its gradient is
    not used, it is reset, the event is counted and logged;
 3. a task whose budget is spent is reset: a new task is drawn (with the
    slot's generator, budget scale of step k + 1);
@@ -57,12 +57,12 @@ EXIT_INTERRUPTED = 130
 
 
 def _default_meta_gradient():
-    from refimpl.unroll import meta_gradient
+    from refimpl.model.unroll import meta_gradient
     return meta_gradient
 
 
 def _nonfinite_errors() -> tuple:
-    from refimpl.unroll import NonFiniteError
+    from refimpl.model.unroll import NonFiniteError
     return (NonFiniteError, FloatingPointError, np.linalg.LinAlgError)
 
 
@@ -93,9 +93,9 @@ def meta_step(state: TrainState, tc: TrainConfig, meta_gradient_fn=None):
     """One meta-step; returns ``(new_state, record)`` and never modifies ``state``.
 
     ``record`` is the JSON log line (a dict). ``meta_gradient_fn`` defaults
-    to :func:`refimpl.unroll.meta_gradient` (tests pass stubs).
+    to :func:`refimpl.model.unroll.meta_gradient` (tests pass stubs).
     """
-    from refimpl.unroll import UnrollBatches
+    from refimpl.model.unroll import UnrollBatches
 
     mg = meta_gradient_fn or _default_meta_gradient()
     nonfinite_errors = _nonfinite_errors()

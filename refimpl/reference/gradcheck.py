@@ -5,7 +5,7 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 
-from refimpl.ops.registry import OpInfo, Sample, grads_dict
+from refimpl.reference.registry import OpInfo, Sample, grads_dict
 
 
 def rel_error(actual, reference) -> float:
