@@ -1,5 +1,5 @@
 """Command line: refimpl train, refimpl plot, refimpl demo, refimpl ops-report and
-refimpl golden export|check.
+refimpl golden export|check|verify.
 
 Every error is one line on stderr, "refimpl COMMAND: what is wrong", and a
 non-zero exit: 2 for bad input (arguments, files, directories), 1 for a
@@ -52,6 +52,49 @@ def _golden_check(args) -> int:
     return 1
 
 
+def _golden_verify(args) -> int:
+    from refimpl.golden import verifier
+
+    backend = verifier.load_backend(args.backend)
+    report = verifier.verify(args.directory, backend, include=args.include, exclude=args.exclude,
+                             float32=args.float32, log=print)
+    if args.json is not None:
+        report.write_json(args.json)
+    if report.ok:
+        return 0
+    print(f"{args.parser.prog}: {args.directory} does not pass: {report.summary()}", file=sys.stderr)
+    return 1
+
+
+def _names(text: str) -> list[str]:
+    """An argparse ``type``: comma-separated names (kinds a port chooses; not checked against refimpl's)."""
+    names = [k for k in text.split(",") if k]
+    if not names:
+        raise argparse.ArgumentTypeError(f"no kind in {text!r}")
+    return names
+
+
+def _add_verify_parser(gsub) -> None:
+    """``refimpl golden verify``: needs NumPy alone (no refimpl compute, no autograd)."""
+    ver = gsub.add_parser("verify", help="verify a port's backend against a golden set (NumPy only)",
+                          description="Run BACKEND (module:object or file.py:object: an object with one "
+                                      "callable per kind, <kind>(inputs, attrs, config) and <kind>_vjp(inputs, "
+                                      "attrs, config, cotangents); docs/golden.md section 9) on every selected "
+                                      "case of the golden set in DIRECTORY and compare. Exit status 0 when every "
+                                      "selected case passes, 1 when one does not, 2 when the set or the backend "
+                                      "cannot be read.")
+    ver.add_argument("directory", help="a directory holding manifest.json")
+    ver.add_argument("--backend", required=True, metavar="MODULE:OBJECT", help="the backend to verify")
+    ver.add_argument("--float32", action="store_true",
+                     help="give the backend float32 inputs and apply the float32 rule")
+    ver.add_argument("--include", type=_names, action="extend", metavar="KIND[,KIND...]",
+                     help="verify only these kinds (default: every kind of the set)")
+    ver.add_argument("--exclude", type=_names, action="extend", metavar="KIND[,KIND...]",
+                     help="leave these kinds out")
+    ver.add_argument("--json", metavar="REPORT.json", help="also write the report as JSON")
+    ver.set_defaults(func=_golden_verify, parser=ver)
+
+
 def _ops_report(args) -> int:
     from refimpl.reference.ops_report import operator_report
 
@@ -66,7 +109,7 @@ def _add_golden_parsers(sub) -> None:
     parser = sub.add_parser("golden", help="golden values (SPEC 10): export a set, or check refimpl against one",
                             description="Golden values (SPEC 10): a directory with manifest.json and one .npz "
                                         "per case, for checking a port against refimpl.")
-    gsub = parser.add_subparsers(dest="golden_command", required=True, metavar="{export,check}")
+    gsub = parser.add_subparsers(dest="golden_command", required=True, metavar="{export,check,verify}")
     exp = gsub.add_parser("export", help="write a golden set to DIRECTORY",
                           description="Write a golden set to DIRECTORY: a new or empty directory, or one "
                                       "holding a set refimpl exported before (that set is replaced; nothing "
@@ -89,6 +132,7 @@ def _add_golden_parsers(sub) -> None:
                      help=f"check only these kinds (comma-separated, or the option repeated); the others may "
                           f"be missing. Kinds: {kinds}")
     chk.set_defaults(func=_golden_check, parser=chk)
+    _add_verify_parser(gsub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +169,19 @@ def run_command(parser: argparse.ArgumentParser, argv=None) -> int:
         return 2
 
 
+def build_verify_parser() -> argparse.ArgumentParser:
+    """The parser of ``refimpl golden verify`` alone: building it imports no compute."""
+    parser = OneLineParser(prog="refimpl")
+    sub = parser.add_subparsers(dest="command", required=True)
+    golden = sub.add_parser("golden")
+    _add_verify_parser(golden.add_subparsers(dest="golden_command", required=True))
+    return parser
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["golden", "verify"] and not {"-h", "--help"} & set(argv):
+        return run_command(build_verify_parser(), argv)   # a port's check must not need refimpl's compute
     return run_command(build_parser(), argv)
 
 

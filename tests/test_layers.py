@@ -12,8 +12,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "refimpl"
 
 #: Module (or package) name -> layer. The longest matching name wins.
 LAYER_OF = {
-    "refimpl": "foundation",  # the package __init__ only (__version__)
+    "refimpl": "api",  # the package __init__ only: __version__ and the lazily imported entry points
     "refimpl.validate": "foundation",
+    "refimpl.metric": "foundation",
     "refimpl.npzio": "foundation",
     "refimpl.ops": "ops",
     "refimpl.config": "config",
@@ -49,6 +50,8 @@ ALLOWED = {
     "unroll": _BELOW_MODEL | {"base_model", "rule", "meta_objective"},
     "model_package": _FOUNDATION,
     "data": _FOUNDATION | {"data"},
+    # ``import refimpl`` imports nothing; its entry points (imported on first use) reach down to unroll.
+    "api": _BELOW_MODEL | {"base_model", "rule", "meta_objective", "unroll", "data", "model_package"},
     "tooling": set(LAYER_OF.values()),
 }
 
@@ -142,3 +145,13 @@ def test_allowed_imports_pass():
     sources = {"refimpl.ops.synthetic": ("from refimpl.validate import fail\nfrom . import conv\nimport numpy", False),
                "refimpl.data.synthetic": ("from .base import Dataset", False)}
     assert violations(sources) == []
+
+
+def test_import_refimpl_stays_light():
+    """The package namespace imports its entry points only when one is first used."""
+    import subprocess
+    import sys
+    code = ("import sys, refimpl; heavy = [m for m in ('refimpl.config', 'refimpl.rule', 'autograd', 'scipy') "
+            "if m in sys.modules]; assert not heavy, heavy; refimpl.update_step; "
+            "assert 'refimpl.rule.update_step' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

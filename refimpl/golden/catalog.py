@@ -33,17 +33,6 @@ def case_kinds() -> dict[str, str]:
     return {c.name: c.kind for c in all_cases()}
 
 
-@functools.cache
-def small_case_bounds() -> dict[str, int]:
-    """Per kind, the element count of the largest input of this version's tiny or primitive cases."""
-    bounds: dict[str, int] = {}
-    for case in all_cases():
-        if case.preset in (None, "tiny"):
-            largest = max(np.size(v) for v in case.inputs.values())
-            bounds[case.kind] = max(bounds.get(case.kind, 0), largest)
-    return bounds
-
-
 def check_kinds(selected) -> None:
     unknown = sorted(set(selected) - set(kinds()))
     if unknown:

@@ -1,4 +1,4 @@
-"""``refimpl golden export DIR``: write a golden set (SPEC 10).
+"""``refimpl golden export DIR``: write a golden set (docs/golden.md).
 
 The exporter writes into a new directory (built beside it and renamed into
 place, so it appears complete or not at all), an empty one, or one holding a
@@ -19,8 +19,9 @@ import scipy
 
 import refimpl
 from refimpl.golden.catalog import all_cases, cast_floats, check_kinds, evaluate, evaluators
-from refimpl.golden.contract import (DEFAULT_RTOL, MANIFEST_FILE, SCHEMA_VERSION, CaseSpec, GoldenError,
-                                     case_rng, read_manifest, rel_error, sha256_array, source_sha256)
+from refimpl.golden.contract import CaseSpec, case_rng, source_sha256
+from refimpl.golden.format import (DEFAULT_RTOL, MANIFEST_FILE, SCHEMA_VERSION, GoldenError, read_manifest,
+                                   rel_error, sha256_array)
 from refimpl.npzio import atomic_write_bytes, current_umask, write_npz
 
 
