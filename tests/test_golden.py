@@ -292,6 +292,12 @@ MALFORMED = {
     "not JSON": (b'{"schema_version": 1,', "not valid JSON"),
     "unknown schema": (lambda m: dict(m, schema_version=99), "unknown schema_version 99"),
     "a file outside the set": (lambda m: dict(m, cases=[dict(m["cases"][0], file="../x.npz")]), "plain .npz"),
+    "an absolute file path": (lambda m: dict(m, cases=[dict(m["cases"][0], file="/tmp/x.npz")]), "plain .npz"),
+    "no case name": (lambda m: dict(m, cases=[{k: v for k, v in m["cases"][0].items() if k != "name"}]),
+                     "'name' must be a non-empty string"),
+    "a grad not named grad/": (lambda m: dict(m, cases=[dict(m["cases"][0], arrays={
+        **m["cases"][0]["arrays"], "dm": dict(next(iter(m["cases"][0]["arrays"].values())), role="grad")})]),
+        "must be named grad/<name>"),
     "a tolerance missing": (lambda m: dict(m, cases=[dict(m["cases"][0], tolerances={})]), "no entry for"),
     "a negative float32 error": (
         lambda m: dict(m, cases=[dict(m["cases"][0], tolerances={
@@ -383,3 +389,13 @@ def test_failed_write_keeps_old_file(tmp_path):
         write_npz(path, {"a": np.arange(3.0), "b": np.array([None], dtype=object)})
     np.testing.assert_array_equal(read_npz(path)["a"], np.arange(3.0))
     assert [p.name for p in tmp_path.iterdir()] == ["keep.npz"]
+
+
+def test_a_case_file_linked_from_outside_the_set_is_not_run(primitive_export, tmp_path):
+    directory = _copy(primitive_export, tmp_path / "linked")
+    entry = _entry(_manifest(directory), "ridge_solve")
+    outside = tmp_path / "elsewhere.npz"
+    (directory / entry["file"]).rename(outside)
+    (directory / entry["file"]).symlink_to(outside)
+    report = golden.check(directory, only=KINDS, log=quiet)
+    assert not report.ok and any("leads outside the set's directory" in p for p in report.problems)
