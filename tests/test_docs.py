@@ -86,3 +86,36 @@ def test_no_tracked_file_points_outside_the_repository():
 def test_readme_and_derivations_link_the_spec():
     assert "(docs/SPEC.md)" in (ROOT / "README.md").read_text()
     assert "(../docs/SPEC.md)" in (ROOT / "derivations" / "README.md").read_text()
+
+
+def primitive_table() -> dict[str, tuple[set, set]]:
+    """docs/golden.md section 5: kind -> (input names, attr names), from the table's backticked names."""
+    text = (ROOT / "docs" / "golden.md").read_text()
+    section = text[text.index("## 5. Primitive kinds"):text.index("## 6. Composed kinds")]
+    table = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 5 or not cells[0].startswith("`"):
+            continue
+        names = lambda cell: set(re.findall(r"`([A-Za-z_]\w*)`", cell))     # noqa: E731
+        for kind in names(cells[0]):
+            table[kind] = (names(cells[1]), names(cells[2]))
+    return table
+
+
+def test_golden_primitive_table_names_every_input_and_attr():
+    """The contract's table of primitive kinds matches the cases refimpl writes (names by kind)."""
+    import json
+    manifest = json.loads((ROOT / "tests" / "golden" / "manifest.json").read_text())
+    table = primitive_table()
+    seen: dict[str, tuple[set, set]] = {}
+    for case in manifest["cases"]:
+        if case["config"] is not None:
+            continue
+        inputs = {k for k, v in case["arrays"].items() if v["role"] == "input"}
+        have_inputs, have_attrs = seen.setdefault(case["kind"], (set(), set()))
+        have_inputs |= inputs
+        have_attrs |= set(case["attrs"])
+    assert set(seen) == set(table)
+    for kind, (inputs, attrs) in seen.items():
+        assert (inputs, attrs) == table[kind], kind
