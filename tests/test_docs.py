@@ -119,3 +119,9 @@ def test_golden_primitive_table_names_every_input_and_attr():
     assert set(seen) == set(table)
     for kind, (inputs, attrs) in seen.items():
         assert (inputs, attrs) == table[kind], kind
+
+
+def test_the_porting_guide_and_contract_are_final():
+    for name in ("PORTING.md", "docs/golden.md", "docs/SPEC.md", "README.md"):
+        text = (ROOT / name).read_text()
+        assert "TO" + "DO" not in text and "(draft)" not in text, name
