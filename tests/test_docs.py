@@ -125,3 +125,14 @@ def test_the_porting_guide_and_contract_are_final():
     for name in ("PORTING.md", "docs/golden.md", "docs/SPEC.md", "README.md"):
         text = (ROOT / name).read_text()
         assert "TO" + "DO" not in text and "(draft)" not in text, name
+
+
+PATH_MENTION = re.compile(r"(?:refimpl|tests|examples|benchmarks|derivations|docs)/[A-Za-z0-9_./-]+\.(?:py|md|json|png)")
+
+
+def test_every_file_the_docs_name_exists():
+    docs = [ROOT / "README.md", ROOT / "PORTING.md", *sorted((ROOT / "docs").glob("*.md")),
+            *sorted((ROOT / "derivations").glob("*.md"))]
+    missing = [f"{doc.relative_to(ROOT)}: {path}" for doc in docs for path in PATH_MENTION.findall(doc.read_text())
+               if not (ROOT / path).exists() and not (doc.parent / path).exists()]
+    assert not missing, missing
