@@ -139,3 +139,28 @@ def test_unroll_keeping_its_caches_is_bitwise_the_rematerialising_one(monkeypatc
     for k in theta:
         assert kept.dtheta[k].tobytes() == remat.dtheta[k].tobytes(), k
     assert any(np.any(v != 0) for v in kept.dtheta.values())
+
+
+def float64_leaves(obj, path="") -> list:
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return [path] if obj.dtype == np.float64 else []
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in float64_leaves(v, f"{path}/{k}")]
+    if isinstance(obj, (tuple, list)):
+        names = getattr(obj, "_fields", range(len(obj)))
+        return [p for n, v in zip(names, obj) for p in float64_leaves(v, f"{path}/{n}")]
+    return []
+
+
+def test_a_float32_step_keeps_no_float64_array():
+    from refimpl.rule.update_step import update_step_forward, update_step_vjp
+
+    config = preset("tiny")
+    rng = np.random.default_rng(4)
+    theta, phi = init_theta(config, rng, np.float32), init_phi(config, rng, np.float32)
+    x = rng.uniform(0, 1, (config.batch_size, config.layer_sizes[0])).astype(np.float32)
+    phi_next, deltas, cache = update_step_forward(theta, phi, x, config)
+    cot = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in phi_next.items()}
+    grads = update_step_vjp(cot, cache)
+    assert float64_leaves((phi_next, deltas, cache, grads)) == []
+    assert float64_leaves({"probe": np.zeros(1)}) == ["/probe"]      # the walk does find one
