@@ -10,9 +10,9 @@ cross-correlations with zero "same" padding and an odd kernel size K:
 with P = (K - 1) / 2 and m = 0 outside the array. Shapes: m [B, N, C],
 w [K, C, Cout], bias [Cout] (optional), y [B, N, Cout].
 
-Two evaluations of the same sum (derivations/conv_batch.md, "Implementation"):
+Two evaluations of the same sum (derivations/conv_batch.md, "Two evaluations"):
 
-- the plain form (``_conv_along`` / ``conv_im2col_vjp``): im2col, i.e. the K
+- the plain form (``conv_im2col`` / ``conv_im2col_vjp``): im2col, i.e. the K
   shifted copies of m stacked into ``cols`` [B, N, K, C], then one BLAS matmul
   [B*N, K*C] @ [K*C, Cout]; the backward rebuilds ``cols`` from the cached m,
   then two more matmuls and a scatter-add of the K shifts. It is the
@@ -20,12 +20,14 @@ Two evaluations of the same sum (derivations/conv_batch.md, "Implementation"):
   golden set records) always runs it;
 - the tap form (``conv_taps`` / ``conv_taps_vjp``): K matmuls
   accumulated on shifted row ranges of the [B*N, C] view of m, no copy of m.
-  A shift along the batch is a shift of whole rows blocks (exact); a shift
+  A shift along the batch is a shift by whole blocks of N rows (exact); a shift
   along the units wraps, in the flattened view, into the neighbouring batch
   element at the first and last P units, which are recomputed exactly (and,
   for dw, the wrapped products subtracted). float32 runs it when C >= max(4, Cout / 2)
   (with fewer input channels the im2col copy is cheaper); tests compare it with the
-  plain form in both dtypes.
+  plain form in both dtypes (tests/test_fast_paths.py).
+The public forwards validate their arguments, then dispatch
+(``conv_forward_unchecked``); the rule's blocks call the unchecked form.
 Derivation: derivations/conv_batch.md (ConvUnit: derivations/conv_unit.md).
 """
 from __future__ import annotations
