@@ -11,9 +11,11 @@ definition; float64 runs it) and, for float32, :func:`conv_bn_relu_fused_forward
 / :func:`conv_bn_relu_fused_backward`: the unchecked convolution (tap form),
 batch norm in place on the conv output with relu applied in place on its
 output, and a backward that takes the relu mask from the output and the
-batch-norm means from dbeta and dgamma (derivations/batchnorm.md eq. 7), in
-7 + 8 passes over [B, N, Cout] instead of 10 + 11 (the plain form counts its
-finiteness checks of m, the conv output and the BN output). tests/test_topd.py
+batch-norm means from dbeta and dgamma (derivations/batchnorm.md eq. 7); the
+cache keeps the centred conv output (xhat = centred * inv_std is never
+stored). 6 + 8 passes over [B, N, Cout] instead of 10 + 11 (the plain form
+counting its finiteness checks of m, the conv output and the BN output),
+besides the convolution's own. tests/test_topd.py
 compares the two in both dtypes.
 """
 
@@ -49,7 +51,7 @@ class ConvBnReluGrads(NamedTuple):
 
 class ConvBnReluFusedCache(NamedTuple):
     conv: ConvCache          # conv input and weight
-    xhat: np.ndarray         # [B*N, Cout] normalised conv output
+    centred: np.ndarray      # [B*N, Cout] conv output minus its channel means (xhat = centred * inv_std)
     inv_std: np.ndarray      # [Cout]
     gamma: np.ndarray        # [Cout]
     y: np.ndarray            # [B, N, Cout] the block's output (relu mask: y > 0)
@@ -78,30 +80,29 @@ def conv_bn_relu_fused_forward(m, w, gamma, beta, *, axis: int, eps: float):
     """conv_bn_relu_plain_forward's result (up to rounding) for validated arguments, in place where it can be."""
     B, N, _ = m.shape
     c, conv_cache = conv_forward_unchecked(m, w, None, axis)              # topd.md eq. 1a
-    xhat = c.reshape(B * N, -1)                                            # eq. 1b, batchnorm.md eq. 1-3,
-    n = xhat.shape[0]                                                      # on the fresh conv output
-    xhat -= xhat.mean(axis=0)
-    inv_std = 1.0 / np.sqrt(np.einsum("ij,ij->j", xhat, xhat) / n + eps)
-    xhat *= inv_std
-    y = np.multiply(xhat, gamma)
+    centred = c.reshape(B * N, -1)                                         # eq. 1b, batchnorm.md eq. 1-3,
+    n = centred.shape[0]                                                   # in place on the fresh conv output
+    centred -= centred.mean(axis=0)
+    inv_std = 1.0 / np.sqrt(np.einsum("ij,ij->j", centred, centred) / n + eps)
+    y = np.multiply(centred, gamma * inv_std)                              # gamma xhat, xhat never stored
     y += beta
     np.maximum(y, 0, out=y)                                                # eq. 1c
     y = y.reshape(B, N, -1)
-    return y, ConvBnReluFusedCache(conv_cache, xhat, inv_std, gamma, y, axis)
+    return y, ConvBnReluFusedCache(conv_cache, centred, inv_std, gamma, y, axis)
 
 
 def conv_bn_relu_fused_backward(dy, cache: ConvBnReluFusedCache) -> "ConvBnReluGrads":
     """VJP of conv_bn_relu_fused_forward (topd.md eq. 4; batchnorm.md eq. 7)."""
-    xhat, inv_std, gamma = cache.xhat, cache.inv_std, cache.gamma
-    n = xhat.shape[0]
+    centred, inv_std, gamma = cache.centred, cache.inv_std, cache.gamma
+    n = centred.shape[0]
     dn = np.multiply(dy, cache.y > 0).reshape(n, -1)                       # eq. 4a: relu' from the output
     dbeta = dn.sum(axis=0)                                                 # batchnorm.md eq. 6
-    dgamma = np.einsum("ij,ij->j", dn, xhat)                               # eq. 5
+    dgamma = np.einsum("ij,ij->j", dn, centred) * inv_std                  # eq. 5, xhat = centred inv_std
     scale = gamma * inv_std
     # batchnorm.md eq. 7: dm = gamma inv_std (dn - dbeta / n - xhat dgamma / n)
     dn *= scale
     dn -= scale * dbeta / n
-    correction = np.multiply(xhat, scale * dgamma / n)
+    correction = np.multiply(centred, scale * inv_std * dgamma / n)
     dn -= correction
     del correction
     g_conv = conv_backward(dn.reshape(cache.y.shape), cache.conv)          # eq. 4c
