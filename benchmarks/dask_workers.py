@@ -13,7 +13,7 @@ In one run, for the `small` training preset (same seed, same meta-steps):
 Wall time, since the point is to use more cores: on a machine where other
 processes run, 2 workers cannot get 2 cores; the load average is printed.
 
-    .venv/bin/python benchmarks/distributed.py [--steps 6]
+    .venv/bin/python benchmarks/dask_workers.py [--steps 6]
 """
 import argparse
 import os
