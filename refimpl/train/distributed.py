@@ -109,7 +109,11 @@ class DaskTasks:
         self._handlers = ()
 
     def __call__(self, theta, jobs, meta_gradient_fn=None):
-        """[run_task(theta, job, meta_gradient_fn) for job in jobs], computed on the cluster, in order."""
+        """[run_task(theta, job, meta_gradient_fn) for job in jobs], computed on the cluster, in order.
+
+        Each job is submitted as soon as ``jobs`` yields it, so the workers start while the
+        driver draws the next slot's batches.
+        """
         import distributed
 
         client = self.client

@@ -127,7 +127,8 @@ def meta_step(state: TrainState, tc: TrainConfig, meta_gradient_fn=None, run_tas
     to :func:`refimpl.model.unroll.meta_gradient` (tests pass stubs).
     ``run_tasks(theta, jobs, meta_gradient_fn)``, when given, returns
     ``[run_task(theta, job, meta_gradient_fn) for job in jobs]``, computed
-    elsewhere (refimpl.train.distributed); every random draw stays here.
+    elsewhere (refimpl.train.distributed); ``jobs`` is an iterator that draws
+    each slot's inputs when it is reached. Every random draw stays here.
     """
     from refimpl.model.unroll import UnrollBatches
 
@@ -136,17 +137,23 @@ def meta_step(state: TrainState, tc: TrainConfig, meta_gradient_fn=None, run_tas
     lo, hi = unroll_range(tc, k)
     lr = learning_rate(tc, k)
     jobs, rngs = [], []
-    for ts in state.tasks:                  # every draw of a slot happens on its own generator, in order
-        rng = rng_from_state(ts.rng_state)
-        U = min(int(rng.integers(lo, hi + 1)), ts.remaining)
-        x, x_a, x_b, y_a, y_b = draw_unroll(tc, ts.task, U, rng)
-        jobs.append(TaskJob(U, ts.phi, UnrollBatches(x, x_a, x_b, y_a, y_b), ts.task.config(tc.model),
-                            ts.task.n_way))
-        rngs.append(rng)
+
+    def draw_jobs():
+        """Each slot's draws, on its own generator, in slot order; yielded one by one so that a
+        distributed ``run_tasks`` can start slot i while slot i + 1 is drawn."""
+        for ts in state.tasks:
+            rng = rng_from_state(ts.rng_state)
+            U = min(int(rng.integers(lo, hi + 1)), ts.remaining)
+            x, x_a, x_b, y_a, y_b = draw_unroll(tc, ts.task, U, rng)
+            jobs.append(TaskJob(U, ts.phi, UnrollBatches(x, x_a, x_b, y_a, y_b), ts.task.config(tc.model),
+                                ts.task.n_way))
+            rngs.append(rng)
+            yield jobs[-1]
+
     if run_tasks is None:
-        outcomes = [run_task(state.theta, job, meta_gradient_fn) for job in jobs]
+        outcomes = [run_task(state.theta, job, meta_gradient_fn) for job in draw_jobs()]
     else:
-        outcomes = run_tasks(state.theta, jobs, meta_gradient_fn)
+        outcomes = run_tasks(state.theta, draw_jobs(), meta_gradient_fn)
     grads, tasks = [], []
     rec_J, rec_acc, rec_U, dropped, resets = [], [], [], [], []
     counters = dict(state.counters)
