@@ -183,10 +183,13 @@ def peak_bytes(fn, theta, phi, b):
         tracemalloc.stop()
 
 
-def test_rematerialisation_keeps_peak_memory_flat_in_U():
+def test_rematerialisation_keeps_peak_memory_flat_in_U(monkeypatch):
     """Structural, not timed: tracemalloc's peak (numpy registers its buffers)
     at U = 6 stays within 1.3x of U = 2 (measured: ~1.08x; the growth is the
-    phi copies), while keeping every step's caches gives ~2.8x."""
+    phi copies), while keeping every step's caches gives ~2.8x. The unroll
+    keeps the caches only when U of them fit in KEEP_CACHES_BYTES (tiny ones
+    do); with that budget at 0 it always rematerialises."""
+    monkeypatch.setattr(unroll_module, "KEEP_CACHES_BYTES", 0)
     rng = np.random.default_rng(12)
     theta, phi = init_theta(TINY, rng), init_phi(TINY, rng)
     b2, b6 = make_batches(rng, 2), make_batches(rng, 6)
@@ -194,6 +197,18 @@ def test_rematerialisation_keeps_peak_memory_flat_in_U():
     naive_ratio = peak_bytes(naive_meta_gradient, theta, phi, b6) / peak_bytes(naive_meta_gradient, theta, phi, b2)
     assert ratio <= 1.3, ratio
     assert naive_ratio >= 2.0, naive_ratio     # the measure does see stored caches
+
+
+def test_kept_caches_stay_within_their_budget(monkeypatch):
+    rng = np.random.default_rng(12)
+    theta, phi = init_theta(TINY, rng), init_phi(TINY, rng)
+    b6 = make_batches(rng, 6)
+    kept = peak_bytes(meta_gradient, theta, phi, b6)
+    budget = unroll_module.KEEP_CACHES_BYTES
+    monkeypatch.setattr(unroll_module, "KEEP_CACHES_BYTES", 0)
+    remat = peak_bytes(meta_gradient, theta, phi, b6)
+    assert kept > 1.5 * remat                  # tiny caches fit the default budget: kept
+    assert kept - remat <= budget
 
 
 def test_non_finite_phi_raises_non_finite_error(monkeypatch):

@@ -121,6 +121,27 @@ def _check_all(theta, phi, batches, config, n_cls, need_theta=True) -> tuple:
     return U, dtype
 
 
+#: Keep every step's caches (no rematerialisation in the backward) when U times the first step's
+#: caches fit in this many bytes: small models then skip U - 1 forward steps; the paper sizes
+#: (hundreds of MB per step) rematerialise as before. Either way the numbers are the same.
+KEEP_CACHES_BYTES = 96 * 2**20
+
+
+def _cache_bytes(obj, seen: set) -> int:
+    """Bytes of the distinct arrays (views counted once, by their base) reachable from a cache."""
+    if isinstance(obj, np.ndarray):
+        base = obj if obj.base is None else obj.base
+        if id(base) in seen or not isinstance(base, np.ndarray):
+            return 0
+        seen.add(id(base))
+        return base.nbytes
+    if isinstance(obj, dict):
+        return sum(_cache_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (tuple, list)):
+        return sum(_cache_bytes(v, seen) for v in obj)
+    return 0
+
+
 def _check_finite(phi_next: dict, u: int) -> None:
     bad = [k for k, v in phi_next.items() if not np.isfinite(v).all()]
     if bad:
@@ -169,13 +190,19 @@ def meta_gradient(theta, phi, batches: UnrollBatches, config: Config, *, n_cls) 
     # the loop because its backward runs first.
     phis = [phi]
     losses, accuracies = [], []
+    kept = [None] * U                         # (step cache, meta-objective cache) when they all fit
+    keep = False
     for u in range(U):
         phi_next, step_cache, loss, accuracy, mo_cache = _step_forward(theta, phis[u], batches, u, config, n_cls)
         phis.append(phi_next)
         losses.append(loss)
         accuracies.append(accuracy)
+        if u == 0:
+            keep = U > 1 and U * _cache_bytes((step_cache, mo_cache), set()) <= KEEP_CACHES_BYTES
         if u < U - 1:
-            del step_cache, mo_cache          # rematerialised in the backward
+            if keep:
+                kept[u] = (step_cache, mo_cache)
+            del step_cache, mo_cache          # rematerialised in the backward unless kept
     J = sum(losses) / U
 
     # Backward (eq. 3-6), u = U-1 .. 0.
@@ -183,8 +210,11 @@ def meta_gradient(theta, phi, batches: UnrollBatches, config: Config, *, n_cls) 
     dtheta = {}
     carry = None                              # cotangent of phi_{u+1} from the steps after u
     for u in range(U - 1, -1, -1):
-        if u < U - 1:                         # rematerialise step u from phi_u
-            _, step_cache, _, _, mo_cache = _step_forward(theta, phis[u], batches, u, config, n_cls)
+        if u < U - 1:                         # rematerialise step u from phi_u, or take its kept caches
+            if kept[u] is not None:
+                (step_cache, mo_cache), kept[u] = kept[u], None
+            else:
+                _, step_cache, _, _, mo_cache = _step_forward(theta, phis[u], batches, u, config, n_cls)
         g = meta_objective_backward(scale, mo_cache)                   # eq. 3
         del mo_cache
         if carry is not None:

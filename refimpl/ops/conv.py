@@ -10,14 +10,24 @@ cross-correlations with zero "same" padding and an odd kernel size K:
 with P = (K - 1) / 2 and m = 0 outside the array. Shapes: m [B, N, C],
 w [K, C, Cout], bias [Cout] (optional), y [B, N, Cout].
 
-Implementation (one private helper parametrised by the axis): im2col, i.e.
-the K shifted copies of m stacked into ``cols`` [B, N, K, C], then one BLAS
-matmul [B*N, K*C] @ [K*C, Cout]. The backward rebuilds ``cols`` from the
-cached input (the cache holds m, not its K copies), then two more matmuls and
-a scatter-add of the K shifts. At the paper's sizes (B = N = 128, C = 64,
-Cout = 64/128, K = 3/5, float32) this was measured faster than K per-tap
-matmuls on a padded copy (2x-4x in the backward) and than multiplying first
-and shifting the [B, N, K, Cout] products afterwards.
+Two evaluations of the same sum (derivations/conv_batch.md, "Two evaluations"):
+
+- the plain form (``conv_im2col`` / ``conv_im2col_vjp``): im2col, i.e. the K
+  shifted copies of m stacked into ``cols`` [B, N, K, C], then one BLAS matmul
+  [B*N, K*C] @ [K*C, Cout]; the backward rebuilds ``cols`` from the cached m,
+  then two more matmuls and a scatter-add of the K shifts. It is the
+  definition, and float64 (the checking dtype, whose summation order the
+  golden set records) always runs it;
+- the tap form (``conv_taps`` / ``conv_taps_vjp``): K matmuls
+  accumulated on shifted row ranges of the [B*N, C] view of m, no copy of m.
+  A shift along the batch is a shift by whole blocks of N rows (exact); a shift
+  along the units wraps, in the flattened view, into the neighbouring batch
+  element at the first and last P units, which are recomputed exactly (and,
+  for dw, the wrapped products subtracted). float32 runs it when C >= max(4, Cout / 2)
+  (with fewer input channels the im2col copy is cheaper); tests compare it with the
+  plain form in both dtypes (tests/test_fast_paths.py).
+The public forwards validate their arguments, then dispatch
+(``conv_forward_unchecked``); the rule's blocks call the unchecked form.
 Derivation: derivations/conv_batch.md (ConvUnit: derivations/conv_unit.md).
 """
 from __future__ import annotations
@@ -77,6 +87,11 @@ def _im2col(m: np.ndarray, K: int, axis: int) -> np.ndarray:
 
 
 def _conv_along(op: str, axis: int, m, w, bias):
+    _check_conv(op, m, w, bias)
+    return conv_forward_unchecked(m, w, bias, axis)
+
+
+def _check_conv(op, m, w, bias) -> None:
     check_array(op, "m", m, 3)
     check_array(op, "w", w, 3)
     if bias is not None:
@@ -91,6 +106,35 @@ def _conv_along(op: str, axis: int, m, w, bias):
         check_shape(op, "bias", bias, (Cout,), f"Cout = w.shape[2] of w {w.shape}")
     check_same_dtype(op, m=m, w=w, bias=bias)
 
+
+#: Dtypes that run the tap form; float64 runs the plain form (see the module docstring).
+TAP_FORM_DTYPES = (np.dtype(np.float32),)
+
+
+def uses_tap_form(m, w) -> bool:
+    """float32 with C >= Cout / 2: with fewer input channels the K thin matmuls, each writing the whole
+    [B*N, Cout] output, cost more than one im2col copy of m (measured, benchmarks/RESULTS.md)."""
+    _, C, Cout = w.shape
+    return m.dtype in TAP_FORM_DTYPES and C >= 4 and 2 * C >= Cout
+
+
+def conv_forward_unchecked(m, w, bias, axis: int):
+    """conv_batch_forward (axis 0) / conv_unit_forward (axis 1) for arguments the caller has validated."""
+    if uses_tap_form(m, w):
+        return conv_taps(m, w, bias, axis)
+    return conv_im2col(m, w, bias, axis)
+
+
+def conv_backward(dy, cache: "ConvCache") -> "ConvGrads":
+    """VJP of conv_forward_unchecked, in the form its forward used."""
+    if uses_tap_form(cache.m, cache.w):
+        return conv_taps_vjp(dy, cache)
+    return conv_im2col_vjp(dy, cache)
+
+
+def conv_im2col(m, w, bias, axis: int):
+    """The plain form (im2col, one matmul): derivations/conv_batch.md eq. 2."""
+    K, C, Cout = w.shape
     B, N, _ = m.shape
     cols = _im2col(m, K, axis)
     y = cols.reshape(B * N, K * C) @ w.reshape(K * C, Cout)  # eq. 2
@@ -101,7 +145,7 @@ def _conv_along(op: str, axis: int, m, w, bias):
     return y.reshape(B, N, Cout), ConvCache(m, w, bias is not None, axis)
 
 
-def _conv_along_vjp(dy, cache: ConvCache) -> ConvGrads:
+def conv_im2col_vjp(dy, cache: ConvCache) -> ConvGrads:
     m, w, has_bias, axis = cache
     K, C, Cout = w.shape
     B, N, _ = m.shape
@@ -131,7 +175,7 @@ def conv_batch_backward(dy, cache: ConvCache) -> ConvGrads:
 
     derivations/conv_batch.md eqs. 3-6.
     """
-    return _conv_along_vjp(dy, cache)
+    return conv_backward(dy, cache)
 
 
 def conv_unit_forward(m, w, bias=None):
@@ -149,4 +193,91 @@ def conv_unit_backward(dy, cache: ConvCache) -> ConvGrads:
 
     derivations/conv_unit.md (the equations of derivations/conv_batch.md eqs. 3-6 on axis 1).
     """
-    return _conv_along_vjp(dy, cache)
+    return conv_backward(dy, cache)
+
+
+# ---------------------------------------------------------------------------------
+# The tap form: K accumulated matmuls on shifted views (derivations/conv_batch.md eq. 7-9)
+# ---------------------------------------------------------------------------------
+def _edge_units(N: int, P: int) -> np.ndarray:
+    """Units whose taps, in the flattened [B*N] row order, may wrap into another batch element."""
+    return np.unique(np.concatenate([np.arange(min(P, N)), np.arange(max(N - P, 0), N)]))
+
+
+def _tap_sum(m, w, axis: int) -> np.ndarray:
+    """sum_k shift_k(m) @ w[k] (eq. 7), [B*N, Cout]: one matmul per tap on row ranges of m's [B*N, C] view."""
+    B, N, C = m.shape
+    K, _, Cout = w.shape
+    P = (K - 1) // 2
+    length, row_step = (B, N) if axis == 0 else (N, 1)
+    rows = B * N
+    m2 = np.ascontiguousarray(m).reshape(rows, C)
+    y = m2 @ w[P]                                            # the centre tap covers every row
+    tmp = np.empty_like(y)
+    for k in range(K):                                       # loop over the taps only
+        s = k - P
+        if s == 0 or abs(s) >= length:                       # a tap past the whole axis reads only padding
+            continue
+        off = abs(s) * row_step
+        dst, src = (slice(0, rows - off), slice(off, rows)) if s > 0 else (slice(off, rows), slice(0, rows - off))
+        part = tmp[: rows - off]
+        np.matmul(m2[src], w[k], out=part)
+        y[dst] += part
+    if axis == 1 and P > 0:
+        # eq. 8: the first and last P units read, in the flattened order, a neighbouring batch
+        # element; recompute their outputs from the in-range taps only.
+        m3, y3 = m2.reshape(B, N, C), y.reshape(B, N, Cout)
+        edge = _edge_units(N, P)
+        acc = m3[:, edge] @ w[P]
+        for k in range(K):
+            s = k - P
+            src = edge + s
+            ok = (s != 0) & (src >= 0) & (src < N)
+            if ok.any():
+                acc[:, ok] += m3[:, src[ok]] @ w[k]
+        y3[:, edge] = acc
+    return y
+
+
+def conv_taps(m, w, bias, axis: int):
+    """The tap form of conv_batch_forward (axis 0) / conv_unit_forward (axis 1); same cache, same result
+    up to rounding. m [B, N, C], w [K, C, Cout], bias [Cout] or None -> (y [B, N, Cout], ConvCache)."""
+    B, N, _ = m.shape
+    y = _tap_sum(m, w, axis)
+    if bias is not None:
+        y += bias
+    return y.reshape(B, N, w.shape[2]), ConvCache(m, w, bias is not None, axis)
+
+
+def conv_taps_vjp(dy, cache: ConvCache) -> ConvGrads:
+    """VJP of conv_taps (derivations/conv_batch.md eq. 9; the same grads as eqs. 3-6)."""
+    m, w, has_bias, axis = cache
+    K, C, Cout = w.shape
+    B, N, _ = m.shape
+    P = (K - 1) // 2
+    length, row_step = (B, N) if axis == 0 else (N, 1)
+    rows = B * N
+    m2 = np.ascontiguousarray(m).reshape(rows, C)
+    dy = np.ascontiguousarray(dy)
+    dy2 = dy.reshape(rows, Cout)
+    dbias = dy2.sum(axis=0) if has_bias else None                          # eq. 4
+    # eq. 6 as a cross-correlation of dy with the kernel flipped in k and transposed in (c, o)
+    dm = _tap_sum(dy, w[::-1].transpose(0, 2, 1), axis).reshape(B, N, C)
+    dw = np.zeros_like(w)
+    for k in range(K):                                                     # eq. 3, one matmul per tap
+        s = k - P
+        if abs(s) >= length:
+            continue
+        off = abs(s) * row_step
+        dst, src = (slice(0, rows - off), slice(off, rows)) if s > 0 else (slice(off, rows), slice(0, rows - off))
+        dw[k] = m2[src].T @ dy2[dst]
+        if axis == 1 and s != 0:
+            # eq. 9: remove the products the flattened shift paired across batch elements
+            m3, dy3 = m2.reshape(B, N, C), dy2.reshape(B, N, Cout)
+            a = abs(s)
+            if s > 0:
+                wrong_m, wrong_dy = m3[1:, :a], dy3[:-1, N - a:]
+            else:
+                wrong_m, wrong_dy = m3[:-1, N - a:], dy3[1:, :a]
+            dw[k] -= wrong_m.reshape(-1, C).T @ wrong_dy.reshape(-1, Cout)
+    return ConvGrads(dm, dw, dbias)

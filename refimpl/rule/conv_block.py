@@ -5,7 +5,20 @@
 Conv is ConvBatch (axis 0) or ConvUnit (axis 1), without bias (it feeds a
 batch norm, SPEC 3); BatchNormTheta normalises per channel over batch and
 units. Derivation: derivations/topd.md eq. 1 and 4.
+
+Two evaluations: the plain composition of the three operators (the
+definition; float64 runs it) and, for float32, :func:`conv_bn_relu_fused_forward`
+/ :func:`conv_bn_relu_fused_backward`: the unchecked convolution (tap form),
+batch norm in place on the conv output with relu applied in place on its
+output, and a backward that takes the relu mask from the output and the
+batch-norm means from dbeta and dgamma (derivations/batchnorm.md eq. 7); the
+cache keeps the centred conv output (xhat = centred * inv_std is never
+stored). 6 + 8 passes over [B, N, Cout] instead of 10 + 11 (the plain form
+counting its finiteness checks of m, the conv output and the BN output),
+besides the convolution's own. tests/test_topd.py
+compares the two in both dtypes.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -14,8 +27,8 @@ import numpy as np
 
 from refimpl.ops.activations import ActivationCache, activation_backward, activation_forward
 from refimpl.ops.batchnorm import BatchNormCache, batchnorm_backward, batchnorm_forward
-from refimpl.ops.conv import (ConvCache, conv_batch_backward, conv_batch_forward,
-                              conv_unit_backward, conv_unit_forward)
+from refimpl.ops.conv import (ConvCache, conv_backward, conv_batch_backward, conv_batch_forward,
+                              conv_forward_unchecked, conv_unit_backward, conv_unit_forward)
 
 #: BatchNormTheta axes: per channel, over batch and units (SPEC 3).
 BN_AXES = (0, 1)
@@ -23,7 +36,7 @@ _CONV = {0: (conv_batch_forward, conv_batch_backward), 1: (conv_unit_forward, co
 
 
 class ConvBnReluCache(NamedTuple):
-    conv: ConvCache          # conv input (as im2col columns) and weight
+    conv: ConvCache          # conv input and weight
     bn: BatchNormCache       # normalised conv output, inverse std, gamma
     act: ActivationCache     # relu input (BN output) and output
     axis: int                # 0: ConvBatch, 1: ConvUnit
@@ -36,7 +49,67 @@ class ConvBnReluGrads(NamedTuple):
     beta: np.ndarray         # [Cout]
 
 
+class ConvBnReluFusedCache(NamedTuple):
+    conv: ConvCache          # conv input and weight
+    centred: np.ndarray      # [B*N, Cout] conv output minus its channel means (xhat = centred * inv_std)
+    inv_std: np.ndarray      # [Cout]
+    gamma: np.ndarray        # [Cout]
+    y: np.ndarray            # [B, N, Cout] the block's output (relu mask: y > 0)
+    axis: int
+
+
+#: Dtypes that run the fused block (float64 runs the plain composition; see the module docstring).
+FUSED_DTYPES = (np.dtype(np.float32),)
+
+
 def conv_bn_relu_forward(m, w, gamma, beta, *, axis: int, eps: float):
+    """One rule block, fused for float32 (:func:`conv_bn_relu_fused_forward`), plain otherwise."""
+    if m.dtype in FUSED_DTYPES:
+        return conv_bn_relu_fused_forward(m, w, gamma, beta, axis=axis, eps=eps)
+    return conv_bn_relu_plain_forward(m, w, gamma, beta, axis=axis, eps=eps)
+
+
+def conv_bn_relu_backward(dy, cache):
+    """VJP of conv_bn_relu_forward, in the form its forward used."""
+    if isinstance(cache, ConvBnReluFusedCache):
+        return conv_bn_relu_fused_backward(dy, cache)
+    return conv_bn_relu_plain_backward(dy, cache)
+
+
+def conv_bn_relu_fused_forward(m, w, gamma, beta, *, axis: int, eps: float):
+    """conv_bn_relu_plain_forward's result (up to rounding) for validated arguments, in place where it can be."""
+    B, N, _ = m.shape
+    c, conv_cache = conv_forward_unchecked(m, w, None, axis)              # topd.md eq. 1a
+    centred = c.reshape(B * N, -1)                                         # eq. 1b, batchnorm.md eq. 1-3,
+    n = centred.shape[0]                                                   # in place on the fresh conv output
+    centred -= centred.mean(axis=0)
+    inv_std = 1.0 / np.sqrt(np.einsum("ij,ij->j", centred, centred) / n + eps)
+    y = np.multiply(centred, gamma * inv_std)                              # gamma xhat, xhat never stored
+    y += beta
+    np.maximum(y, 0, out=y)                                                # eq. 1c
+    y = y.reshape(B, N, -1)
+    return y, ConvBnReluFusedCache(conv_cache, centred, inv_std, gamma, y, axis)
+
+
+def conv_bn_relu_fused_backward(dy, cache: ConvBnReluFusedCache) -> "ConvBnReluGrads":
+    """VJP of conv_bn_relu_fused_forward (topd.md eq. 4; batchnorm.md eq. 7)."""
+    centred, inv_std, gamma = cache.centred, cache.inv_std, cache.gamma
+    n = centred.shape[0]
+    dn = np.multiply(dy, cache.y > 0).reshape(n, -1)                       # eq. 4a: relu' from the output
+    dbeta = dn.sum(axis=0)                                                 # batchnorm.md eq. 6
+    dgamma = np.einsum("ij,ij->j", dn, centred) * inv_std                  # eq. 5, xhat = centred inv_std
+    scale = gamma * inv_std
+    # batchnorm.md eq. 7: dm = gamma inv_std (dn - dbeta / n - xhat dgamma / n)
+    dn *= scale
+    dn -= scale * dbeta / n
+    correction = np.multiply(centred, scale * inv_std * dgamma / n)
+    dn -= correction
+    del correction
+    g_conv = conv_backward(dn.reshape(cache.y.shape), cache.conv)          # eq. 4c
+    return ConvBnReluGrads(g_conv.m, g_conv.w, dgamma, dbeta)
+
+
+def conv_bn_relu_plain_forward(m, w, gamma, beta, *, axis: int, eps: float):
     """One rule block: relu(BatchNormTheta(Conv(m, w); gamma, beta, eps)).
 
     m [B, N, Cin]; w [K, Cin, Cout]; gamma, beta [Cout]; axis 0 = ConvBatch,
@@ -50,8 +123,8 @@ def conv_bn_relu_forward(m, w, gamma, beta, *, axis: int, eps: float):
     return y, ConvBnReluCache(conv_cache, bn_cache, act_cache, axis)
 
 
-def conv_bn_relu_backward(dy, cache: ConvBnReluCache) -> ConvBnReluGrads:
-    """VJP of conv_bn_relu_forward: dy [B, N, Cout] -> grads for m, w, gamma, beta."""
+def conv_bn_relu_plain_backward(dy, cache: ConvBnReluCache) -> ConvBnReluGrads:
+    """VJP of conv_bn_relu_plain_forward: dy [B, N, Cout] -> grads for m, w, gamma, beta."""
     _, conv_bwd = _CONV[cache.axis]
     dn = activation_backward(dy, cache.act).z                              # topd.md eq. 4a
     g_bn = batchnorm_backward(dn, cache.bn)                                # eq. 4b

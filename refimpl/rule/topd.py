@@ -28,7 +28,7 @@ import numpy as np
 
 from refimpl.config import Config, check_config
 from refimpl.validate import check_cotangent, check_inputs, check_named_arrays, fail
-from refimpl.ops.conv import ConvCache, conv_batch_backward, conv_batch_forward
+from refimpl.ops.conv import ConvCache, conv_backward, conv_forward_unchecked
 from refimpl.rule.conv_block import conv_bn_relu_chain_backward, conv_bn_relu_chain_forward
 from refimpl.params import stage_theta_shapes
 
@@ -73,7 +73,7 @@ def topd_forward_unchecked(theta, xL, config: Config):
     eps = config.eps_theta
     m0 = xL[:, :, None]                                                    # eq. 2: m0 [B, N, 1]
     m, blocks = conv_bn_relu_chain_forward(m0, theta, OP, TOPD_BLOCK_AXES, eps=eps)   # eq. 2: m2 .. m10
-    d, last = conv_batch_forward(m, theta["topd/conv5/w"], theta["topd/conv5/b"])   # eq. 3
+    d, last = conv_forward_unchecked(m, theta["topd/conv5/w"], theta["topd/conv5/b"], 0)   # eq. 3
     return d, TopDCache(blocks, last, tuple(stage_theta_shapes(OP, config)), (B, N), xL.dtype)
 
 
@@ -101,7 +101,7 @@ def topd_backward(dd, cache: TopDCache):
     D = cache.last.w.shape[2]
     check_cotangent(OP_BACKWARD, "dd", dd, (B, N, D), cache.dtype)
 
-    g = conv_batch_backward(dd, cache.last)                                # eq. 5
+    g = conv_backward(dd, cache.last)                                      # eq. 5
     dm, dtheta = conv_bn_relu_chain_backward(g.m, cache.blocks, OP)        # eq. 6
     dtheta["topd/conv5/w"], dtheta["topd/conv5/b"] = g.w, g.bias
     dxL = np.ascontiguousarray(dm[:, :, 0])                                # eq. 7

@@ -42,6 +42,8 @@ def _train_command(args) -> int:
         tc = train_preset(args.preset or "tiny")
         if args.seed is not None:
             tc = tc.replace(seed=args.seed)
+    if args.workers is not None or args.scheduler is not None:
+        return _train_distributed(args, tc, expect)
     received = []
     previous = _install_signal_handlers(received)
     try:
@@ -50,6 +52,36 @@ def _train_command(args) -> int:
                    max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     finally:
         _restore_signal_handlers(previous)
+    if code == EXIT_INTERRUPTED and received:
+        code = 128 + received[-1]
+    return code
+
+
+#: Exit status when the Dask cluster is unreachable or lost (the checkpoint holds the last completed step).
+EXIT_CLUSTER_LOST = 3
+
+
+def _train_distributed(args, tc, expect) -> int:
+    """``refimpl train --workers N`` / ``--scheduler ADDRESS``: the meta-batch on Dask (refimpl.train.distributed)."""
+    import sys
+
+    from refimpl.train.distributed import DaskTasks, DistributedError
+    from refimpl.train.trainer import run
+
+    received = []
+    try:
+        with DaskTasks(workers=args.workers, scheduler=args.scheduler, timeout=args.timeout) as tasks:
+            previous = _install_signal_handlers(received)
+            try:
+                code = run(args.run_dir, tc, resume=args.resume, restart=args.restart, n_steps=args.steps,
+                           checkpoint_every=args.checkpoint_every, quiet=args.quiet, expect=expect,
+                           max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes,
+                           run_tasks=tasks)
+            finally:
+                _restore_signal_handlers(previous)
+    except DistributedError as e:
+        print(f"{args.parser.prog}: {e}", file=sys.stderr)
+        return EXIT_CLUSTER_LOST
     if code == EXIT_INTERRUPTED and received:
         code = 128 + received[-1]
     return code
@@ -156,6 +188,16 @@ def add_train_parser(subparsers):
                    help="meta-steps between checkpoints (default: the preset's)")
     p.add_argument("--max-minutes", type=positive_float, default=None,
                    help="stop (with a checkpoint) after about this many minutes; --resume continues")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=positive_int, default=None,
+                       help="compute the meta-batch on a local Dask cluster of this many worker processes "
+                            "(needs refimpl[distributed]); the result is the single-process run's, bit for bit")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="compute the meta-batch on the running Dask cluster at ADDRESS "
+                            "(e.g. tcp://host:8786, started by `dask scheduler`)")
+    p.add_argument("--timeout", type=positive_float, default=30.0,
+                   help="seconds to wait for an unreachable or silent Dask scheduler before stopping with "
+                        "a checkpoint and exit status 3 (default 30)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.set_defaults(func=_train_command, parser=p)
     return p

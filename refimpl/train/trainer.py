@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -89,40 +90,75 @@ def _json_float(x):
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def meta_step(state: TrainState, tc: TrainConfig, meta_gradient_fn=None):
+class TaskJob(NamedTuple):
+    """One slot's share of a meta-step, drawn on the driver: everything a (possibly remote) worker needs."""
+    U: int
+    phi: dict
+    batches: object          # refimpl.model.unroll.UnrollBatches
+    config: object           # the task's rule Config
+    n_cls: int
+
+
+def run_task(theta: dict, job: TaskJob, meta_gradient_fn=None):
+    """The meta-gradient of one slot: ``(result, None)``, or ``(None, reason)`` when it is dropped.
+
+    A pure function of its arguments (no state, no randomness), so a worker
+    process may run it, and run it again after a failure, with the same result.
+    """
+    mg = meta_gradient_fn or _default_meta_gradient()
+    try:
+        with np.errstate(all="ignore"):   # non-finite values are detected below, never hidden
+            res = mg(theta, job.phi, job.batches, job.config, n_cls=job.n_cls)
+    except _nonfinite_errors() as e:
+        return None, f"{type(e).__name__}: {e}"
+    if not math.isfinite(float(res.loss)):
+        return None, f"non-finite J ({float(res.loss)})"
+    if not _finite_dict(res.dtheta):
+        return None, "non-finite dtheta"
+    if not _finite_dict(res.phi_final):
+        return None, "non-finite phi_final"
+    return res, None
+
+
+def meta_step(state: TrainState, tc: TrainConfig, meta_gradient_fn=None, run_tasks=None):
     """One meta-step; returns ``(new_state, record)`` and never modifies ``state``.
 
     ``record`` is the JSON log line (a dict). ``meta_gradient_fn`` defaults
     to :func:`refimpl.model.unroll.meta_gradient` (tests pass stubs).
+    ``run_tasks(theta, jobs, meta_gradient_fn)``, when given, returns
+    ``[run_task(theta, job, meta_gradient_fn) for job in jobs]``, computed
+    elsewhere (refimpl.train.distributed); ``jobs`` is an iterator that draws
+    each slot's inputs when it is reached. Every random draw stays here.
     """
     from refimpl.model.unroll import UnrollBatches
 
-    mg = meta_gradient_fn or _default_meta_gradient()
-    nonfinite_errors = _nonfinite_errors()
     t0 = time.perf_counter()
     k = state.step
     lo, hi = unroll_range(tc, k)
     lr = learning_rate(tc, k)
+    jobs, rngs = [], []
+
+    def draw_jobs():
+        """Each slot's draws, on its own generator, in slot order; yielded one by one so that a
+        distributed ``run_tasks`` can start slot i while slot i + 1 is drawn."""
+        for ts in state.tasks:
+            rng = rng_from_state(ts.rng_state)
+            U = min(int(rng.integers(lo, hi + 1)), ts.remaining)
+            x, x_a, x_b, y_a, y_b = draw_unroll(tc, ts.task, U, rng)
+            jobs.append(TaskJob(U, ts.phi, UnrollBatches(x, x_a, x_b, y_a, y_b), ts.task.config(tc.model),
+                                ts.task.n_way))
+            rngs.append(rng)
+            yield jobs[-1]
+
+    if run_tasks is None:
+        outcomes = [run_task(state.theta, job, meta_gradient_fn) for job in draw_jobs()]
+    else:
+        outcomes = run_tasks(state.theta, draw_jobs(), meta_gradient_fn)
     grads, tasks = [], []
     rec_J, rec_acc, rec_U, dropped, resets = [], [], [], [], []
     counters = dict(state.counters)
-    for i, ts in enumerate(state.tasks):
-        rng = rng_from_state(ts.rng_state)
-        U = min(int(rng.integers(lo, hi + 1)), ts.remaining)
-        x, x_a, x_b, y_a, y_b = draw_unroll(tc, ts.task, U, rng)
-        reason = None
-        try:
-            with np.errstate(all="ignore"):   # non-finite values are detected below, never hidden
-                res = mg(state.theta, ts.phi, UnrollBatches(x, x_a, x_b, y_a, y_b),
-                         ts.task.config(tc.model), n_cls=ts.task.n_way)
-            if not math.isfinite(float(res.loss)):
-                reason = f"non-finite J ({float(res.loss)})"
-            elif not _finite_dict(res.dtheta):
-                reason = "non-finite dtheta"
-            elif not _finite_dict(res.phi_final):
-                reason = "non-finite phi_final"
-        except nonfinite_errors as e:
-            reason = f"{type(e).__name__}: {e}"
+    for i, (ts, rng, job, (res, reason)) in enumerate(zip(state.tasks, rngs, jobs, outcomes)):
+        U = job.U
         rec_U.append(U)
         if reason is None:
             grads.append(res.dtheta)
@@ -369,7 +405,7 @@ def blas_single_thread():
 
 def run(run_dir, tc: TrainConfig | None = None, *, resume: bool = False, restart: bool = False, n_steps=None,
         checkpoint_every=None, quiet: bool = True, meta_gradient_fn=None, on_step=None,
-        expect=None, max_seconds=None) -> int:
+        expect=None, max_seconds=None, run_tasks=None) -> int:
     """Meta-train in ``run_dir`` up to ``tc.n_steps`` (or ``n_steps``) meta-steps; return an exit status.
 
     Writes one log line per meta-step, a checkpoint and the theta file every
@@ -381,6 +417,10 @@ def run(run_dir, tc: TrainConfig | None = None, *, resume: bool = False, restart
     the first meta-step that ends that long after the start (the run can be
     continued with ``resume=True``; where it stopped does not change what it
     computes). BLAS runs single-threaded meanwhile (:func:`blas_single_thread`).
+    ``run_tasks`` (optional): where the slots' meta-gradients are computed
+    (:class:`refimpl.train.distributed.DaskTasks`; default: here, in order).
+    If it raises (a lost cluster), the checkpoint of the last completed
+    meta-step is written and the exception propagates.
     """
     if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds >= 0):
         raise ValueError(f"run: max_seconds must be a non-negative number, got {max_seconds!r}")
@@ -395,7 +435,7 @@ def run(run_dir, tc: TrainConfig | None = None, *, resume: bool = False, restart
     try:
         with blas_single_thread(), open(log_path, "a") as log:
             while committed.step < tc.n_steps:
-                new_state, record = meta_step(committed, tc, meta_gradient_fn)
+                new_state, record = meta_step(committed, tc, meta_gradient_fn, run_tasks)
                 # The log line is written before the commit: a line for a step the
                 # checkpoint does not hold is removed when the run is resumed.
                 log.write(json.dumps(record, allow_nan=False) + "\n")
@@ -427,6 +467,14 @@ def run(run_dir, tc: TrainConfig | None = None, *, resume: bool = False, restart
         print(f"\ninterrupted: checkpoint of meta-step {committed.step} written to {run_dir / CHECKPOINT_FILE}; "
               f"continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception:
+        if run_tasks is None:
+            raise
+        bar.close()                       # the cluster failed: keep the last completed meta-step
+        if written != committed.step:
+            write_checkpoint(run_dir, committed, tc)
+        _truncate_log(run_dir, committed.step)
+        raise
     bar.close()
     if written != committed.step:
         write_checkpoint(run_dir, committed, tc)
