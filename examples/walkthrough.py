@@ -62,7 +62,9 @@ def repository_root() -> Path:
     return Path.cwd()
 
 
-OUT = Path(os.environ.get("REFIMPL_WALKTHROUGH_OUT") or repository_root() / "docs" / "walkthrough")
+# The fast mode (for the test suite) never replaces the committed figures unless told where to write.
+_DEFAULT_OUT = Path(tempfile.mkdtemp(prefix="walkthrough-")) if FAST else repository_root() / "docs" / "walkthrough"
+OUT = Path(os.environ.get("REFIMPL_WALKTHROUGH_OUT") or _DEFAULT_OUT)
 OUT.mkdir(parents=True, exist_ok=True)
 
 

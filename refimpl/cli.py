@@ -161,6 +161,10 @@ def run_command(parser: argparse.ArgumentParser, argv=None) -> int:
         command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
+    except KeyboardInterrupt:   # commands that must save state on Ctrl-C (train, demo) handle it themselves
+        from refimpl.train.trainer import EXIT_INTERRUPTED
+        print(f"{command_parser.prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (ValueError, OSError) as e:
         message = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         if isinstance(e, OSError) and e.filename:

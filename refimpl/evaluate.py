@@ -1,4 +1,4 @@
-"""Evaluating an update rule: apply it, read out few-shot accuracy, compare rules (issue 4, part 5).
+"""Evaluating an update rule: apply it, read out few-shot accuracy, compare rules.
 
 The question a meta-learned rule answers is "does running me on unlabeled
 data make the base model's top features better for a few-shot linear

@@ -30,3 +30,18 @@ def assert_ok(fwd_err, errors, rtol=GRAD_RTOL):
     assert fwd_err <= 1e-12, f"forward error {fwd_err:.2e}"
     bad = {k: f"{v:.2e}" for k, v in errors.items() if not v <= rtol}
     assert not bad, f"grad errors above {rtol:g}: {bad}"
+
+
+def stub_meta_gradient(theta, phi, batches, config, *, n_cls):
+    """A cheap deterministic stand-in for refimpl.model.unroll.meta_gradient, for trainer tests:
+    deterministic in its inputs like the real one (J from the data, dtheta from theta and J)."""
+    from refimpl.model.unroll import MetaGradient
+    from refimpl.train.tasks import dataset
+
+    U = batches.x.shape[0]
+    assert batches.x.shape[1:] == (config.batch_size, config.layer_sizes[0])
+    assert batches.y_a.shape[-1] == n_cls + dataset("glyphs").n_reg
+    J = float(np.mean(batches.x)) + 0.01 * float(np.mean(phi["layer1/b"]))
+    dtheta = {k: np.sin(3.0 * v + J).astype(v.dtype) for k, v in theta.items()}
+    phi_final = {k: (0.9 * v + 0.001 * J).astype(v.dtype) for k, v in phi.items()}
+    return MetaGradient(J, dtheta, phi_final, [J] * U, [0.5] * U)

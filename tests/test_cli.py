@@ -52,7 +52,7 @@ def assert_one_line_error(code, err, prefix, match=None):
 @pytest.fixture(scope="module")
 def run_dirs(tmp_path_factory):
     """A finished stub run, a directory holding only its log, one with a corrupted log, and a regular file."""
-    from tests.test_train import stub_meta_gradient
+    from tests.helpers import stub_meta_gradient
 
     base = tmp_path_factory.mktemp("cli")
     tiny = train_preset("tiny")
@@ -349,3 +349,16 @@ def test_help_texts():
     export_help = " ".join(by_prog["refimpl golden export"].format_help().split())
     assert all(kind in export_help for kind in golden.kinds())
     assert "--preset" in by_prog["refimpl train"].format_help()
+
+
+@pytest.mark.parametrize("argv, prog", [(["golden", "check", str(COMMITTED)], "refimpl golden check"),
+                                        (["golden", "export", "unused"], "refimpl golden export")])
+def test_ctrl_c_in_a_golden_command_is_one_line_and_status_130(argv, prog, capsys, monkeypatch, tmp_path):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(golden, argv[1], interrupted)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(argv, capsys)
+    assert code == 130 and err.splitlines() == [f"{prog}: interrupted"], err
+    assert list(tmp_path.iterdir()) == []

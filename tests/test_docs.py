@@ -83,6 +83,28 @@ def test_no_tracked_file_points_outside_the_repository():
     assert not hits
 
 
+#: Tracker words that have no place in code, tests or docs (cite the spec or say what the thing is).
+TRACKER_WORDS = re.compile(r"\b" + "iss" + r"ue\s*#?\d+|\blater " + "iss" + r"ues\b|\btic" + r"ket\b", re.I)
+
+
+_ISSUE = "iss" + "ue"   # spelled in two halves so that this file passes its own check
+
+
+@pytest.mark.parametrize("text, found", [(f"see {_ISSUE} 4, part 5", True), (f"{_ISSUE.title()} #12", True),
+                                         (f"as later {_ISSUE}s add", True), (f"a known {_ISSUE}", False),
+                                         ("SPEC 4 step 3", False)])
+def test_the_tracker_word_check_can_fail(text, found):
+    assert bool(TRACKER_WORDS.search(text)) is found
+
+
+def test_no_tracked_file_cites_the_tracker():
+    hits = [f"{p.relative_to(ROOT)}:{i}" for p in tracked_files()
+            if p.is_file() and p.suffix in (".py", ".md", ".toml", ".txt", ".cfg", "")
+            for i, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+            if TRACKER_WORDS.search(line)]
+    assert not hits, f"tracker words in: {hits}"
+
+
 def test_readme_and_derivations_link_the_spec():
     assert "(docs/SPEC.md)" in (ROOT / "README.md").read_text()
     assert "(../docs/SPEC.md)" in (ROOT / "derivations" / "README.md").read_text()

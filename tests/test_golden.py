@@ -361,6 +361,24 @@ def test_re_export_replaces_only_its_own_files(tmp_path):
     assert golden.check(directory, only=["gauss"], log=quiet).ok
 
 
+def test_forged_manifest_cannot_make_export_delete_or_overwrite_a_users_file(tmp_path):
+    directory = tmp_path / "set"
+    golden.export(directory, kinds=["matmul", "gauss"])
+    manifest = json.loads((directory / "manifest.json").read_text())
+    gauss = next(e for e in manifest["cases"] if e["name"] == "gauss")
+    gauss["file"] = "thesis.npz"                 # a case entry pointing at the user's file
+    (directory / "thesis.npz").write_bytes(b"precious")
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    golden.export(directory, kinds=["matmul"])
+    assert (directory / "thesis.npz").read_bytes() == b"precious"
+    # a file named like a case but not the one the manifest vouches for is never overwritten
+    (directory / "gauss.npz").write_bytes(b"mine too")
+    before = _snapshot(directory)
+    with pytest.raises(golden.GoldenError, match="gauss.npz, which its manifest does not vouch for"):
+        golden.export(directory, kinds=["matmul", "gauss"])
+    assert _snapshot(directory) == before
+
+
 def test_export_refuses_unknown_kinds(tmp_path):
     with pytest.raises(golden.GoldenError, match="unknown kind.*nosuch.*valid: activation"):
         golden.export(tmp_path / "set", kinds=["nosuch"])

@@ -16,22 +16,9 @@ from refimpl.train.optim import budget_from_normal, mean_grads, round_half_up
 from refimpl.train.plot import plot_run, smooth
 from refimpl.train.tasks import dataset, draw_unroll, rng_from_state, sample_task
 from refimpl.model.unroll import MetaGradient, NonFiniteError
+from tests.helpers import stub_meta_gradient
 
 TINY = train_preset("tiny")
-
-
-# -------------------------------------------------------------------------------------
-# a cheap deterministic stand-in for refimpl.model.unroll.meta_gradient
-# -------------------------------------------------------------------------------------
-def stub_meta_gradient(theta, phi, batches, config, *, n_cls):
-    """Deterministic in its inputs, like the real one: J from the data, dtheta from theta and J."""
-    U = batches.x.shape[0]
-    assert batches.x.shape[1:] == (config.batch_size, config.layer_sizes[0])
-    assert batches.y_a.shape[-1] == n_cls + dataset("glyphs").n_reg
-    J = float(np.mean(batches.x)) + 0.01 * float(np.mean(phi["layer1/b"]))
-    dtheta = {k: np.sin(3.0 * v + J).astype(v.dtype) for k, v in theta.items()}
-    phi_final = {k: (0.9 * v + 0.001 * J).astype(v.dtype) for k, v in phi.items()}
-    return MetaGradient(J, dtheta, phi_final, [J] * U, [0.5] * U)
 
 
 def nan_on(slots_steps, how="loss"):
@@ -582,13 +569,52 @@ def test_log_without_checkpoint_offers_restart_and_restart_removes_only_trainer_
     d = finished_run
     (d / CHECKPOINT_FILE).unlink()
     (d / "checkpoint.prev.npz").unlink()
-    (d / "notes.txt").write_text("mine")
+    mine = {"notes.txt": b"mine", "mine.npz": b"not the trainer's", "notes.json": b"{}", "curves.pdf": b"%PDF"}
+    for name, data in mine.items():
+        (d / name).write_bytes(data)
     with pytest.raises(RunDirError, match="has a log but no checkpoint.*--restart"):
         run(d, resume=True, meta_gradient_fn=stub_meta_gradient)
     with pytest.raises(RunDirError, match="holds a log but no checkpoint.*--restart"):
         run(d, TINY, n_steps=2, meta_gradient_fn=stub_meta_gradient)
     assert run(d, TINY, restart=True, n_steps=2, meta_gradient_fn=stub_meta_gradient) == 0
-    assert (d / "notes.txt").read_text() == "mine" and [r["step"] for r in read_log(d)] == [1, 2]
+    assert {name: (d / name).read_bytes() for name in mine} == mine
+    assert [r["step"] for r in read_log(d)] == [1, 2]
+
+
+def _snapshot(d):
+    return {p.name: p.read_bytes() for p in d.iterdir()}
+
+
+def test_restart_deletes_nothing_where_no_run_of_ours_is(tmp_path):
+    d = tmp_path / "user"
+    d.mkdir()
+    for name in ("log.jsonl", "curves.png", "theta.npz", "other.txt"):
+        (d / name).write_bytes(b"the user's " + name.encode())
+    before = _snapshot(d)
+    with pytest.raises(RunDirError, match="--restart: .* holds no run to restart.*nothing removed"):
+        run(d, TINY, restart=True, n_steps=2, meta_gradient_fn=stub_meta_gradient)
+    assert _snapshot(d) == before
+
+
+@pytest.mark.parametrize("names", [("theta.npz",), ("train_config.json", "theta.npz"), ("curves.png",)])
+def test_new_run_never_overwrites_files_with_the_trainers_names(tmp_path, names):
+    d = tmp_path / "user"
+    d.mkdir()
+    for name in names:
+        (d / name).write_bytes(b"the user's " + name.encode())
+    (d / "other.txt").write_text("kept")
+    before = _snapshot(d)
+    with pytest.raises(RunDirError, match="holds .*but no run to continue; refusing to overwrite"):
+        run(d, TINY, n_steps=2, meta_gradient_fn=stub_meta_gradient)
+    assert _snapshot(d) == before
+
+
+def test_new_run_in_a_directory_with_other_files_only(tmp_path):
+    d = tmp_path / "mixed"
+    d.mkdir()
+    (d / "notes.txt").write_text("kept")
+    assert run(d, TINY, n_steps=1, meta_gradient_fn=stub_meta_gradient) == 0
+    assert (d / "notes.txt").read_text() == "kept" and (d / "checkpoint.npz").exists()
 
 
 @pytest.mark.parametrize("garbage", [b"\xff\xfe not text\n", b"{\"step\": 1}\nnot json\n{\"step\": 2}\n"])

@@ -1,5 +1,7 @@
 """Offline datasets behind one interface (SPEC 2, 6, 8); nothing is downloaded.
 
+May import only the foundation (refimpl.validate, npzio) and itself.
+
     from refimpl.data import get_dataset
     ds = get_dataset("glyphs")                       # or digits, moons, fashion_mnist14/28
     task = ds.sample_classes(rng, 5).permuted(ds.random_permutation(rng))

@@ -20,8 +20,8 @@ import scipy
 import refimpl
 from refimpl.golden.catalog import all_cases, cast_floats, check_kinds, evaluate, evaluators
 from refimpl.golden.contract import CaseSpec, case_rng, source_sha256
-from refimpl.golden.format import (DEFAULT_RTOL, MANIFEST_FILE, SCHEMA_VERSION, GoldenError, read_manifest,
-                                   rel_error, sha256_array)
+from refimpl.golden.format import (DEFAULT_RTOL, MANIFEST_FILE, SCHEMA_VERSION, GoldenError, read_case,
+                                   read_manifest, rel_error, sha256_array)
 from refimpl.npzio import atomic_write_bytes, current_umask, write_npz
 
 
@@ -74,8 +74,28 @@ def _write_new(target: Path, cases: list[CaseSpec]) -> dict:
     return manifest
 
 
+def _verified_old_files(target: Path, previous: dict | None) -> set[str]:
+    """The case files of the previous set that are verifiably what its manifest lists: named after
+    their case and matching every sha256. Only those may be overwritten or removed."""
+    ours = set()
+    for entry in (previous or {}).get("cases", []):
+        if entry["file"] != f"{entry['name']}.npz":
+            continue
+        try:
+            read_case(target, entry)
+        except (GoldenError, ValueError):
+            continue
+        ours.add(entry["file"])
+    return ours
+
+
 def _write_in_place(target: Path, cases: list[CaseSpec], previous: dict | None) -> dict:
     before = {p.name for p in target.iterdir()}
+    ours = _verified_old_files(target, previous)
+    foreign = sorted({f"{c.name}.npz" for c in cases} & before - ours)
+    if foreign:
+        raise GoldenError(f"{target} holds {', '.join(foreign)}, which its manifest does not vouch for "
+                          f"(name or sha256 differ); refusing to overwrite: give a new or empty directory")
     try:
         manifest = _write_set(target, cases)
     except BaseException:
@@ -84,9 +104,8 @@ def _write_in_place(target: Path, cases: list[CaseSpec], previous: dict | None) 
         raise
     if previous is not None:
         kept = {entry["file"] for entry in manifest["cases"]}
-        for entry in previous["cases"]:
-            if entry["file"] not in kept:
-                (target / entry["file"]).unlink(missing_ok=True)
+        for name in ours - kept:
+            (target / name).unlink(missing_ok=True)
     return manifest
 
 

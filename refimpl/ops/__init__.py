@@ -1,5 +1,5 @@
 """Primitive operators, one module per family: ``*_forward`` returning ``(out, cache)`` directly
 above ``*_backward(dout, cache)`` returning a NamedTuple of gradients (maths in derivations/).
 
-May import only refimpl.validate; the registry pairing each operator with its oracle is refimpl.reference.registry.
+May import only the foundation (refimpl.validate, metric, npzio); the registry pairing each operator with its oracle is refimpl.reference.registry.
 """

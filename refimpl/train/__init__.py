@@ -1,4 +1,6 @@
-"""Single-process meta-training (SPEC 7): ``refimpl train`` and ``refimpl plot``.
+"""Meta-training (SPEC 7), in one process or with the meta-batch on Dask workers: ``refimpl train``, ``refimpl plot``.
+
+May import every layer below it (model, rule, ops, config, params, data); nothing imports it but tooling.
 
     from refimpl.train import train_preset, run
     tc = train_preset("tiny")                      # TrainConfig (frozen, JSON round trip)

@@ -291,6 +291,16 @@ def check_run_dir(run_dir, *, create: bool) -> Path:
     return run_dir
 
 
+def _check_holds_run(run_dir: Path) -> None:
+    """``--restart`` deletes only in a directory that a run of ours wrote: one with a readable
+    ``train_config.json`` (the first file a run writes)."""
+    try:
+        TrainConfig.from_json((run_dir / CONFIG_FILE).read_text())
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise RunDirError(f"--restart: {run_dir} holds no run to restart (no readable {CONFIG_FILE}: "
+                          f"{getattr(e, 'strerror', None) or e}); nothing removed") from None
+
+
 def _load_for_resume(run_dir: Path):
     """The latest readable checkpoint: the latest, else (saying so on stderr) the previous one."""
     latest, previous = run_dir / CHECKPOINT_FILE, run_dir / PREVIOUS_CHECKPOINT_FILE
@@ -328,8 +338,10 @@ def prepare_run(run_dir, tc: TrainConfig | None, *, resume: bool, restart: bool 
     """Start or resume; returns ``(state, tc)``.
 
     Start: ``run_dir`` must not hold a run already (no checkpoint, no log),
-    unless ``restart``, which first removes the files the trainer writes
-    (:data:`RUN_FILES`) and nothing else; writes ``train_config.json`` and
+    unless ``restart``, which requires a readable ``train_config.json`` (a
+    run of ours) and first removes the files the trainer writes
+    (:data:`RUN_FILES`) and nothing else; never overwrites a file of those
+    names that no run wrote; writes ``train_config.json`` and
     the step-0 checkpoint. Resume: reads the checkpoint, or the previous one
     when it is missing or unreadable (its TrainConfig wins; ``tc``, when
     given, must agree on every field but ``n_steps`` and
@@ -371,6 +383,7 @@ def prepare_run(run_dir, tc: TrainConfig | None, *, resume: bool, restart: bool 
     tc = tc.replace(**overrides)
     run_dir = check_run_dir(run_dir, create=True)
     if restart:
+        _check_holds_run(run_dir)
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
     if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / PREVIOUS_CHECKPOINT_FILE).exists():
@@ -379,6 +392,11 @@ def prepare_run(run_dir, tc: TrainConfig | None, *, resume: bool, restart: bool 
     if (run_dir / LOG_FILE).exists():
         raise RunDirError(f"{run_dir} holds a log but no checkpoint; start over with --restart (removes only "
                           f"the trainer's files) or use another --run-dir")
+    # Never overwrite a file of the trainer's names that no run of ours wrote.
+    foreign = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if foreign:
+        raise RunDirError(f"{run_dir} holds {', '.join(foreign)} but no run to continue; refusing to overwrite "
+                          f"them: use another --run-dir")
     text = tc.to_json() + "\n"
     atomic_write_bytes(run_dir / CONFIG_FILE, lambda f: f.write(text.encode()))
     state = init_state(tc)
@@ -479,7 +497,10 @@ def run(run_dir, tc: TrainConfig | None = None, *, resume: bool = False, restart
     if written != committed.step:
         write_checkpoint(run_dir, committed, tc)
     if not quiet:
-        what = "done" if committed.step >= tc.n_steps else "time limit reached"
-        print(f"{what}: {committed.step} of {tc.n_steps} meta-steps; theta in {run_dir / THETA_FILE}",
-              file=sys.stderr)
+        if committed.step > tc.n_steps:
+            what = f"nothing to do: the run is at meta-step {committed.step}, past the {tc.n_steps} asked for"
+        else:
+            what = f"{'done' if committed.step == tc.n_steps else 'time limit reached'}: {committed.step} of " \
+                   f"{tc.n_steps} meta-steps"
+        print(f"{what}; theta in {run_dir / THETA_FILE}", file=sys.stderr)
     return 0
