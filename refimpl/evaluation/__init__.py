@@ -1,0 +1,1 @@
+"""Evaluation of update rules: feature diagnostics, baselines, and the readout they share."""
