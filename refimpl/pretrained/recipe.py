@@ -27,8 +27,9 @@ PROBE_FILE = "probe.jsonl"
 SNAPSHOT_DIR = "thetas"
 
 
-def snapshot_hook(run_dir, tc, every: int):
-    """The ``on_step`` callback: theta snapshot and probe line every ``every`` meta-steps."""
+def snapshot_hook(run_dir, tc, every: int, probe_steps=(0, 25, 50, 100)):
+    """The ``on_step`` callback: theta snapshot and probe line (after ``probe_steps`` inner steps)
+    every ``every`` meta-steps."""
     from refimpl.evaluation.probe import probe_rule
 
     run_dir = Path(run_dir)
@@ -39,7 +40,7 @@ def snapshot_hook(run_dir, tc, every: int):
             return
         save_params(run_dir / SNAPSHOT_DIR / f"theta_{state.step:05d}.npz", state.theta, tc.model, kind="theta")
         t = time.perf_counter()
-        rows = probe_rule(state.theta, tc.model)
+        rows = probe_rule(state.theta, tc.model, inner_steps=probe_steps)
         line = {"step": state.step, "probe": rows, "probe_seconds": round(time.perf_counter() - t, 2)}
         with open(run_dir / PROBE_FILE, "a") as f:
             f.write(json.dumps(line) + "\n")
@@ -67,6 +68,35 @@ def main(argv=None) -> int:
     hook = snapshot_hook(args.run_dir, tc, args.snapshot_every)
     return run(args.run_dir, None if resume else tc, resume=resume, quiet=False, on_step=hook,
                max_seconds=60.0 * args.minutes)
+
+
+def plot_probe(run_dir, path=None):
+    """Probe curves (J, accuracy, effective rank, mean |correlation| against meta-step, one line per
+    inner-step count) from ``RUN_DIR/probe.jsonl`` to ``path`` (default ``RUN_DIR/probe.png``)."""
+    import matplotlib.pyplot as plt
+    from refimpl.npzio import atomic_write_bytes
+
+    run_dir = Path(run_dir)
+    lines = [json.loads(t) for t in (run_dir / PROBE_FILE).read_text().splitlines() if t.strip()]
+    if not lines:
+        raise ValueError(f"plot_probe: {run_dir / PROBE_FILE} has no probe lines")
+    keys = ("J", "accuracy", "effective_rank", "mean_abs_corr")
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for inner in sorted({p["step"] for line in lines for p in line["probe"]}):
+        pts = [(line["step"], p) for line in lines for p in line["probe"] if p["step"] == inner and "J" in p]
+        for ax, key in zip(axes, keys):
+            ax.plot([s for s, _ in pts], [p[key] for _, p in pts], marker="o", markersize=3,
+                    label=f"{inner} inner steps")
+    for ax, key in zip(axes, keys):
+        ax.set_xlabel("meta-step")
+        ax.set_title(key.replace("_", " "))
+    axes[0].legend(fontsize=8)
+    fig.suptitle("probe task: glyphs, held-out fonts, 20-way 10-shot")
+    fig.tight_layout()
+    path = run_dir / "probe.png" if path is None else Path(path)
+    atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":
