@@ -182,7 +182,7 @@ class GlyphSource(Source):
     def __init__(self, chars: str = DEFAULT_CHARS, train_fonts=TRAIN_FONTS, test_fonts=TEST_FONTS,
                  side: int = 14, augment: bool = True, max_angle: float = 30.0,
                  max_shift: float = 2.0, supersample: int = 2, cap_height: float | None = None,
-                 max_extent: float | None = None):
+                 max_extent: float | None = None, regression_targets: bool = True):
         if not isinstance(side, int) or side < 4:
             raise ValueError(f"glyphs: side must be an int >= 4, got {side!r}")
         if supersample not in (2, 4):
@@ -208,7 +208,8 @@ class GlyphSource(Source):
         self.n_features = side * side
         self.class_names = classes
         self.augmented = bool(augment)
-        self.n_reg = 4 if augment else 0
+        # regression_targets=False keeps the augmentation but not its parameters as targets
+        self.n_reg = 4 if augment and regression_targets else 0
         self.max_angle = float(max_angle)
         self.max_shift = float(max_shift)
         self.supersample = supersample
@@ -258,4 +259,5 @@ class GlyphSource(Source):
         if not self.augmented:
             return self.clean(idx, split, dtype), np.zeros((len(idx), 0))
         angle, dx, dy = self.sample_params(rng, len(idx))
-        return self.render(idx, split, angle, dx, dy, dtype), self.targets(angle, dx, dy)
+        targets = self.targets(angle, dx, dy) if self.n_reg else np.zeros((len(idx), 0))
+        return self.render(idx, split, angle, dx, dy, dtype), targets

@@ -54,6 +54,11 @@ DATASETS = {
     # The paper's glyph distribution (appendix "Training Data Distribution"): other
     # resolutions, its stronger augmentation (rotations up to 360 degrees, shifts up to
     # 5 pixels at 14x14), no augmentation, and the specialised subsets.
+    "glyphs_rotation": (_glyph_variant(max_shift=0.0),
+                        "14x14 glyphs rotated by up to 30 degrees either way, not shifted; targets sin, cos "
+                        "and two zero shift columns (n_reg=4)"),
+    "glyphs_classes": (_glyph_variant(regression_targets=False),
+                       "14x14 glyphs with the same augmentation as glyphs but class targets only (n_reg=0)"),
     "glyphs_plain": (_glyph_variant(augment=False), "14x14 glyphs without augmentation; n_reg=0"),
     "glyphs_paper_aug": (_glyph_variant(max_angle=180.0, max_shift=5.0),
                          "14x14 glyphs rotated by up to 180 degrees either way and shifted up to 5 pixels"),

@@ -162,7 +162,8 @@ def collapsed_phi(config: Config, rng: np.random.Generator, dtype=np.float64) ->
 
 
 def objective_comparison(dataset, layer_sizes, n_way: int, k_shot: int, *, n_tasks: int = 20,
-                         ridge: float = 0.1, split: str = "test", seed: int = 0, dtype=np.float64):
+                         ridge: float = 0.1, split: str = "test", seed: int = 0, dtype=np.float64,
+                         classes_only: bool = False):
     """J (SPEC 6, one labeled pair per task) of random features phi_0, a collapsed phi and ink.
 
     Per task t (generator ``default_rng([seed, t])``): ``n_way`` random classes of
@@ -171,7 +172,8 @@ def objective_comparison(dataset, layer_sizes, n_way: int, k_shot: int, *, n_tas
     then one pair of labeled batches with ``k_shot`` examples per class from
     ``split``. Returns ``{name: {"J", "J_se", "acc", "acc_se", "effective_rank"}}``
     for ``phi_0``, ``collapsed`` and ``ink``: means and standard errors over tasks,
-    and the mean effective rank of the features on batch a.
+    and the mean effective rank of the features on batch a. ``classes_only`` drops the
+    regression targets (e.g. the glyphs' rotation and shift) from the targets.
     """
     from refimpl.base_model import base_forward
     if n_way > dataset.n_classes:
@@ -185,6 +187,8 @@ def objective_comparison(dataset, layer_sizes, n_way: int, k_shot: int, *, n_tas
         phis = {"phi_0": init_phi(config, rng, dtype), "collapsed": collapsed_phi(config, rng, dtype)}
         x_a, y_a = task.labeled_batch(rng, k_shot, split=split, dtype=dtype)
         x_b, y_b = task.labeled_batch(rng, k_shot, split=split, dtype=dtype)
+        if classes_only:
+            y_a, y_b = y_a[:, :n_way], y_b[:, :n_way]
         feats = {m: (base_forward(p, x_a, config)[0][-1], base_forward(p, x_b, config)[0][-1])
                  for m, p in phis.items()}
         feats["ink"] = (ink_features(x_a), ink_features(x_b))
