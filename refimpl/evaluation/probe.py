@@ -1,7 +1,7 @@
 """A fixed probe task for watching a rule during meta-training: diagnostics of the features it makes.
 
 :func:`probe_rule` applies theta to one fixed random base model for a few
-inner steps on unlabeled glyphs in the training fonts, then reads out the
+inner steps on unlabeled glyphs in the training fonts (the dataset of PROBE), then reads out the
 top features on labeled glyphs in the held-out fonts: the SPEC 6
 objective J (one pair), the few-shot accuracy of the same readout on a
 disjoint query set, and :func:`~refimpl.evaluation.diagnostics.feature_diagnostics`.
@@ -17,8 +17,8 @@ from refimpl.data import get_dataset
 from refimpl.evaluation.diagnostics import feature_diagnostics, readout_objective
 from refimpl.params import init_phi
 
-#: The probe task: glyphs, 20-way 10-shot (support) + 10 query per class, evaluation net.
-PROBE = {"dataset": "glyphs", "n_way": 20, "k_shot": 10, "k_query": 10, "hidden": (64, 64),
+#: The probe task: glyphs rotated but not shifted (the small preset's data), 20-way 10-shot (support) + 10 query per class, evaluation net.
+PROBE = {"dataset": "glyphs_rotation", "n_way": 20, "k_shot": 10, "k_query": 10, "hidden": (64, 64),
          "seed": 12345}
 
 

@@ -91,7 +91,7 @@ def plot_probe(run_dir, path=None):
         ax.set_xlabel("meta-step")
         ax.set_title(key.replace("_", " "))
     axes[0].legend(fontsize=8)
-    fig.suptitle("probe task: glyphs, held-out fonts, 20-way 10-shot")
+    fig.suptitle("probe task: glyphs (rotated), held-out fonts, 20-way 10-shot")
     fig.tight_layout()
     path = run_dir / "probe.png" if path is None else Path(path)
     atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=100))
