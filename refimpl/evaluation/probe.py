@@ -17,7 +17,8 @@ from refimpl.data import get_dataset
 from refimpl.evaluation.diagnostics import feature_diagnostics, readout_objective
 from refimpl.params import init_phi
 
-#: The probe task: glyphs rotated but not shifted (the small preset's data), 20-way 10-shot (support) + 10 query per class, evaluation net.
+#: The probe task: glyphs rotated but not shifted (the small preset's data), 20-way,
+#: 10-shot support + 10 query examples per class, the evaluation net's hidden widths.
 PROBE = {"dataset": "glyphs_rotation", "n_way": 20, "k_shot": 10, "k_query": 10, "hidden": (64, 64),
          "seed": 12345}
 
