@@ -146,3 +146,17 @@ def test_specialised_subsets_hold_only_their_characters():
     assert set(get_dataset("glyphs_currency").class_names) <= set(glyphs.CURRENCY)
     src = get_dataset("glyphs_paper_aug").source
     assert src.max_angle == 180.0 and src.max_shift == 5.0
+
+
+def test_glyph_augmentation_without_targets_and_rotation_only():
+    rng = np.random.default_rng(0)
+    cls = get_dataset("glyphs_classes")
+    assert cls.augmented and cls.n_reg == 0
+    x1, y1 = cls.labeled_batch(np.random.default_rng(1), 1)
+    assert y1.shape[1] == cls.n_classes
+    x2, _ = cls.labeled_batch(np.random.default_rng(2), 1)
+    assert not np.array_equal(x1, x2)                    # fresh augmentation per draw
+    rot = get_dataset("glyphs_rotation")
+    x, y = rot.labeled_batch(rng, 2)
+    reg = y[:, rot.n_classes:]
+    assert rot.source.max_shift == 0 and (reg[:, 2:] == 0).all() and np.abs(reg[:, 0]).max() > 0.2
