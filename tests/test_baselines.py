@@ -80,3 +80,15 @@ def test_benchmark_pairs_every_method_with_phi0():
     assert rows["raw"]["delta"] == pytest.approx(raw.mean())
     assert rows["raw"]["acc"] > 0.9            # well-separated clusters: raw pixels solve it
     assert "| rule@2 |" in format_summary(res["summary"])
+
+
+def test_format_summary_flags_collapsed_rule_rows():
+    base = {"acc": 0.5, "acc_se": 0.01, "delta": 0.0, "delta_se": 0.0, "better": 0, "n": 3,
+            "mean_abs_corr": 0.1, "zero_rows": 0.0, "diverged": 0}
+    rows = [{**base, "method": "rule@0", "effective_rank": 14.0},
+            {**base, "method": "rule@50", "effective_rank": 7.1},
+            {**base, "method": "rule@200", "effective_rank": 6.9},
+            {**base, "method": "ink", "effective_rank": 1.0}]
+    text = format_summary(rows)
+    flagged = [line.split("|")[1].strip() for line in text.splitlines() if "COLLAPSED" in line and line.startswith("|")]
+    assert flagged == ["rule@200"] and "Warning: rule@200" in text

@@ -161,12 +161,27 @@ def summarize(per_seed) -> list[dict]:
     return rows
 
 
+#: A rule's features count as collapsed when their effective rank is below this fraction of phi_0's.
+COLLAPSE_RANK_FRACTION = 0.5
+
+
 def format_summary(rows) -> str:
-    """The summary rows as a Markdown table."""
-    head = "| method | accuracy ± se | vs phi_0 (paired) ± se | better | eff. rank | mean abs corr | zero rows | n | diverged |"
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    """The summary rows as a Markdown table; a rule row whose effective rank is below
+    :data:`COLLAPSE_RANK_FRACTION` of phi_0's is flagged ``COLLAPSED``, with a line under the table."""
+    head = ("| method | accuracy ± se | vs phi_0 (paired) ± se | better | eff. rank | mean abs corr "
+            "| zero rows | n | diverged | |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rank0 = next((r["effective_rank"] for r in rows if r["method"] == "rule@0"), None)
+    collapsed = []
     for r in rows:
+        flag = ""
+        if rank0 and r["method"].startswith("rule@") and r["effective_rank"] < COLLAPSE_RANK_FRACTION * rank0:
+            flag = "COLLAPSED"
+            collapsed.append(r["method"])
         lines.append(f"| {r['method']} | {r['acc']:.3f} ± {r['acc_se']:.3f} | {r['delta']:+.3f} ± {r['delta_se']:.3f} "
                      f"| {r['better']}/{r['n']} | {r['effective_rank']:.1f} | {r['mean_abs_corr']:.2f} "
-                     f"| {r['zero_rows']:.2f} | {r['n']} | {r['diverged']} |")
+                     f"| {r['zero_rows']:.2f} | {r['n']} | {r['diverged']} | {flag} |")
+    if collapsed:
+        lines.append(f"\nWarning: {', '.join(collapsed)}: effective rank below {COLLAPSE_RANK_FRACTION:g} of "
+                     f"phi_0's ({rank0:.1f}); compare with the ink row.")
     return "\n".join(lines)
