@@ -8,7 +8,7 @@ In one run, for float32 and float64 (B=128, layer_sizes [196, 128, 128, 128, 128
   2 per multiply-add; elementwise work not counted) and the achieved FLOP/s
   as a fraction of what numpy's matmul reaches in the same run;
 - peak memory (tracemalloc) of the hand forward + VJP and of autograd's.
-Targets (issue 3): forward >= 50% of matmul FLOP/s; VJP <= 2x the forward;
+Targets: forward >= 50% of matmul FLOP/s; VJP <= 2x the forward;
 hand VJP >= 3x faster than autograd's with <= half its peak memory.
 
     .venv/bin/python benchmarks/update_step.py [--repeats 5] [--dtypes float32 float64]

@@ -2,15 +2,20 @@
 
     .venv/bin/python examples/check_one_operator.py batchnorm_theta
 """
-import sys
-
 import numpy as np
 
-from refimpl.gradcheck import check_op
-from refimpl.ops.registry import Size, get_op
+from refimpl.cli import OneLineParser
+from refimpl.reference.gradcheck import check_op
+from refimpl.reference.registry import Size, all_ops, get_op
 
-name = sys.argv[1] if len(sys.argv) > 1 else "batchnorm_theta"
-op = get_op(name)
+names = [op.name for op in all_ops()]
+parser = OneLineParser(description="Run one registered operator forward and backward on a random sample "
+                                   "and compare its gradients with autograd's.")
+parser.add_argument("operator", nargs="?", default="batchnorm_theta", choices=names, metavar="OPERATOR",
+                    help=f"a registered operator (default batchnorm_theta): {', '.join(names)}")
+args = parser.parse_args()
+
+op = get_op(args.operator)
 rng = np.random.default_rng(0)
 sample = op.sample(rng, np.float64, Size())
 out, cache = op.run(sample)

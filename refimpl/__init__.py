@@ -1,2 +1,47 @@
-"""refimpl: reference implementation of Metz et al. (ICLR 2019), plain NumPy."""
+"""refimpl: reference implementation of Metz et al. (ICLR 2019, arXiv:1804.00222), plain NumPy.
+
+The entry points, imported on first use so that ``import refimpl`` stays light::
+
+    import numpy as np, refimpl
+    config = refimpl.preset("tiny")
+    rng = np.random.default_rng(0)
+    theta, phi = refimpl.init_theta(config, rng), refimpl.init_phi(config, rng)
+    phi = refimpl.update_step(theta, phi, x, config)         # x [B, N^0]: one unsupervised step
+    refimpl.save("theta.npz", theta, config, "theta"); theta, config = refimpl.load("theta.npz")
+
+Config, preset (SPEC 1); init_theta, init_phi, save, load (SPEC 9); update_step (SPEC 4-5);
+meta_objective (SPEC 6); meta_gradient and UnrollBatches (SPEC 7); get_dataset (SPEC 8).
+
+Layers (tests/test_layers.py): validate, npzio -> ops -> config, params -> model.base_model -> rule
+-> model.meta_objective -> model.unroll -> train, evaluation, golden, cli; reference beside ops.
+This package's own namespace sits above the model and data and below the tooling.
+"""
 __version__ = "0.1.0"
+
+__all__ = ["Config", "preset", "init_theta", "init_phi", "update_step", "meta_objective", "meta_gradient",
+           "UnrollBatches", "save", "load", "get_dataset"]
+
+
+def _entry_points() -> dict:
+    from refimpl.config import Config, preset
+    from refimpl.data import get_dataset
+    from refimpl.model.meta_objective import meta_objective
+    from refimpl.model.unroll import UnrollBatches, meta_gradient
+    from refimpl.params import init_phi, init_theta, load_params, save_params
+    from refimpl.rule.update_step import update_step
+
+    return {"Config": Config, "preset": preset, "init_theta": init_theta, "init_phi": init_phi,
+            "update_step": update_step, "meta_objective": meta_objective, "meta_gradient": meta_gradient,
+            "UnrollBatches": UnrollBatches, "save": save_params, "load": load_params, "get_dataset": get_dataset}
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        value = _entry_points()[name]
+        globals()[name] = value          # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'refimpl' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,9 +1,37 @@
-"""Command line: ``refimpl train``, ``refimpl plot``, ``refimpl demo``,
-``refimpl ops-report`` and ``refimpl golden export|check``."""
+"""Command line: refimpl train, refimpl plot, refimpl demo, refimpl ops-report and
+refimpl golden export|check|verify.
+
+Every error is one line on stderr, "refimpl COMMAND: what is wrong", and a
+non-zero exit: 2 for bad input (arguments, files, directories), 1 for a
+golden set that does not match.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr, ``PROG: message`` (exit status 2).
+
+    Sub-command parsers made with ``add_subparsers`` are of the same class, so
+    their ``prog`` ("refimpl golden export") is the one prefix of a message.
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {' '.join(str(message).split())}\n")
+
+
+def _kind_list(text: str) -> list[str]:
+    """An argparse ``type``: one or more comma-separated golden case kinds."""
+    from refimpl import golden
+
+    selected = [k for k in text.split(",") if k]
+    unknown = [k for k in selected if k not in golden.kinds()]
+    if not selected or unknown:
+        raise argparse.ArgumentTypeError(f"unknown kind {','.join(unknown) or repr(text)} "
+                                         f"(valid: {', '.join(golden.kinds())})")
+    return selected
 
 
 def _golden_export(args) -> int:
@@ -17,48 +45,144 @@ def _golden_export(args) -> int:
 def _golden_check(args) -> int:
     from refimpl import golden
 
-    report = golden.check(args.directory, float32=args.float32)
-    return 0 if report.ok else 1
+    report = golden.check(args.directory, float32=args.float32, only=args.only)
+    if report.ok:
+        return 0
+    print(f"{args.parser.prog}: {args.directory} does not pass: {report.summary()}", file=sys.stderr)
+    return 1
+
+
+def _golden_verify(args) -> int:
+    from refimpl.golden import verifier
+
+    backend = verifier.load_backend(args.backend)
+    report = verifier.verify(args.directory, backend, include=args.include, exclude=args.exclude,
+                             float32=args.float32, log=print)
+    if args.json is not None:
+        report.write_json(args.json)
+    if report.ok:
+        return 0
+    print(f"{args.parser.prog}: {args.directory} does not pass: {report.summary()}", file=sys.stderr)
+    return 1
+
+
+def _names(text: str) -> list[str]:
+    """An argparse ``type``: comma-separated names (kinds a port chooses; not checked against refimpl's)."""
+    names = [k for k in text.split(",") if k]
+    if not names:
+        raise argparse.ArgumentTypeError(f"no kind in {text!r}")
+    return names
+
+
+def _add_verify_parser(gsub) -> None:
+    """``refimpl golden verify``: needs NumPy alone (no refimpl compute, no autograd)."""
+    ver = gsub.add_parser("verify", help="verify a port's backend against a golden set (NumPy only)",
+                          description="Run BACKEND (module:object or file.py:object: an object with one "
+                                      "callable per kind, <kind>(inputs, attrs, config) and <kind>_vjp(inputs, "
+                                      "attrs, config, cotangents); docs/golden.md section 9) on every selected "
+                                      "case of the golden set in DIRECTORY and compare. Exit status 0 when every "
+                                      "selected case passes, 1 when one does not, 2 when the set or the backend "
+                                      "cannot be read.")
+    ver.add_argument("directory", help="a directory holding manifest.json")
+    ver.add_argument("--backend", required=True, metavar="MODULE:OBJECT", help="the backend to verify")
+    ver.add_argument("--float32", action="store_true",
+                     help="give the backend float32 inputs and apply the float32 rule")
+    ver.add_argument("--include", type=_names, action="extend", metavar="KIND[,KIND...]",
+                     help="verify only these kinds (default: every kind of the set)")
+    ver.add_argument("--exclude", type=_names, action="extend", metavar="KIND[,KIND...]",
+                     help="leave these kinds out")
+    ver.add_argument("--json", metavar="REPORT.json", help="also write the report as JSON")
+    ver.set_defaults(func=_golden_verify, parser=ver)
 
 
 def _ops_report(args) -> int:
-    from refimpl.report import operator_report
+    from refimpl.reference.ops_report import operator_report
 
     return operator_report(size_name=args.size)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="refimpl", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_golden_parsers(sub) -> None:
+    from refimpl import golden
+    from refimpl.train import directory_arg
 
-    golden = sub.add_parser("golden", help="golden values (SPEC 10)")
-    gsub = golden.add_subparsers(dest="golden_command", required=True)
-    exp = gsub.add_parser("export", help="write a golden set to DIR")
-    exp.add_argument("directory")
-    exp.add_argument("--kinds", nargs="*", default=None, help="only these kinds")
-    exp.set_defaults(func=_golden_export)
-    chk = gsub.add_parser("check", help="recompute a golden set with refimpl and compare")
-    chk.add_argument("directory")
+    kinds = ", ".join(golden.kinds())
+    parser = sub.add_parser("golden", help="golden values (SPEC 10): export a set, or check refimpl against one",
+                            description="Golden values (SPEC 10): a directory with manifest.json and one .npz "
+                                        "per case, for checking a port against refimpl.")
+    gsub = parser.add_subparsers(dest="golden_command", required=True, metavar="{export,check,verify}")
+    exp = gsub.add_parser("export", help="write a golden set to DIRECTORY",
+                          description="Write a golden set to DIRECTORY: a new or empty directory, or one "
+                                      "holding a set refimpl exported before (that set is replaced; nothing "
+                                      "else in the directory is touched).")
+    exp.add_argument("directory", type=directory_arg, help="where to write the set")
+    exp.add_argument("--kinds", type=_kind_list, action="extend", metavar="KIND[,KIND...]",
+                     help=f"export only these kinds (comma-separated, or the option repeated; default: all). "
+                          f"Kinds: {kinds}")
+    exp.set_defaults(func=_golden_export, parser=exp)
+    chk = gsub.add_parser("check", help="recompute a golden set with refimpl and compare",
+                          description="Recompute every case of the golden set in DIRECTORY with refimpl and "
+                                      "compare, per case and array; count the cases of each kind against "
+                                      "the ones this version exports. Exit status 0 when the set passes, "
+                                      "1 when it does not, 2 when it cannot be read.")
+    chk.add_argument("directory", type=directory_arg, help="a directory holding manifest.json")
     chk.add_argument("--float32", action="store_true",
-                     help="run refimpl in float32 and apply SPEC 10's float32 pass rule")
-    chk.set_defaults(func=_golden_check)
+                     help="run refimpl in float32 and apply SPEC 10's float32 rule "
+                          "(error <= max(1e-4, 3 x the recorded float32 error))")
+    chk.add_argument("--only", type=_kind_list, action="extend", metavar="KIND[,KIND...]",
+                     help=f"check only these kinds (comma-separated, or the option repeated); the others may "
+                          f"be missing. Kinds: {kinds}")
+    chk.set_defaults(func=_golden_check, parser=chk)
+    _add_verify_parser(gsub)
 
+
+def build_parser() -> argparse.ArgumentParser:
     from refimpl.evaluate import add_demo_parser
     from refimpl.train import add_plot_parser, add_train_parser
 
+    parser = OneLineParser(prog="refimpl", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_golden_parsers(sub)
     add_demo_parser(sub)
-
     report = sub.add_parser("ops-report", help="every operator checked against autograd, and timed")
-    report.add_argument("--size", choices=["golden", "paper"], default="golden")
-    report.set_defaults(func=_ops_report)
+    report.add_argument("--size", choices=["golden", "paper"], default="golden",
+                        help="the sizes to time the operators at (default golden)")
+    report.set_defaults(func=_ops_report, parser=report)
     add_train_parser(sub)
     add_plot_parser(sub)
     return parser
 
 
+def run_command(parser: argparse.ArgumentParser, argv=None) -> int:
+    """Parse ``argv`` and run its command; bad input (a ValueError or an OSError) is one line on stderr."""
+    args, unknown = parser.parse_known_args(argv)
+    command_parser = getattr(args, "parser", parser)
+    if unknown:   # reported by the command's own parser, so the message names the command
+        command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as e:
+        message = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        if isinstance(e, OSError) and e.filename:
+            message = f"{e.filename}: {message}"
+        print(f"{command_parser.prog}: {' '.join(message.split())}", file=sys.stderr)
+        return 2
+
+
+def build_verify_parser() -> argparse.ArgumentParser:
+    """The parser of ``refimpl golden verify`` alone: building it imports no compute."""
+    parser = OneLineParser(prog="refimpl")
+    sub = parser.add_subparsers(dest="command", required=True)
+    golden = sub.add_parser("golden")
+    _add_verify_parser(golden.add_subparsers(dest="golden_command", required=True))
+    return parser
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["golden", "verify"] and not {"-h", "--help"} & set(argv):
+        return run_command(build_verify_parser(), argv)   # a port's check must not need refimpl's compute
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

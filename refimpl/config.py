@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-#: Base-model nonlinearities (SPEC 2), in SPEC order.
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "swish", "sigmoid", "softplus", "step")
+from refimpl.ops.activations import ACTIVATIONS
+from refimpl.validate import check_int, check_positive, fail
 
 #: Number of statistics WeightStats returns per unit (SPEC 3).
 N_STATS = 4
@@ -31,7 +28,7 @@ N_STATS = 4
 def check_kernel_size(name: str, k) -> int:
     """A convolution kernel size must be a positive odd int ("same" padding needs a centre tap)."""
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0 or k % 2 == 0:
-        raise ValueError(f"config: kernel size {name} must be a positive odd integer, got {k!r}")
+        fail("config", f"kernel size {name} must be a positive odd integer, got {k!r}")
     return k
 
 
@@ -46,28 +43,6 @@ _POSITIVE_FLOAT_FIELDS = ("lr_phi", "ridge", "eps_phi", "eps_theta", "eps_d", "e
                           "eps_w", "eps_p")
 
 
-def _fail(message: str) -> None:
-    raise ValueError(f"config: {message}")
-
-
-def _check_int(name: str, value) -> int:
-    # bool is an int subclass; True as a size is a bug, not a 1.
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        _fail(f"field '{name}' must be an integer, got {value!r} ({type(value).__name__})")
-    if value <= 0:
-        _fail(f"field '{name}' must be a positive integer, got {value}")
-    return int(value)
-
-
-def _check_positive_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        _fail(f"field '{name}' must be a number, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        _fail(f"field '{name}' must be a positive finite number, got {value!r}")
-    return value
-
-
 class JsonFields:
     """JSON round trip, ``replace`` and ``diff`` for a frozen dataclass of settings.
 
@@ -80,10 +55,6 @@ class JsonFields:
     _ERROR_PREFIX = "config"
 
     @classmethod
-    def _fail(cls, message: str) -> None:
-        raise ValueError(f"{cls._ERROR_PREFIX}: {message}")
-
-    @classmethod
     def _from_fields(cls, d: dict):
         return cls(**d)
 
@@ -91,14 +62,14 @@ class JsonFields:
     def from_dict(cls, d):
         """Inverse of ``to_dict``. Every field must be present, no other key."""
         if not isinstance(d, dict):
-            cls._fail(f"expected a mapping of fields, got {type(d).__name__}")
+            fail(cls._ERROR_PREFIX, f"expected a mapping of fields, got {type(d).__name__}")
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(d) - set(names))
         missing = [n for n in names if n not in d]
         if unknown:
-            cls._fail(f"unknown field(s) {unknown}")
+            fail(cls._ERROR_PREFIX, f"unknown field(s) {unknown}")
         if missing:
-            cls._fail(f"missing field(s) {missing}")
+            fail(cls._ERROR_PREFIX, f"missing field(s) {missing}")
         return cls._from_fields(dict(d))
 
     def to_json(self) -> str:
@@ -110,7 +81,7 @@ class JsonFields:
         try:
             d = json.loads(text)
         except (TypeError, json.JSONDecodeError) as e:
-            cls._fail(f"not valid JSON: {e}")
+            fail(cls._ERROR_PREFIX, f"not valid JSON: {e}")
         return cls.from_dict(d)
 
     def replace(self, **changes):
@@ -118,7 +89,7 @@ class JsonFields:
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - names)
         if unknown:
-            self._fail(f"unknown field(s) {unknown}")
+            fail(self._ERROR_PREFIX, f"unknown field(s) {unknown}")
         return dataclasses.replace(self, **changes)
 
     def diff(self, other) -> list[str]:
@@ -155,22 +126,22 @@ class Config(JsonFields):
 
     def __post_init__(self):
         for name in _INT_FIELDS:
-            object.__setattr__(self, name, _check_int(name, getattr(self, name)))
+            object.__setattr__(self, name, check_int("config", name, getattr(self, name), what="field"))
         sizes = self.layer_sizes
         if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
-            _fail(f"field 'layer_sizes' must be a sequence of integers, got {sizes!r}")
+            fail("config", f"field 'layer_sizes' must be a sequence of integers, got {sizes!r}")
         sizes = tuple(sizes)
         if len(sizes) < 2:
-            _fail(f"field 'layer_sizes' needs at least two entries (input and one layer), "
+            fail("config", f"field 'layer_sizes' needs at least two entries (input and one layer), "
                   f"got {list(sizes)}")
-        sizes = tuple(_check_int(f"layer_sizes[{i}]", s) for i, s in enumerate(sizes))
+        sizes = tuple(check_int("config", f"layer_sizes[{i}]", s, what="field") for i, s in enumerate(sizes))
         object.__setattr__(self, "layer_sizes", sizes)
         for name in _POSITIVE_FLOAT_FIELDS:
-            object.__setattr__(self, name, _check_positive_float(name, getattr(self, name)))
+            object.__setattr__(self, name, check_positive("config", name, getattr(self, name), what="field"))
         if self.lr_phi > 1:
-            _fail(f"field 'lr_phi' is the EMA step of phi and must be in (0, 1], got {self.lr_phi!r}")
+            fail("config", f"field 'lr_phi' is the EMA step of phi and must be in (0, 1], got {self.lr_phi!r}")
         if self.activation not in ACTIVATIONS:
-            _fail(f"field 'activation' must be one of {', '.join(ACTIVATIONS)}; "
+            fail("config", f"field 'activation' must be one of {', '.join(ACTIVATIONS)}; "
                   f"got {self.activation!r}")
 
     # -- derived sizes ---------------------------------------------------------------
@@ -203,6 +174,13 @@ PRESET_EXTRAS: dict[str, dict[str, int]] = {
     "tiny": {"n_label": 16, "n_cls": 5, "U": 3},
     "mid": {"n_label": 50, "n_cls": 10, "U": 2},
 }
+
+
+def check_config(op: str, config) -> "Config":
+    """``config`` must be a :class:`Config` (a stage's boundary check)."""
+    if not isinstance(config, Config):
+        fail(op, f"argument 'config' must be a Config, got {type(config).__name__}")
+    return config
 
 
 def preset(name: str) -> Config:

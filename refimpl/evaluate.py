@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from refimpl.npzio import atomic_write_bytes
-from refimpl.base_model import base_forward
+from refimpl.model.base_model import base_forward
 from refimpl.config import Config
 from refimpl.data import get_dataset
 from refimpl.data.base import Dataset, as_rng, check_split
@@ -68,6 +68,7 @@ from refimpl.ops.meta_loss import center_labels_forward
 from refimpl.ops.ridge import ridge_solve_forward
 from refimpl.params import init_phi, init_theta, load_params, validate_phi, validate_theta
 from refimpl.rule.update_step import update_step
+from refimpl.validate import check_int as _check_int, fail as _fail
 
 #: Query examples per class when ``k_query`` is not given (fewer if a class has fewer).
 DEFAULT_K_QUERY = 20
@@ -82,16 +83,6 @@ class RuleDivergedError(FloatingPointError):
 # ---------------------------------------------------------------------------------
 # argument checks
 # ---------------------------------------------------------------------------------
-def _fail(fn: str, message: str):
-    raise ValueError(f"{fn}: {message}")
-
-
-def _check_int(fn: str, name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        _fail(fn, f"argument '{name}' must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_config(fn: str, config) -> Config:
     if not isinstance(config, Config):
         _fail(fn, f"argument 'config' must be a Config, got {type(config).__name__}")
@@ -639,9 +630,16 @@ def run_demo(run_dir="runs/demo", minutes: float = 5.0, *, train_fn=None, plot_f
 
     Returns ``{"rows", "paths", "theta_path", "control_rows"}``.
     """
+    if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes >= 0):
+        raise ValueError(f"run_demo: minutes must be a finite number >= 0, got {minutes!r}")
+    if not (isinstance(inner_steps, int) and inner_steps >= 0):
+        raise ValueError(f"run_demo: inner_steps must be an integer >= 0, got {inner_steps!r}")
+    if len(seeds) == 0:
+        raise ValueError("run_demo: seeds is empty")
+    from refimpl.train.trainer import check_run_dir
+
+    run_dir = check_run_dir(run_dir, create=True)      # before minutes of training
     out = sys.stdout if out is None else out
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     train_fn = _default_train if train_fn is None else train_fn
     plot_fn = _default_plot if plot_fn is None else plot_fn
 
@@ -688,6 +686,8 @@ def run_demo(run_dir="runs/demo", minutes: float = 5.0, *, train_fn=None, plot_f
 
 def add_demo_parser(subparsers):
     """Register ``demo`` (:func:`run_demo`) on an argparse subparsers object (``set_defaults(func=...)``)."""
+    from refimpl.train import directory_arg, nonneg_float, nonneg_int, positive_int
+
     p = subparsers.add_parser(
         "demo", help="short meta-training, then a few-shot comparison on held-out digits",
         description="Meta-train the rule with the 'small' preset for about --minutes minutes in "
@@ -695,11 +695,13 @@ def add_demo_parser(subparsers):
                     "random rule, untrained random features and raw pixels at 10-shot on the "
                     "held-out digits; print the table and write it (JSON, Markdown) and plots to "
                     "--run-dir.")
-    p.add_argument("--run-dir", default="runs/demo")
-    p.add_argument("--minutes", type=float, default=5.0, help="meta-training time (default 5)")
-    p.add_argument("--inner-steps", type=int, default=200, help="rule steps before the readout")
-    p.add_argument("--seeds", type=int, default=5, help="number of tasks (seeds 0..n-1)")
-    p.set_defaults(func=demo_command)
+    p.add_argument("--run-dir", type=directory_arg, default="runs/demo",
+                   help="directory of the meta-training run and the results (default runs/demo)")
+    p.add_argument("--minutes", type=nonneg_float, default=5.0, help="meta-training time (default 5)")
+    p.add_argument("--inner-steps", type=nonneg_int, default=200,
+                   help="rule steps before the readout (default 200)")
+    p.add_argument("--seeds", type=positive_int, default=5, help="number of tasks, seeds 0..n-1 (default 5)")
+    p.set_defaults(func=demo_command, parser=p)
     return p
 
 

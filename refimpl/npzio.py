@@ -8,6 +8,7 @@ bytes (two golden exports are identical). Reading never unpickles.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import zipfile
@@ -58,27 +59,55 @@ def write_npz(path, arrays: dict) -> None:
             raise ValueError(f"write_npz: array '{name}' has dtype object, which cannot be stored without pickle")
 
     def write(f):
-        with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED) as zf:
+        zf = zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED)
+        try:
             for name in sorted(arrays):
                 info = zipfile.ZipInfo(name + ".npy", date_time=_FIXED_DATE)
                 info.compress_type = zipfile.ZIP_STORED
                 with zf.open(info, "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, little_endian(arrays[name]), allow_pickle=False)
+        except BaseException:
+            # The temporary file is discarded. Closing a half-written archive can raise
+            # its own error ("open writing handle"), which would hide the first one
+            # (a Ctrl-C the caller handles, a full disk): close quietly, re-raise the first.
+            with contextlib.suppress(Exception):
+                zf.close()
+            zf.fp = None          # nothing left for ZipFile.__del__ to close
+            raise
+        zf.close()
 
     atomic_write_bytes(path, write)
 
 
 def read_npz(path, what: str = "file") -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` as a dict; clear ValueErrors for missing, corrupt or pickled files."""
+    """Every array of an ``.npz`` as a dict, loaded eagerly without pickle.
+
+    A missing, corrupt, single-``.npy`` or pickled file raises one ValueError
+    naming ``what``, the path and (for a bad entry) the entry.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{what} {path}: no such file")
+    where = f"{what} {path}"
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise ValueError(f"{what} {path}: holds a pickled (object) array; refusing to load it") from None
-        raise ValueError(f"{what} {path}: not a valid .npz file ({exc})") from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise ValueError(f"{what} {path}: not a valid .npz file ({type(exc).__name__}: {exc})") from None
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError:
+        # neither .npy nor zip magic: np.load would only try pickle, which is refused
+        raise ValueError(f"{where}: not a valid .npz file (no .npz or .npy header)") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{where}: not a valid .npz file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{where}: a single .npy array, not a valid .npz file")
+    out = {}
+    with loaded:
+        for name in loaded.files:
+            try:
+                out[name] = loaded[name]
+            except ValueError as exc:
+                if "pickle" in str(exc).lower() or "object arrays" in str(exc).lower():
+                    raise ValueError(f"{where}: entry '{name}' holds a pickled (object) array; "
+                                     f"refusing to load it") from None
+                raise ValueError(f"{where}: entry '{name}' is corrupt ({exc})") from None
+            except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+                raise ValueError(f"{where}: entry '{name}' is corrupt ({type(exc).__name__}: {exc})") from None
+    return out

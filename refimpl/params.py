@@ -16,20 +16,20 @@ intact; they are read with ``allow_pickle=False``.
 from __future__ import annotations
 
 import os
-import zipfile
 from typing import Mapping
 
 import numpy as np
 
-from refimpl.npzio import write_npz
+from refimpl.npzio import read_npz, write_npz
 from refimpl.config import KERNEL, N_STATS, TOPD_KERNEL0, Config
+from refimpl.validate import FLOAT_DTYPES
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 KINDS = ("theta", "phi")
 CONFIG_KEY = "__config__"
 KIND_KEY = "__kind__"
 
-#: LowRR readouts of SPEC 5, in SPEC 9 order.
+#: LowRR readouts of SPEC 5, in SPEC 9 order; the first three read (h_lo, h_up),
+#: the "lower" ones (h_lo, h_lo) and the "upper" ones (h_up, h_up).
 READOUTS = ("zero", "rbf", "first", "lin_lower", "sqr_lower", "lin_upper", "sqr_upper")
 #: Number of weight-update planes P1..P10 (length of ``merge/w``).
 N_PLANES = 10
@@ -77,6 +77,11 @@ def theta_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     shapes["merge/w"] = (N_PLANES,)
     shapes["bias/w"] = (Hd,)
     return shapes
+
+
+def stage_theta_shapes(prefix: str, config: Config) -> dict[str, tuple[int, ...]]:
+    """The SPEC 9 theta names starting with ``prefix + "/"`` -> shapes, in SPEC 9 order."""
+    return {n: s for n, s in theta_shapes(config).items() if n.startswith(prefix + "/")}
 
 
 def phi_shapes(config: Config) -> dict[str, tuple[int, ...]]:
@@ -258,31 +263,6 @@ def save_params(path, arrays, config: Config, kind: str) -> None:
     write_npz(path, payload)     # temporary file + rename: the old file survives any failure
 
 
-def _read_npz(path: str) -> dict[str, np.ndarray]:
-    """Every array of an npz, loaded eagerly without pickle; ValueError if unreadable."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"load_params: '{path}' is not a readable .npz file ({e})") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError(f"load_params: '{path}' is a single .npy array, not an .npz parameter archive")
-    out = {}
-    with loaded:
-        for key in loaded.files:
-            try:
-                out[key] = loaded[key]
-            except ValueError as e:
-                if "allow_pickle" in str(e) or "Object arrays" in str(e):
-                    raise ValueError(f"load_params: '{path}' entry '{key}' is a pickled object "
-                                     f"array; refusing to load it (allow_pickle=False)") from None
-                raise ValueError(f"load_params: '{path}' entry '{key}' is corrupt ({e})") from None
-            except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-                raise ValueError(f"load_params: '{path}' entry '{key}' is corrupt ({e})") from None
-    return out
-
-
 def _read_string(path: str, data: dict, key: str, what: str) -> str:
     if key not in data:
         raise ValueError(f"load_params: '{path}' has no embedded {what} (entry '{key}')")
@@ -304,7 +284,7 @@ def load_params(path, kind: str | None = None, config: Config | None = None):
     if kind is not None:
         _check_kind("load_params", kind)
     path = os.fspath(path)
-    data = _read_npz(path)
+    data = read_npz(path, what="load_params:")
     stored_kind = _read_string(path, data, KIND_KEY, "kind")
     if stored_kind not in KINDS:
         raise ValueError(f"load_params: '{path}' has unknown kind {stored_kind!r}")

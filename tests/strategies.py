@@ -1,7 +1,7 @@
 """Hypothesis strategies shared by the tests."""
 from hypothesis import strategies as st
 
-from refimpl.ops.registry import Size
+from refimpl.reference.registry import Size
 
 
 @st.composite

@@ -1,8 +1,6 @@
-"""ComputeH (SPEC 4): refimpl.rule.compute_h against an independent transcription.
-
-The transcription is written from SPEC 3-4 with autograd.numpy only (no
-refimpl.ops, no refimpl.rule); its convolution, batch norm and relu are the
-plain helpers of tests/test_topd.py, WeightStats is written out below.
+"""ComputeH (SPEC 4): refimpl.rule.compute_h against the ComputeH oracle,
+``refimpl.reference.update_step.compute_h`` (written from SPEC 3-4 in
+autograd.numpy, sharing no code with refimpl.ops or refimpl.rule).
 Layers: bottom (l = 0: z, W_bot, b absent), middle (all present), top
 (l = L: W_top absent), on the tiny preset and on hypothesis-drawn small shapes.
 """
@@ -13,47 +11,13 @@ import pytest
 from hypothesis import given, strategies as st
 
 from refimpl.config import preset
-from refimpl.gradcheck import rel_error
+from refimpl.reference.gradcheck import rel_error
 from refimpl.params import init_theta
+from refimpl.reference import update_step as oracle
 from refimpl.rule.compute_h import compute_h_backward, compute_h_forward, positional_channels
-from tests.test_topd import grad_errors, ref_bn, ref_conv, ref_relu
+from tests.helpers import GRAD_RTOL, assert_ok, grad_errors
 
-GRAD_RTOL = 1e-8
 INPUTS = ("d", "x", "z", "W_bot", "W_top", "b")
-
-
-# ---------------------------------------------------------------------------------
-# independent transcription of SPEC 3-4
-# ---------------------------------------------------------------------------------
-def ref_weight_stats(M, axis, eps):
-    """SPEC 3: [mean |m|, sqrt(mean m^2 + eps), mean m, sqrt(var m + eps)] reducing over axis -> [n, 4]."""
-    mean = anp.mean(M, axis=axis)
-    var = anp.mean((M - anp.mean(M, axis=axis, keepdims=True)) ** 2, axis=axis)
-    cols = [anp.mean(anp.abs(M), axis=axis), anp.sqrt(anp.mean(M * M, axis=axis) + eps),
-            mean, anp.sqrt(var + eps)]
-    return anp.stack(cols, axis=1)
-
-
-def ref_compute_h(theta, d, x, z, W_bot, W_top, b, config):
-    """SPEC 4 ComputeH, literally; absent inputs are zeros in their channels."""
-    B, N, D = d.shape
-    eps = config.eps_theta
-    j = np.arange(N)
-    p0 = np.sin(2 * np.pi * j / N) * np.ones((B, 1))          # [B, N], float64
-    p1 = np.cos(2 * np.pi * j / N) * np.ones((B, 1))
-    zz = np.zeros((B, N)) if z is None else z
-    m1 = anp.concatenate([x[:, :, None], zz[:, :, None], p0[:, :, None], p1[:, :, None], d], axis=2)
-    m2 = ref_bn(m1, theta["computeh/bn_in/gamma"], theta["computeh/bn_in/beta"], eps)
-    s0 = np.zeros((N, 4)) if W_bot is None else ref_weight_stats(W_bot, 0, config.eps_s)
-    s1 = np.zeros((N, 4)) if W_top is None else ref_weight_stats(W_top, 1, config.eps_s)
-    bias = np.zeros(N) if b is None else b
-    ones = np.ones((B, 1, 1))
-    m3 = anp.concatenate([s0[None] * ones, s1[None] * ones, m2, bias[None, :, None] * ones], axis=2)
-    m = m3
-    for i, axis in enumerate((0, 1, 0, 1)):    # ConvBatch, ConvUnit, ConvBatch, ConvUnit
-        m = ref_relu(ref_bn(ref_conv(m, theta[f"computeh/conv{i}/w"], axis),
-                            theta[f"computeh/bn{i}/gamma"], theta[f"computeh/bn{i}/beta"], eps))
-    return m
 
 
 # ---------------------------------------------------------------------------------
@@ -103,13 +67,13 @@ def check_compute_h(config, theta, inputs, cot, backward=compute_h_backward):
     h, cache = compute_h_forward(theta, *(inputs[k] for k in INPUTS), config)
     d = inputs["d"]
     assert h.shape == (*d.shape[:2], config.h_dims) and h.dtype == d.dtype
-    fwd_err = rel_error(h, ref_compute_h(theta, *(inputs[k] for k in INPUTS), config))
+    fwd_err = rel_error(h, oracle.compute_h(theta, *(inputs[k] for k in INPUTS), config))
     grads = backward(cot, cache)
     present = [k for k in INPUTS if inputs[k] is not None]
 
     def scalar(th, *values):
         args = dict(inputs, **dict(zip(present, values)))
-        return anp.sum(ref_compute_h(th, *(args[k] for k in INPUTS), config) * cot)
+        return anp.sum(oracle.compute_h(th, *(args[k] for k in INPUTS), config) * cot)
 
     ref = autograd.grad(scalar, argnum=tuple(range(1 + len(present))))(
         theta, *(inputs[k] for k in present))
@@ -120,12 +84,6 @@ def check_compute_h(config, theta, inputs, cot, backward=compute_h_backward):
         if inputs[k] is None:
             assert getattr(grads, k) is None, f"absent input {k} must get a None grad"
     return fwd_err, errors
-
-
-def assert_ok(fwd_err, errors, rtol=GRAD_RTOL):
-    assert fwd_err <= 1e-12, f"forward error {fwd_err:.2e}"
-    bad = {k: f"{v:.2e}" for k, v in errors.items() if not v <= rtol}
-    assert not bad, f"grad errors above {rtol:g}: {bad}"
 
 
 # ---------------------------------------------------------------------------------

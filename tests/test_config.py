@@ -152,11 +152,6 @@ def test_every_activation_accepted():
         assert Config(activation=a).activation == a
 
 
-def test_activation_list_matches_operator():
-    from refimpl.ops.activations import ACTIVATIONS as OP_ACTIVATIONS
-    assert tuple(OP_ACTIVATIONS) == ACTIVATIONS
-
-
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown preset 'huge'.*paper.*tiny.*mid"):
         preset("huge")

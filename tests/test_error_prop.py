@@ -1,6 +1,6 @@
-"""Error propagation (SPEC 4 step 3): refimpl.rule.error_prop against an
-independent autograd.numpy transcription of the SPEC formulas, written here
-from the SPEC text (it calls nothing from refimpl.ops or refimpl.rule)."""
+"""Error propagation (SPEC 4 step 3): refimpl.rule.error_prop against its oracle,
+``refimpl.reference.update_step.error_prop`` (autograd.numpy from the SPEC text,
+sharing no code with refimpl.ops or refimpl.rule)."""
 import autograd
 import autograd.numpy as anp
 import numpy as np
@@ -8,27 +8,19 @@ import pytest
 from hypothesis import given, strategies as st
 
 from refimpl.config import preset
-from refimpl.gradcheck import rel_error
+from refimpl.reference.gradcheck import rel_error
+from refimpl.reference import update_step as oracle
 from refimpl.rule.error_prop import ErrorPropGrads, error_prop_backward, error_prop_forward
 
 TINY = preset("tiny")
 NAMES = ("E_w", "E_b", "d", "h", "z", "V")
 
 
-# --------------------------------------------------------------------------- the oracle
-
-def ref_error_prop(E_w, E_b, d, h, z, V, eps_d):
-    """SPEC 4 step 3, literally (loops over the channel axis c only)."""
-    sig = 1.0 / (1.0 + anp.exp(-z))                                  # [B, N]
-    delta = d * sig[:, :, None] + anp.einsum("bjk,kc->bjc", h, E_w) + E_b
-    dt = anp.stack([anp.dot(delta[:, :, c], V.T) for c in range(d.shape[2])], axis=2)  # [B, Nb, D]
-    ms = anp.mean(dt ** 2, axis=2, keepdims=True)
-    return dt / anp.sqrt(ms + eps_d)
-
+# --------------------------------------------------------------------------- the oracle's VJP
 
 def ref_vjp(inputs, cot, eps_d):
     def scalar(args):
-        return anp.sum(ref_error_prop(*[args[n] for n in NAMES], eps_d) * cot)
+        return anp.sum(oracle.error_prop(*[args[n] for n in NAMES], eps_d) * cot)
     return autograd.grad(scalar)(dict(inputs))
 
 
@@ -58,7 +50,7 @@ def grads_by_name(g: ErrorPropGrads):
 
 def check(inputs, config, rng, tol=1e-8, backward=error_prop_backward):
     out, cache = run(inputs, config)
-    ref = ref_error_prop(*[inputs[n] for n in NAMES], config.eps_d)
+    ref = oracle.error_prop(*[inputs[n] for n in NAMES], config.eps_d)
     assert out.dtype == np.float64 and out.shape == ref.shape
     fwd = rel_error(out, ref)
     assert fwd <= 1e-12, f"forward error {fwd:.2e}"
@@ -104,7 +96,7 @@ def test_float32_runs_within_float32_tolerance():
     inputs = make_inputs(rng, TINY.batch_size, N, Nb, TINY.delta_dims, TINY.h_dims)
     out32, cache32 = run(inputs, TINY, np.float32)
     assert out32.dtype == np.float32
-    ref = ref_error_prop(*[inputs[n] for n in NAMES], TINY.eps_d)
+    ref = oracle.error_prop(*[inputs[n] for n in NAMES], TINY.eps_d)
     assert rel_error(out32, ref) <= 1e-5
     cot = rng.standard_normal(out32.shape)
     g32 = grads_by_name(error_prop_backward(cot.astype(np.float32), cache32))

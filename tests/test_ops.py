@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from refimpl.gradcheck import check_op
-from refimpl.ops.registry import Sample, Size, all_ops, grads_dict
+from refimpl.reference.gradcheck import check_op
+from refimpl.reference.registry import Sample, Size, all_ops, grads_dict
 from tests.strategies import sizes
 
 OPS = all_ops()

@@ -11,7 +11,8 @@ from refimpl.params import (init_phi, init_theta, load_params, phi_shapes, save_
                             validate_phi, validate_theta)
 
 TINY = preset("tiny")
-READOUTS = ["zero", "rbf", "first", "lin_lower", "sqr_lower", "lin_upper", "sqr_upper"]
+# SPEC 9 readout names, transcribed (the expected value, not the code's constant).
+SPEC9_READOUTS = ["zero", "rbf", "first", "lin_lower", "sqr_lower", "lin_upper", "sqr_upper"]
 
 
 def _bn(prefix):
@@ -25,7 +26,7 @@ SPEC9_THETA_NAMES = (
      *_bn("computeh/bn_in"), "computeh/conv0/w", *_bn("computeh/bn0"), "computeh/conv1/w",
      *_bn("computeh/bn1"), "computeh/conv2/w", *_bn("computeh/bn2"), "computeh/conv3/w",
      *_bn("computeh/bn3"), "errprop/w", "errprop/b"]
-    + [f"readout/{p}/{ab}" for p in READOUTS for ab in "ab"] + ["merge/w", "bias/w"])
+    + [f"readout/{p}/{ab}" for p in SPEC9_READOUTS for ab in "ab"] + ["merge/w", "bias/w"])
 
 
 def test_theta_names_and_shapes_tiny():
@@ -41,7 +42,7 @@ def test_theta_names_and_shapes_tiny():
         "computeh/bn1/gamma": (Hs,), "computeh/conv2/w": (3, Hs, Hs), "computeh/bn2/beta": (Hs,),
         "computeh/conv3/w": (3, Hs, Hd), "computeh/bn3/gamma": (Hd,), "computeh/bn3/beta": (Hd,),
         "errprop/w": (Hd, D), "errprop/b": (D,), "merge/w": (10,), "bias/w": (Hd,),
-        **{f"readout/{p}/{ab}": (Hd, R) for p in READOUTS for ab in "ab"},
+        **{f"readout/{p}/{ab}": (Hd, R) for p in SPEC9_READOUTS for ab in "ab"},
     }
     for name, shape in expected.items():
         assert s[name] == shape, name
@@ -113,7 +114,7 @@ def test_theta_init_statistics():
     assert abs(w.std() / np.sqrt(1 / (3 * 64)) - 1) < 0.03
     w0 = theta["topd/conv2/w"]      # [3, 128, 128]
     assert abs(w0.std() / np.sqrt(1 / (3 * 128)) - 1) < 0.03
-    ro = np.concatenate([theta[f"readout/{p}/{ab}"].ravel() for p in READOUTS for ab in "ab"]
+    ro = np.concatenate([theta[f"readout/{p}/{ab}"].ravel() for p in SPEC9_READOUTS for ab in "ab"]
                         + [theta["errprop/w"].ravel(), theta["bias/w"].ravel()])
     assert abs(ro.std() / np.sqrt(1 / 64) - 1) < 0.06
     assert abs(ro.mean()) < 0.02
@@ -278,16 +279,33 @@ def test_load_wrong_kind_and_config(tmp_path):
         load_params(path, kind="both")
 
 
+def test_interrupt_while_a_member_closes_reaches_the_caller(tmp_path, monkeypatch):
+    """Ctrl-C while a member is being finished: the caller sees KeyboardInterrupt (which the
+    trainer handles), not the zip module's follow-on error, and the old file stays."""
+    path = tmp_path / "phi.npz"
+    save_params(path, _phi(), TINY, "phi")
+    before = path.read_bytes()
+
+    def interrupted_close(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zipfile._ZipWriteFile, "close", interrupted_close)
+    with pytest.raises(KeyboardInterrupt):
+        save_params(path, init_phi(TINY, np.random.default_rng(98)), TINY, "phi")
+    monkeypatch.undo()
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["phi.npz"]
+
+
 def test_load_not_an_npz(tmp_path):
     text = tmp_path / "notes.npz"
     text.write_text("hello, not an archive\n")
-    with pytest.raises(ValueError, match="load_params: .*notes.npz.*not a readable .npz"):
+    with pytest.raises(ValueError, match="load_params: .*notes.npz.*not a valid .npz"):
         load_params(text)
     npy = tmp_path / "single.npy"
     np.save(npy, np.zeros(3))
     with pytest.raises(ValueError, match="single .npy array"):
         load_params(npy)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match="absent.npz: no such file"):
         load_params(tmp_path / "absent.npz")
 
 
@@ -316,7 +334,7 @@ def test_load_refuses_pickled_object_array(tmp_path):
     contents["bias/w"] = np.array([{"evil": 1}, None], dtype=object)
     path = tmp_path / "pickled.npz"
     np.savez(path, **contents)      # savez pickles object arrays
-    with pytest.raises(ValueError, match=r"'bias/w' is a pickled object array"):
+    with pytest.raises(ValueError, match=r"'bias/w' holds a pickled \(object\) array"):
         load_params(path)
 
 

@@ -10,17 +10,13 @@ from pathlib import Path
 import pytest
 
 import refimpl.ops
-from refimpl.ops.registry import all_ops
+from refimpl.reference.registry import all_ops
 
 ROOT = Path(__file__).resolve().parent.parent
-INFRASTRUCTURE = {"_checks", "registry"}
-
 
 def defined_forwards():
     found = []
     for mod in pkgutil.iter_modules(refimpl.ops.__path__):
-        if mod.name in INFRASTRUCTURE:
-            continue
         module = importlib.import_module(f"refimpl.ops.{mod.name}")
         for name, fn in inspect.getmembers(module, inspect.isfunction):
             if name.endswith("_forward") and fn.__module__ == module.__name__:

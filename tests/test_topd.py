@@ -1,11 +1,5 @@
-"""TopD (SPEC 4): refimpl.rule.topd against an independent transcription.
-
-The transcription below is written from SPEC 3-4 with autograd.numpy only
-(no refimpl.ops, no refimpl.rule): a convolution is a sum over taps of a
-zero-filled shifted copy times w[k]; the batch norm is the textbook formula;
-relu is ``where(m > 0, m, 0)`` so that relu'(0) = 0 as in SPEC 2.
-``tests/test_compute_h.py`` reuses these three helpers.
-"""
+"""TopD (SPEC 4): refimpl.rule.topd against the TopD oracle, ``refimpl.reference.update_step.topd``
+(written from SPEC 3-4 in autograd.numpy, sharing no code with refimpl.ops or refimpl.rule)."""
 import autograd
 import autograd.numpy as anp
 import numpy as np
@@ -13,60 +7,11 @@ import pytest
 from hypothesis import given, strategies as st
 
 from refimpl.config import preset
-from refimpl.gradcheck import rel_error
+from refimpl.reference.gradcheck import rel_error
 from refimpl.params import init_theta
+from refimpl.reference import update_step as oracle
 from refimpl.rule.topd import topd_backward, topd_forward
-
-GRAD_RTOL = 1e-8
-
-
-# ---------------------------------------------------------------------------------
-# independent transcription of SPEC 3-4
-# ---------------------------------------------------------------------------------
-def ref_shift(m, s, axis):
-    """out[i] = m[i + s] along ``axis`` (0 or 1), zero where i + s is outside the array."""
-    L = m.shape[axis]
-    if abs(s) >= L:
-        return anp.zeros(m.shape)
-    zshape = list(m.shape)
-    zshape[axis] = abs(s)
-    zeros = anp.zeros(zshape)
-    if axis == 0:
-        kept = m[s:] if s >= 0 else m[:L + s]
-    else:
-        kept = m[:, s:] if s >= 0 else m[:, :L + s]
-    return anp.concatenate([kept, zeros] if s >= 0 else [zeros, kept], axis=axis)
-
-
-def ref_conv(m, w, axis, bias=None):
-    """SPEC 3: out[b,n,o] = bias[o] + sum_k sum_c m[(b,n) + (k - (K-1)/2 on axis), c] w[k,c,o]."""
-    K = w.shape[0]
-    half = (K - 1) // 2
-    out = 0.0
-    for k in range(K):
-        out = out + anp.einsum("bnc,co->bno", ref_shift(m, k - half, axis), w[k])
-    return out if bias is None else out + bias
-
-
-def ref_bn(m, gamma, beta, eps):
-    """SPEC 3 BatchNormTheta: per channel over axes (0, 1), biased variance."""
-    mu = anp.mean(m, axis=(0, 1), keepdims=True)
-    var = anp.mean((m - mu) ** 2, axis=(0, 1), keepdims=True)
-    return gamma * (m - mu) / anp.sqrt(var + eps) + beta
-
-
-def ref_relu(m):
-    return anp.where(m > 0, m, 0.0)
-
-
-def ref_topd(theta, xL, eps):
-    """SPEC 4 TopD, the layer list literally."""
-    m = xL[:, :, None]
-    for i, axis in enumerate((0, 1, 1, 0, 0)):   # ConvBatch, ConvUnit, ConvUnit, ConvBatch, ConvBatch
-        m = ref_relu(ref_bn(ref_conv(m, theta[f"topd/conv{i}/w"], axis),
-                            theta[f"topd/bn{i}/gamma"], theta[f"topd/bn{i}/beta"], eps))
-    return ref_conv(m, theta["topd/conv5/w"], 0, theta["topd/conv5/b"])
-
+from tests.helpers import GRAD_RTOL, assert_ok, grad_errors
 
 # ---------------------------------------------------------------------------------
 # helpers
@@ -94,43 +39,16 @@ def check_topd(config, theta, xL, cot, backward=topd_backward):
     """(forward error, {name: grad error}) of refimpl vs the transcription, float64."""
     d, cache = topd_forward(theta, xL, config)
     assert d.shape == (*xL.shape, config.delta_dims) and d.dtype == xL.dtype
-    ref = ref_topd(theta, xL, config.eps_theta)
+    ref = oracle.topd(theta, xL, config)
     fwd_err = rel_error(d, ref)
     dtheta, dxL = backward(cot, cache)
 
     def scalar(th, x):
-        return anp.sum(ref_topd(th, x, config.eps_theta) * cot)
+        return anp.sum(oracle.topd(th, x, config) * cot)
 
     ref_dtheta, ref_dxL = autograd.grad(scalar, argnum=(0, 1))(theta, xL)
     assert list(dtheta) == list(theta), "dtheta must hold exactly the topd names in SPEC 9 order"
     return fwd_err, grad_errors({**dtheta, "xL": dxL}, {**ref_dtheta, "xL": ref_dxL})
-
-
-def grad_errors(actual, reference):
-    """Per-leaf SPEC 10 normwise relative error, denominator floored at 1e-6 x the case's largest grad.
-
-    Some gradients are exactly zero in exact arithmetic: with a batch of one,
-    ConvBatch is pointwise, so a per-channel constant added before it (a
-    beta, the bias channel) is removed again by the next batch norm. Both
-    sides are then rounding noise (~1e-16 of the scale) and the pure relative
-    error would divide noise by noise; the floor measures them against the
-    scale of the case instead (so such a leaf passes 1e-8 only when it is
-    within 1e-14 of the scale, absolutely). Any leaf whose largest grad is
-    above 1e-6 of the scale is held to the plain relative error.
-    """
-    scale = max(float(np.max(np.abs(r))) for r in reference.values() if np.size(r))
-    errors = {}
-    for k, r in reference.items():
-        a = np.asarray(actual[k], dtype=np.float64)
-        assert a.shape == np.shape(r), f"grad {k}: shape {a.shape} vs reference {np.shape(r)}"
-        errors[k] = float(np.max(np.abs(a - r))) / max(float(np.max(np.abs(r))), 1e-6 * scale, 1e-300)
-    return errors
-
-
-def assert_ok(fwd_err, errors, rtol=GRAD_RTOL):
-    assert fwd_err <= 1e-12, f"forward error {fwd_err:.2e}"
-    bad = {k: f"{v:.2e}" for k, v in errors.items() if not v <= rtol}
-    assert not bad, f"grad errors above {rtol:g}: {bad}"
 
 
 # ---------------------------------------------------------------------------------

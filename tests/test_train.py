@@ -15,13 +15,13 @@ from refimpl.train import (CHECKPOINT_FILE, LOG_FILE, THETA_FILE, RunDirError, T
 from refimpl.train.optim import budget_from_normal, mean_grads, round_half_up
 from refimpl.train.plot import plot_run, smooth
 from refimpl.train.tasks import dataset, draw_unroll, rng_from_state, sample_task
-from refimpl.unroll import MetaGradient, NonFiniteError
+from refimpl.model.unroll import MetaGradient, NonFiniteError
 
 TINY = train_preset("tiny")
 
 
 # -------------------------------------------------------------------------------------
-# a cheap deterministic stand-in for refimpl.unroll.meta_gradient
+# a cheap deterministic stand-in for refimpl.model.unroll.meta_gradient
 # -------------------------------------------------------------------------------------
 def stub_meta_gradient(theta, phi, batches, config, *, n_cls):
     """Deterministic in its inputs, like the real one: J from the data, dtheta from theta and J."""
@@ -294,7 +294,7 @@ def test_meta_step_carries_phi_and_resets_spent_tasks():
 
 
 def _batches_of(tc, ts, U):
-    from refimpl.unroll import UnrollBatches
+    from refimpl.model.unroll import UnrollBatches
     rng = rng_from_state(ts.rng_state)
     rng.integers(1, 3)                                       # the U draw comes first
     return UnrollBatches(*draw_unroll(tc, ts.task, U, rng))
@@ -327,7 +327,7 @@ def test_non_finite_task_is_dropped_reset_and_counted(how):
 
 
 def _batches_of_step0(tc, ts):
-    from refimpl.unroll import UnrollBatches
+    from refimpl.model.unroll import UnrollBatches
     rng = rng_from_state(ts.rng_state)
     lo, hi = unroll_range(tc, 0)
     U = min(int(rng.integers(lo, hi + 1)), ts.remaining)
@@ -509,3 +509,104 @@ def test_parsers_register_subcommands():
     assert b.run_dir == "somewhere" and callable(b.func) and b.func is not a.func
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--run-dir", "r", "--steps", "0"])
+
+
+# -------------------------------------------------------------------------------------
+# schedules at their boundaries, Adam's own step count, the previous checkpoint
+# -------------------------------------------------------------------------------------
+SCHEDULE = TINY.replace(lr=(3e-3, 1e-3, 2e-4), lr_boundaries=(2, 3))
+
+
+def _step_from(k: int, tc):
+    state = init_state(tc)
+    for _ in range(k):
+        state, _ = meta_step(state, tc, stub_meta_gradient)
+    return state
+
+
+@pytest.mark.parametrize("k, piece", [(1, 0), (2, 1), (3, 2)])
+def test_meta_step_at_a_learning_rate_boundary_uses_and_logs_the_rate_of_its_own_step(k, piece):
+    """Boundaries (2, 3): step k = 1 is the last of lr[0], k = 2 the first (and last) of lr[1], k = 3 lr[2]."""
+    state = _step_from(k, SCHEDULE)
+    new, record = meta_step(state, SCHEDULE, stub_meta_gradient)
+    assert record["lr"] == SCHEDULE.lr[piece]
+    constant = SCHEDULE.replace(lr=(SCHEDULE.lr[piece],) * 3)   # the same step with that rate all along
+    expected, _ = meta_step(state, constant, stub_meta_gradient)
+    assert all(np.array_equal(new.theta[name], expected.theta[name]) for name in new.theta)
+    other = SCHEDULE.replace(lr=(SCHEDULE.lr[(piece + 1) % 3],) * 3)
+    differs, _ = meta_step(state, other, stub_meta_gradient)
+    assert any(not np.array_equal(new.theta[name], differs.theta[name]) for name in new.theta)
+
+
+def test_checkpoint_round_trip_after_a_step_that_dropped_every_task(tmp_path):
+    """Adam's step count is its own (it skips a step where every task was dropped), not the meta-step's."""
+    state, _ = meta_step(init_state(TINY), TINY, nan_on({0, 1}))
+    state, _ = meta_step(state, TINY, stub_meta_gradient)
+    assert (state.step, state.adam.t) == (2, 1)
+    save_checkpoint(tmp_path / "c.npz", state, TINY)
+    back, _ = load_checkpoint(tmp_path / "c.npz")
+    assert back.adam.t == 1
+    uninterrupted, _ = meta_step(state, TINY, stub_meta_gradient)
+    resumed, _ = meta_step(back, TINY, stub_meta_gradient)
+    assert all(uninterrupted.theta[k].tobytes() == resumed.theta[k].tobytes() for k in state.theta)
+
+
+@pytest.fixture
+def finished_run(tmp_path):
+    """A 4-step stub run with checkpoints at steps 2 and 4 (so the previous checkpoint is step 2)."""
+    d = tmp_path / "run"
+    assert run(d, TINY, n_steps=4, checkpoint_every=2, meta_gradient_fn=stub_meta_gradient) == 0
+    return d
+
+
+@pytest.mark.parametrize("damage", ["unreadable", "missing"])
+def test_resume_falls_back_to_the_previous_checkpoint_and_says_so(finished_run, tmp_path, capsys, damage):
+    d = finished_run
+    reference, _ = load_checkpoint(d / CHECKPOINT_FILE)
+    assert load_checkpoint(d / "checkpoint.prev.npz")[0].step == 2
+    if damage == "unreadable":
+        (d / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    else:
+        (d / CHECKPOINT_FILE).unlink()
+    capsys.readouterr()
+    assert run(d, resume=True, n_steps=4, meta_gradient_fn=stub_meta_gradient) == 0
+    err = capsys.readouterr().err
+    assert "resuming from the previous checkpoint" in err and "meta-step 2" in err and damage in err
+    state, _ = load_checkpoint(d / CHECKPOINT_FILE)
+    assert state.step == 4 and all(state.theta[k].tobytes() == reference.theta[k].tobytes() for k in state.theta)
+    assert [r["step"] for r in read_log(d)] == [1, 2, 3, 4]
+    assert (d / "checkpoint.unreadable.npz").exists() is (damage == "unreadable")
+
+
+def test_log_without_checkpoint_offers_restart_and_restart_removes_only_trainer_files(finished_run):
+    d = finished_run
+    (d / CHECKPOINT_FILE).unlink()
+    (d / "checkpoint.prev.npz").unlink()
+    (d / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="has a log but no checkpoint.*--restart"):
+        run(d, resume=True, meta_gradient_fn=stub_meta_gradient)
+    with pytest.raises(RunDirError, match="holds a log but no checkpoint.*--restart"):
+        run(d, TINY, n_steps=2, meta_gradient_fn=stub_meta_gradient)
+    assert run(d, TINY, restart=True, n_steps=2, meta_gradient_fn=stub_meta_gradient) == 0
+    assert (d / "notes.txt").read_text() == "mine" and [r["step"] for r in read_log(d)] == [1, 2]
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xfe not text\n", b"{\"step\": 1}\nnot json\n{\"step\": 2}\n"])
+def test_corrupted_log_on_resume_is_one_clear_error(finished_run, garbage):
+    d = finished_run
+    (d / LOG_FILE).write_bytes(garbage)
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    with pytest.raises(RunDirError, match="log.jsonl is corrupted") as info:
+        run(d, resume=True, meta_gradient_fn=stub_meta_gradient)
+    assert "\n" not in str(info.value)
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+
+
+def test_run_dir_that_is_a_file_or_empty_is_refused(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("keep")
+    with pytest.raises(RunDirError, match="is not a directory"):
+        run(f, TINY, n_steps=1, meta_gradient_fn=stub_meta_gradient)
+    with pytest.raises(RunDirError, match="empty path"):
+        run("", TINY, n_steps=1, meta_gradient_fn=stub_meta_gradient)
+    assert f.read_text() == "keep" and [p.name for p in tmp_path.iterdir()] == ["afile"]

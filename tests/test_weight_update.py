@@ -1,9 +1,7 @@
 """Weight-update planes, merge, orth, bias change and EMA (SPEC 5, SPEC 4 steps 4-5):
-refimpl.rule.weight_update against an independent autograd.numpy transcription
-of the SPEC formulas written here (it calls nothing from refimpl.ops or
-refimpl.rule), plus the properties SPEC 5 implies."""
-import math
-
+refimpl.rule.weight_update against the weight-update oracle (shared_planes,
+matrix_update, bias_change in refimpl/reference/update_step.py, autograd.numpy
+from the SPEC text), plus the properties SPEC 5 implies."""
 import autograd
 import autograd.numpy as anp
 import numpy as np
@@ -11,83 +9,35 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 from refimpl.config import preset
-from refimpl.gradcheck import rel_error
+from refimpl.params import READOUTS
+from refimpl.reference import update_step as oracle
+from refimpl.reference.gradcheck import rel_error
 from refimpl.rule.weight_update import (SharedPlanes, bias_update_backward, bias_update_forward,
-                                        ema, ema_backward, ema_forward, matrix_update_backward,
+                                        matrix_update_backward,
                                         matrix_update_forward, shared_planes_backward,
                                         shared_planes_forward)
 
 TINY = preset("tiny")
-READOUTS = ("zero", "rbf", "first", "lin_lower", "sqr_lower", "lin_upper", "sqr_upper")
 SHARED = READOUTS + ("cross_cov",)
 RULE = 1e-8
 
 
-# =========================================================================== the oracle (SPEC 5)
-
-def ref_lowrr(ha, hb, pa, pb):
-    B, R = ha.shape[0], pa.shape[1]
-    ra = anp.einsum("bih,hr->bir", ha, pa)
-    rb = anp.einsum("bjh,hr->bjr", hb, pb)
-    return anp.einsum("bir,bjr->ij", ra, rb) / (B * R)
-
-
-def ref_A(S):
-    n = S.shape[0]
-    return (S + S.T) / math.sqrt(2.0) * (1.0 - np.eye(n))
-
+# =========================================================================== the oracle, per input dict
 
 def ref_shared(a):
     """The M-independent quantities of SPEC 5 from the inputs dict ``a``."""
-    h_lo, h_up, x_lo, x_up = a["h_lo"], a["h_up"], a["x_lo"], a["x_up"]
-    Nin, Nout, B = h_lo.shape[1], h_up.shape[1], h_lo.shape[0]
-    r = {p: (a[f"readout/{p}/a"], a[f"readout/{p}/b"]) for p in READOUTS}
-    out = {
-        "zero": ref_lowrr(h_lo, h_up, *r["zero"]),
-        "rbf": ref_lowrr(h_lo, h_up, *r["rbf"]),
-        "first": ref_lowrr(h_lo, h_up, *r["first"]),
-        "lin_lower": ref_A(ref_lowrr(h_lo, h_lo, *r["lin_lower"]) / math.sqrt(Nin)),
-        "sqr_lower": ref_A(ref_lowrr(h_lo, h_lo, *r["sqr_lower"]) / math.sqrt(Nin)),
-        "lin_upper": ref_A(ref_lowrr(h_up, h_up, *r["lin_upper"]) / math.sqrt(Nout)),
-        "sqr_upper": ref_A(ref_lowrr(h_up, h_up, *r["sqr_upper"]) / math.sqrt(Nout)),
-    }
-    xl = x_lo - anp.mean(x_lo, axis=0)
-    xu = x_up - anp.mean(x_up, axis=0)
-    out["cross_cov"] = anp.dot(xl.T, xu) / B
-    return out
+    return oracle.shared_planes(a, a["h_lo"], a["h_up"], a["x_lo"], a["x_up"])
 
 
-def ref_matrix(merge_w, M, s, eps_w, parts=False):
-    """SPEC 5 from M and the shared quantities ``s`` to dM_final."""
-    Mh = M / anp.sqrt(anp.mean(M ** 2, axis=0, keepdims=True) + eps_w)
-    Q = anp.sqrt(1.0 + Mh ** 2) - 1.0
-    P = [Mh, Mh * anp.abs(Mh), s["zero"], anp.exp(-Mh ** 2) * s["rbf"], Mh * s["first"],
-         s["cross_cov"], anp.dot(s["lin_lower"], Mh), anp.dot(s["sqr_lower"], Q),
-         anp.dot(Mh, s["lin_upper"]), anp.dot(Q, s["sqr_upper"])]
-    merge = 0.0
-    for i in range(10):
-        merge = merge + merge_w[i] * P[i] / anp.sqrt(1.0 + anp.mean(P[i] ** 2))
-    merge = merge / 10.0
-    Mf = M / anp.sqrt(anp.sum(M ** 2))
-    ip = anp.sum(merge * Mf)
-    orth = merge + Mf * anp.where(ip < 0, -ip, 0.0)
-    final = orth / anp.sqrt(1.0 + anp.mean(orth ** 2))
-    return (final, orth, ip) if parts else final
-
-
-def ref_bias(bias_w, h):
-    B = h.shape[0]
-    base = anp.sum(anp.einsum("bjk,k->bj", h, bias_w), axis=0) / B
-    mean = anp.mean(base)
-    c = base - anp.where(mean > 0, mean, 0.0)
-    return c / anp.sqrt(1.0 + anp.mean(c ** 2))
+def ref_bias(a):
+    return oracle.bias_change(a, a["h_up"])
 
 
 def ref_layer(a, eps_w):
     """(dW_final, dV_final, db_final) of one layer (SPEC 5)."""
     s = ref_shared(a)
-    return (ref_matrix(a["merge/w"], a["W"], s, eps_w), ref_matrix(a["merge/w"], a["V"], s, eps_w),
-            ref_bias(a["bias/w"], a["h_up"]))
+    return (oracle.matrix_update(a["merge/w"], a["W"], s, eps_w),
+            oracle.matrix_update(a["merge/w"], a["V"], s, eps_w), ref_bias(a))
 
 
 def ref_vjp(fn, inputs, cots):
@@ -134,7 +84,7 @@ def tiny_layers():
 
 
 def ip_of(a, which, eps_w):
-    return float(ref_matrix(a["merge/w"], a[which], ref_shared(a), eps_w, parts=True)[2])
+    return float(oracle.matrix_update(a["merge/w"], a[which], ref_shared(a), eps_w, parts=True)[2])
 
 
 def bias_mean(a):
@@ -301,14 +251,14 @@ def test_matrix_update_alone_matches_autograd(sign_ip):
     ins["merge/w"] = 0.1 + 0.05 * rng.standard_normal(10)
 
     def f(x):
-        return {"out": ref_matrix(x["merge/w"], x["M"], x, TINY.eps_w)}
+        return {"out": oracle.matrix_update(x["merge/w"], x["M"], x, TINY.eps_w)}
 
-    ip = float(ref_matrix(ins["merge/w"], ins["M"], ins, TINY.eps_w, parts=True)[2])
+    ip = float(oracle.matrix_update(ins["merge/w"], ins["M"], ins, TINY.eps_w, parts=True)[2])
     if ip * sign_ip < 0:
         ins["merge/w"] = -ins["merge/w"]
     shared = SharedPlanes(**{k: ins[k] for k in shapes})
     out, cache = matrix_update_forward({"merge/w": ins["merge/w"]}, ins["M"], shared, TINY)
-    assert (cache.ip < 0) == (sign_ip < 0)
+    assert cache.orth_cache.active == (sign_ip < 0)
     assert rel_error(out, f(ins)["out"]) <= 1e-12
     cot = rng.standard_normal(out.shape)
     dtheta, dM, dshared = matrix_update_backward(cot, cache)
@@ -327,34 +277,13 @@ def test_bias_update_alone_matches_autograd(sign):
     ins = {"bias/w": a["bias/w"], "h_up": a["h_up"]}
     out, cache = bias_update_forward(ins, a["h_up"], TINY)
     assert cache.centre_cache.active == (sign > 0)
-    assert rel_error(out, ref_bias(ins["bias/w"], ins["h_up"])) <= 1e-12
+    assert rel_error(out, ref_bias(ins)) <= 1e-12
     cot = rng.standard_normal(out.shape)
     dtheta, dh = bias_update_backward(cot, cache)
-    expected = ref_vjp(lambda x: {"o": ref_bias(x["bias/w"], x["h_up"])}, ins, {"o": cot})
+    expected = ref_vjp(lambda x: {"o": ref_bias(x)}, ins, {"o": cot})
     assert rel_error(dtheta["bias/w"], expected["bias/w"]) <= RULE
     assert rel_error(dh, expected["h_up"]) <= RULE
 
-
-def test_ema_and_its_vjp():
-    rng = np.random.default_rng(41)
-    M, dM = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
-    lr = TINY.lr_phi
-    out, cache = ema_forward(M, dM, lr)
-    assert np.array_equal(out, ema(M, dM, lr))
-    assert rel_error(out, (1 - lr) * M + lr * dM) <= 1e-15
-    cot = rng.standard_normal(out.shape)
-    g = ema_backward(cot, cache)
-    ref = autograd.grad(lambda p: anp.sum(((1 - lr) * p[0] + lr * p[1]) * cot))([M, dM])
-    assert rel_error(g.M, ref[0]) <= 1e-15 and rel_error(g.dM_final, ref[1]) <= 1e-15
-    out32 = ema(M.astype(np.float32), dM.astype(np.float32), lr)
-    assert out32.dtype == np.float32
-    with pytest.raises(ValueError, match="lr"):
-        ema(M, dM, 0.0)
-    with pytest.raises(ValueError, match="dM_final"):
-        ema(M, dM[:, :2], lr)
-
-
-# =========================================================================== float32
 
 def test_float32_runs_within_float32_tolerance():
     rng = np.random.default_rng(51)
@@ -404,11 +333,13 @@ def test_spec5_properties(seed):
         M = a[which]
         out, cache = matrix_update_forward(theta, M, shared, TINY)
         nM = np.linalg.norm(M)
-        inner = np.vdot(cache.dM_orth, M)
-        tol = 1e-12 * np.linalg.norm(cache.dM_orth) * nM     # rounding of the inner product
+        dM_orth = out / cache.final_cache.r                 # dM_final = r dM_orth, r > 0
+        ip = ip_of(a, which, TINY.eps_w)
+        inner = np.vdot(dM_orth, M)
+        tol = 1e-12 * np.linalg.norm(dM_orth) * nM          # rounding of the inner product
         assert inner >= -tol
-        assert abs(inner - max(cache.ip, 0.0) * nM) <= tol
-        assert (cache.ip < 0) == cache.orth_cache.active
+        assert abs(inner - max(ip, 0.0) * nM) <= tol
+        assert (ip < 0) == cache.orth_cache.active
         assert np.sqrt(np.mean(out ** 2)) < 1
     db, cache = bias_update_forward(theta, a["h_up"], TINY)
     assert np.mean(db) <= 1e-15

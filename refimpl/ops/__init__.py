@@ -1,6 +1,5 @@
-"""Primitive operators, each a ``*_forward`` returning ``(out, cache)`` and a
-``*_backward(dout, cache)`` returning a NamedTuple of gradients.
+"""Primitive operators, one module per family: ``*_forward`` returning ``(out, cache)`` directly
+above ``*_backward(dout, cache)`` returning a NamedTuple of gradients (maths in derivations/).
 
-See ``derivations/`` for the math behind each backward and
-``refimpl.ops.registry`` for the list of operators.
+May import only refimpl.validate; the registry pairing each operator with its oracle is refimpl.reference.registry.
 """

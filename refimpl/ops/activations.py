@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.ops._checks import check_array, fail
+from refimpl.validate import check_array, fail
 
 OP = "activation"
 

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.ops._checks import check_array, check_same_dtype, check_shape, fail
+from refimpl.validate import check_array, check_same_dtype, check_shape, fail
 
 OP_BATCH = "conv_batch"
 OP_UNIT = "conv_unit"

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.ops._checks import check_array, check_same_dtype, check_shape
+from refimpl.validate import check_array, check_same_dtype, check_shape
 
 
 # --- signed_square ----------------------------------------------------------

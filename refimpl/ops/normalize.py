@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.ops._checks import check_array, check_positive, fail
+from refimpl.validate import check_array, check_positive, fail
 
 
 def _check_nonempty(op: str, name: str, x: np.ndarray) -> None:
@@ -28,12 +28,16 @@ def _check_nonempty(op: str, name: str, x: np.ndarray) -> None:
         fail(op, f"argument '{name}' must not be empty, got shape {x.shape}")
 
 
-def _rms_scale(x, axis: int, eps: float):
+def _rms_scale(op: str, name: str, x, ndim: int, axis: int, eps):
     """y = x r with r = 1 / sqrt(mean(x^2 over ``axis``) + eps); returns (y, r).
 
     Column normalisation (axis 0 of M) and the channel normalisation of d
-    (axis 2) are this one map on different axes.
+    (axis 2) are this one map on different axes; ``op``, ``name`` and
+    ``ndim`` name and check the argument.
     """
+    check_array(op, name, x, ndim)
+    _check_nonempty(op, name, x)
+    eps = check_positive(op, "eps", eps)
     r = 1.0 / np.sqrt(np.mean(x * x, axis=axis, keepdims=True) + eps)
     return x * r, r
 
@@ -61,11 +65,7 @@ def column_normalize_forward(M, *, eps=1e-8):
 
     M: [Nin, Nout]. Returns (Mh [Nin, Nout], ColumnNormalizeCache).
     """
-    op = "column_normalize"
-    check_array(op, "M", M, 2)
-    _check_nonempty(op, "M", M)
-    eps = check_positive(op, "eps", eps)
-    y, r = _rms_scale(M, 0, eps)
+    y, r = _rms_scale("column_normalize", "M", M, 2, 0, eps)
     return y, ColumnNormalizeCache(y, r)
 
 
@@ -169,11 +169,7 @@ def channel_rms_normalize_forward(x, *, eps=1e-6):
 
     x: [B, N, D]. Returns (y [B, N, D], ChannelRmsNormalizeCache).
     """
-    op = "channel_rms_normalize"
-    check_array(op, "x", x, 3)
-    _check_nonempty(op, "x", x)
-    eps = check_positive(op, "eps", eps)
-    y, r = _rms_scale(x, 2, eps)
+    y, r = _rms_scale("channel_rms_normalize", "x", x, 3, 2, eps)
     return y, ChannelRmsNormalizeCache(y, r)
 
 

@@ -4,10 +4,9 @@
 - orth           dM + Mf * relu(-<dM, Mf>_F) (dM_orth)
 - bias_centre    db - relu(mean_j db) (db_c)
 - cross_cov      (1/B) (xa - mean_b xa)^T (xb - mean_b xb) (plane P6)
-- matmul         a @ b, 2-D only (P7-P10 and the readouts)
 
-The normalisations (Mh, Mf, Pt_i, ...) are in refimpl/ops/normalize.py and the
-low-rank readouts in their own module; derivations/planes.md shows how they
+The normalisations (Mh, Mf, Pt_i, ...) are in refimpl/ops/normalize.py, the
+matrix product in refimpl/ops/matmul.py and the low-rank readouts in their own module; derivations/planes.md shows how they
 combine. Derivations: derivations/<operator>.md.
 """
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.ops._checks import check_array, check_same_dtype, check_shape, fail
+from refimpl.validate import check_array, check_same_dtype, check_shape, fail
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)  # a Python float: keeps float32 inputs float32
 
@@ -176,39 +175,3 @@ def cross_cov_backward(dy, cache: CrossCovCache) -> CrossCovGrads:
     inv_b = 1.0 / ca.shape[0]
     # derivations/cross_cov.md eq. 5
     return CrossCovGrads((cb @ dy.T) * inv_b, (ca @ dy) * inv_b)
-
-
-# --------------------------------------------------------------------------- matmul
-
-class MatmulCache(NamedTuple):
-    a: np.ndarray
-    b: np.ndarray
-
-
-class MatmulGrads(NamedTuple):
-    a: np.ndarray
-    b: np.ndarray
-
-
-def matmul_forward(a, b):
-    """Matrix product, 2-D only, no broadcasting.
-
-        y[i, k] = sum_j a[i, j] b[j, k]
-
-    a: [N, C], b: [C, D] (any sizes whose inner dimensions agree).
-    Returns (y [N, D], MatmulCache).
-    """
-    op = "matmul"
-    check_array(op, "a", a, 2)
-    check_array(op, "b", b, 2)
-    check_shape(op, "b", b, (a.shape[1], b.shape[1]),
-                f"its rows must match the columns of a {a.shape}")
-    check_same_dtype(op, a=a, b=b)
-    return a @ b, MatmulCache(a, b)
-
-
-def matmul_backward(dy, cache: MatmulCache) -> MatmulGrads:
-    """VJP of matmul_forward."""
-    a, b = cache
-    # derivations/matmul.md eq. 2
-    return MatmulGrads(dy @ b.T, a.T @ dy)

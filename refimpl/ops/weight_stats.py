@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.ops._checks import check_array, check_positive, fail
+from refimpl.validate import check_array, check_positive, fail
 
 OP = "weight_stats"
 

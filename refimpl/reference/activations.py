@@ -8,13 +8,8 @@ samples keep |z| <= ~8, where the textbook formulas are accurate.
 import autograd.numpy as anp
 import numpy as np
 
-from refimpl.ops.activations import activation_backward, activation_forward
-from refimpl.ops.registry import OpInfo, Sample
-
-
-#: SPEC 1's list, written out here (not imported) so the registry covers it
-#: independently; tests/test_activations_extra.py checks it equals ACTIVATIONS.
-NAMES = ("relu", "leaky_relu", "elu", "tanh", "swish", "sigmoid", "softplus", "step")
+from refimpl.ops.activations import ACTIVATIONS, activation_backward, activation_forward
+from refimpl.reference.registry import OpInfo, Sample
 
 
 def _scalar(v, name):
@@ -97,5 +92,5 @@ OPINFOS = [
            sample=_make_sample(name), diff_inputs=("z",),
            derivation="derivations/activations.md", bad_inputs=_bad_inputs, any_ndim=("z",),
            vectorized=activation_vectorized)
-    for name in NAMES
+    for name in ACTIVATIONS
 ]

@@ -10,7 +10,7 @@ import numpy as np
 from refimpl.ops.elementwise import (gate_backward, gate_forward, gauss_backward, gauss_forward,
                                      mul_backward, mul_forward, signed_square_backward,
                                      signed_square_forward, soft_sqrt_backward, soft_sqrt_forward)
-from refimpl.ops.registry import OpInfo, Sample
+from refimpl.reference.registry import OpInfo, Sample
 
 
 def signed_square_reference(x):

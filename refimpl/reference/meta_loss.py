@@ -5,7 +5,7 @@ import numpy as np
 
 from refimpl.ops.meta_loss import (center_labels_backward, center_labels_forward,
                                    meta_loss_backward, meta_loss_forward)
-from refimpl.ops.registry import OpInfo, Sample
+from refimpl.reference.registry import OpInfo, Sample
 
 
 def center_labels_reference(Y):

@@ -19,7 +19,7 @@ from refimpl.ops.normalize import (
     row_normalize_backward,
     row_normalize_forward,
 )
-from refimpl.ops.registry import OpInfo, Sample
+from refimpl.reference.registry import OpInfo, Sample
 
 
 def _sum_of_squares(values):

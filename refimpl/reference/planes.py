@@ -14,26 +14,17 @@ from refimpl.ops.planes import (
     bias_centre_forward,
     cross_cov_backward,
     cross_cov_forward,
-    matmul_backward,
-    matmul_forward,
     orth_backward,
     orth_forward,
     sym_zero_diag_backward,
     sym_zero_diag_forward,
 )
-from refimpl.ops.registry import OpInfo, Sample
+from refimpl.reference.registry import OpInfo, Sample
 
 
 def _relu(s):
     """relu of a scalar, relu'(0) = 0."""
     return s if s > 0 else 0.0 * s
-
-
-def _dot(u, v):
-    total = 0.0
-    for i in range(u.shape[0]):
-        total = total + u[i] * v[i]
-    return total
 
 
 # --------------------------------------------------------------------------- oracles
@@ -87,13 +78,6 @@ def cross_cov_reference(xa, xb):
     return anp.stack(rows)
 
 
-def matmul_reference(a, b):
-    n_i = a.shape[0]
-    n_k = b.shape[1]
-    return anp.stack([anp.stack([_dot(a[i, :], b[:, k]) for k in range(n_k)])
-                      for i in range(n_i)])
-
-
 # --------------------------------------------------------------------------- vectorised forms
 
 # The same formulas in vectorised autograd.numpy, for the benchmark only
@@ -116,10 +100,6 @@ def cross_cov_vectorized(xa, xb):
     ca = xa - anp.mean(xa, axis=0, keepdims=True)
     cb = xb - anp.mean(xb, axis=0, keepdims=True)
     return anp.dot(ca.T, cb) / xa.shape[0]
-
-
-def matmul_vectorized(a, b):
-    return anp.dot(a, b)
 
 
 # --------------------------------------------------------------------------- samples
@@ -162,12 +142,6 @@ def _sample_cross_cov(rng, dtype, size):
     return Sample(inputs={"xa": xa.astype(dtype), "xb": xb.astype(dtype)})
 
 
-def _sample_matmul(rng, dtype, size):
-    a = rng.standard_normal((size.N, size.C))
-    b = rng.standard_normal((size.C, size.Nout))
-    return Sample(inputs={"a": a.astype(dtype), "b": b.astype(dtype)})
-
-
 # --------------------------------------------------------------------------- bad inputs
 
 def _bad_sym(rng):
@@ -196,15 +170,6 @@ def _bad_cross_cov(rng):
         ({"xa": xa, "xb": rng.standard_normal((4, 3))}, {}, "batch"),
         ({"xa": xa[:0], "xb": rng.standard_normal((0, 3))}, {}, "non-empty"),
         ({"xa": xa, "xb": rng.standard_normal((5, 3)).astype(np.float32)}, {}, "dtype"),
-    ]
-
-
-def _bad_matmul(rng):
-    a = rng.standard_normal((4, 3))
-    return [
-        ({"a": a, "b": rng.standard_normal((4, 2))}, {}, "(3, 2)"),
-        ({"a": a, "b": rng.standard_normal((3, 2)).astype(np.float32)}, {}, "dtype"),
-        ({"a": a[None], "b": rng.standard_normal((3, 2))}, {}, "2 dimensions"),
     ]
 
 
@@ -238,8 +203,4 @@ OPINFOS = [
            vectorized=cross_cov_vectorized, sample=_sample_cross_cov,
            diff_inputs=("xa", "xb"), derivation="derivations/cross_cov.md",
            bad_inputs=_bad_cross_cov),
-    OpInfo(name="matmul", kind="matmul", forward=matmul_forward, backward=matmul_backward,
-           reference=matmul_reference,
-           vectorized=matmul_vectorized, sample=_sample_matmul, diff_inputs=("a", "b"),
-           derivation="derivations/matmul.md", bad_inputs=_bad_matmul),
 ]

@@ -8,7 +8,7 @@ are checked against autograd's own differentiation of a different solver.
 import autograd.numpy as anp
 import numpy as np
 
-from refimpl.ops.registry import OpInfo, Sample
+from refimpl.reference.registry import OpInfo, Sample
 from refimpl.ops.ridge import ridge_solve_backward, ridge_solve_forward
 
 

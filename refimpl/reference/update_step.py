@@ -13,8 +13,10 @@ import autograd.numpy as anp
 import numpy as np
 
 from refimpl.reference.activations import activation_vectorized
-
-PLANE_READOUTS = ("zero", "rbf", "first", "lin_lower", "sqr_lower", "lin_upper", "sqr_upper")
+from refimpl.reference.batchnorm import batchnorm_vectorized
+from refimpl.reference.conv import conv_vectorized as conv
+from refimpl.reference.lowrr import lowrr_vectorized as lowrr
+from refimpl.reference.weight_stats import weight_stats_vectorized
 
 
 def relu(v):
@@ -26,40 +28,10 @@ def act(name, z):
     return activation_vectorized(z, name=name)
 
 
-def bn(m, axes, eps, gamma=None, beta=None):
-    """Biased-variance batch norm over ``axes``; gamma/beta broadcast along the rest."""
-    mu = anp.mean(m, axis=axes, keepdims=True)
-    var = anp.mean((m - mu) ** 2, axis=axes, keepdims=True)
-    y = (m - mu) / anp.sqrt(var + eps)
-    if gamma is not None:
-        y = y * gamma
-    if beta is not None:
-        y = y + beta
-    return y
-
-
-def conv(m, w, axis, bias=None):
-    """SPEC 3 ConvBatch (axis 0) / ConvUnit (axis 1): zero 'same' padding, odd K.
-
-    out[b,n,o] = bias[o] + sum_k sum_c m[b + k - (K-1)/2, n, c] w[k,c,o] (index shifted along ``axis``)."""
-    K = w.shape[0]
-    half = (K - 1) // 2
-    length = m.shape[axis]
-    pad_shape = list(m.shape)
-    pad_shape[axis] = half
-    zeros = anp.zeros(pad_shape, dtype=m.dtype)
-    padded = anp.concatenate([zeros, m, zeros], axis=axis) if half else m
-    out = 0.0
-    for k in range(K):
-        shifted = padded[k:k + length] if axis == 0 else padded[:, k:k + length]
-        out = out + anp.dot(shifted, w[k])
-    if bias is not None:
-        out = out + bias
-    return out
-
-
 def bn_theta(theta, prefix, m, cfg):
-    return bn(m, (0, 1), cfg.eps_theta, theta[prefix + "/gamma"], theta[prefix + "/beta"])
+    """SPEC 3 BatchNormTheta: per channel over batch and units."""
+    return batchnorm_vectorized(m, theta[prefix + "/gamma"], theta[prefix + "/beta"], axes=(0, 1),
+                                eps=cfg.eps_theta)
 
 
 def base_forward(phi, x, cfg):
@@ -68,7 +40,7 @@ def base_forward(phi, x, cfg):
     xs, zs = [x], []
     for l in range(1, L + 1):
         a = xs[-1] @ phi[f"layer{l}/W"]
-        z = bn(a, (0,), cfg.eps_phi) + phi[f"layer{l}/b"]
+        z = batchnorm_vectorized(a, axes=(0,), eps=cfg.eps_phi) + phi[f"layer{l}/b"]
         zs.append(z)
         xs.append(act(cfg.activation, z))
     return xs, zs
@@ -81,16 +53,6 @@ def topd(theta, xL, cfg):
     for i, axis in layers:
         m = relu(bn_theta(theta, f"topd/bn{i}", conv(m, theta[f"topd/conv{i}/w"], axis), cfg))
     return conv(m, theta["topd/conv5/w"], 0, theta["topd/conv5/b"])
-
-
-def weight_stats(M, axis, eps):
-    """[mean|m|, sqrt(mean m^2 + eps), mean m, sqrt(var m + eps)] reducing over ``axis``."""
-    mean = anp.mean(M, axis=axis)
-    centred = M - anp.expand_dims(mean, axis)
-    return anp.stack([anp.mean(anp.abs(M), axis=axis),
-                      anp.sqrt(anp.mean(M ** 2, axis=axis) + eps),
-                      mean,
-                      anp.sqrt(anp.mean(centred ** 2, axis=axis) + eps)], axis=1)
 
 
 def compute_h(theta, d, x, z, W_bot, W_top, b, cfg):
@@ -106,8 +68,8 @@ def compute_h(theta, d, x, z, W_bot, W_top, b, cfg):
                           (ones_b * p1)[:, :, None], d], axis=2)
     m2 = bn_theta(theta, "computeh/bn_in", m1, cfg)
     zeros4 = np.zeros((N, 4), dtype=dtype)
-    s0 = weight_stats(W_bot, 0, cfg.eps_s) if W_bot is not None else zeros4
-    s1 = weight_stats(W_top, 1, cfg.eps_s) if W_top is not None else zeros4
+    s0 = weight_stats_vectorized(W_bot, axis=0, eps=cfg.eps_s) if W_bot is not None else zeros4
+    s1 = weight_stats_vectorized(W_top, axis=1, eps=cfg.eps_s) if W_top is not None else zeros4
     bias = (ones_b * b) if b is not None else np.zeros((B, N), dtype=dtype)
     m3 = anp.concatenate([ones_b[:, :, None] * s0[None], ones_b[:, :, None] * s1[None], m2,
                           bias[:, :, None]], axis=2)
@@ -117,12 +79,12 @@ def compute_h(theta, d, x, z, W_bot, W_top, b, cfg):
     return m
 
 
-def lowrr(ha, hb, pa, pb):
-    B = ha.shape[0]
-    R = pa.shape[1]
-    ra = anp.dot(ha, pa)                                   # [B, Na, R]
-    rb = anp.dot(hb, pb)                                   # [B, Nb, R]
-    return anp.tensordot(ra, rb, axes=([0, 2], [0, 2])) / (B * R)
+def error_prop(E_w, E_b, d, h, z, V, eps_d):
+    """SPEC 4 step 3: d^l [B, N, D] at layer l -> d^(l-1) [B, N_b, D] through V^l [N_b, N]."""
+    gate = 0.5 * (anp.tanh(0.5 * z) + 1.0)
+    delta = d * gate[:, :, None] + anp.dot(h, E_w) + E_b
+    dt = anp.transpose(anp.tensordot(V, delta, axes=([1], [1])), (1, 0, 2))
+    return dt / anp.sqrt(anp.mean(dt ** 2, axis=2, keepdims=True) + eps_d)
 
 
 def sym_zero_diag(S):
@@ -138,34 +100,51 @@ def readout(theta, name, ha, hb):
     return lowrr(ha, hb, theta[f"readout/{name}/a"], theta[f"readout/{name}/b"])
 
 
-def matrix_change(theta, M, h_lo, h_up, x_lo, x_up, cfg):
-    """SPEC 5: dM_final for M = W^l or V^l."""
-    Nin, Nout = M.shape
+def shared_planes(theta, h_lo, h_up, x_lo, x_up):
+    """SPEC 5, what one layer's W and V updates share: the readouts (the square
+    ones through A) and the cross-covariance, keyed by readout name and "cross_cov"."""
+    Nin, Nout = h_lo.shape[1], h_up.shape[1]
     B = x_lo.shape[0]
-    Mh = M / anp.sqrt(anp.mean(M ** 2, axis=0, keepdims=True) + cfg.eps_w)
-    Q = anp.sqrt(1.0 + Mh ** 2) - 1.0
     xl = x_lo - anp.mean(x_lo, axis=0, keepdims=True)
     xu = x_up - anp.mean(x_up, axis=0, keepdims=True)
+    return {
+        "zero": readout(theta, "zero", h_lo, h_up),
+        "rbf": readout(theta, "rbf", h_lo, h_up),
+        "first": readout(theta, "first", h_lo, h_up),
+        "lin_lower": sym_zero_diag(readout(theta, "lin_lower", h_lo, h_lo) / np.sqrt(Nin)),
+        "sqr_lower": sym_zero_diag(readout(theta, "sqr_lower", h_lo, h_lo) / np.sqrt(Nin)),
+        "lin_upper": sym_zero_diag(readout(theta, "lin_upper", h_up, h_up) / np.sqrt(Nout)),
+        "sqr_upper": sym_zero_diag(readout(theta, "sqr_upper", h_up, h_up) / np.sqrt(Nout)),
+        "cross_cov": (xl.T @ xu) / B,
+    }
+
+
+def matrix_update(merge_w, M, s, eps_w, parts=False):
+    """SPEC 5: dM_final for M = W^l or V^l from the shared quantities ``s``;
+    with ``parts`` also (dM_orth, <merge, Mf>)."""
+    Mh = M / anp.sqrt(anp.mean(M ** 2, axis=0, keepdims=True) + eps_w)
+    Q = anp.sqrt(1.0 + Mh ** 2) - 1.0
     planes = [
         Mh,
         Mh * anp.abs(Mh),
-        readout(theta, "zero", h_lo, h_up),
-        anp.exp(-Mh ** 2) * readout(theta, "rbf", h_lo, h_up),
-        Mh * readout(theta, "first", h_lo, h_up),
-        (xl.T @ xu) / B,
-        sym_zero_diag(readout(theta, "lin_lower", h_lo, h_lo) / np.sqrt(Nin)) @ Mh,
-        sym_zero_diag(readout(theta, "sqr_lower", h_lo, h_lo) / np.sqrt(Nin)) @ Q,
-        Mh @ sym_zero_diag(readout(theta, "lin_upper", h_up, h_up) / np.sqrt(Nout)),
-        Q @ sym_zero_diag(readout(theta, "sqr_upper", h_up, h_up) / np.sqrt(Nout)),
+        s["zero"],
+        anp.exp(-Mh ** 2) * s["rbf"],
+        Mh * s["first"],
+        s["cross_cov"],
+        s["lin_lower"] @ Mh,
+        s["sqr_lower"] @ Q,
+        Mh @ s["lin_upper"],
+        Q @ s["sqr_upper"],
     ]
     merge = 0.0
     for i, P in enumerate(planes):
-        merge = merge + theta["merge/w"][i] * plane_norm(P)
+        merge = merge + merge_w[i] * plane_norm(P)
     merge = merge / 10.0
     Mf = M / anp.sqrt(anp.sum(M ** 2))
     ip = anp.sum(merge * Mf)
     orth = merge + Mf * relu(-ip)
-    return plane_norm(orth)
+    final = plane_norm(orth)
+    return (final, orth, ip) if parts else final
 
 
 def bias_change(theta, h_up):
@@ -188,15 +167,14 @@ def update_step(theta, phi, x, cfg, return_internals=False):
         b = phi[f"layer{l}/b"] if l >= 1 else None
         h[l] = compute_h(theta, d[l], xs[l], zs[l], W_bot, W_top, b, cfg)
         if l >= 1:
-            gate = 0.5 * (anp.tanh(0.5 * zs[l]) + 1.0)
-            delta = d[l] * gate[:, :, None] + anp.dot(h[l], theta["errprop/w"]) + theta["errprop/b"]
-            dt = anp.transpose(anp.tensordot(phi[f"layer{l}/V"], delta, axes=([1], [1])), (1, 0, 2))
-            d[l - 1] = dt / anp.sqrt(anp.mean(dt ** 2, axis=2, keepdims=True) + cfg.eps_d)
+            d[l - 1] = error_prop(theta["errprop/w"], theta["errprop/b"], d[l], h[l], zs[l],
+                                  phi[f"layer{l}/V"], cfg.eps_d)
     phi_next, deltas = {}, {}
     for l in range(1, L + 1):
+        shared = shared_planes(theta, h[l - 1], h[l], xs[l - 1], xs[l])
         for kind in ("W", "V"):
             key = f"layer{l}/{kind}"
-            deltas[key] = matrix_change(theta, phi[key], h[l - 1], h[l], xs[l - 1], xs[l], cfg)
+            deltas[key] = matrix_update(theta["merge/w"], phi[key], shared, cfg.eps_w)
         deltas[f"layer{l}/b"] = bias_change(theta, h[l])
         for kind in ("W", "V", "b"):
             key = f"layer{l}/{kind}"

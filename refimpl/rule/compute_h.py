@@ -32,12 +32,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.config import N_STATS, Config
-from refimpl.ops._checks import check_array, check_cotangent, fail
+from refimpl.config import N_STATS, Config, check_config
+from refimpl.validate import check_cotangent, check_inputs, check_named_arrays, fail
 from refimpl.ops.batchnorm import BatchNormCache, batchnorm_backward, batchnorm_forward
 from refimpl.ops.weight_stats import weight_stats_backward, weight_stats_forward
-from refimpl.rule.topd import (BN_AXES, check_stage_theta, conv_bn_relu_backward,
-                               conv_bn_relu_forward, stage_theta_names)
+from refimpl.params import stage_theta_shapes
+from refimpl.rule.conv_block import BN_AXES, conv_bn_relu_chain_backward, conv_bn_relu_chain_forward
 
 OP = "compute_h"
 OP_BACKWARD = "compute_h_backward"
@@ -83,49 +83,6 @@ class ComputeHGrads(NamedTuple):
     b: np.ndarray | None     # [N], None when absent
 
 
-def _check_inputs(theta, d, x, z, W_bot, W_top, b, config):
-    if not isinstance(config, Config):
-        fail(OP, f"argument 'config' must be a Config, got {type(config).__name__}")
-    check_array(OP, "d", d, 3)
-    B, N, D = d.shape
-    if B < 1 or N < 1:
-        fail(OP, f"argument 'd' must be [B >= 1, N >= 1, D], got shape {d.shape}")
-    if D != config.delta_dims:
-        fail(OP, f"argument 'd' must have D = config.delta_dims = {config.delta_dims} channels, "
-                 f"got shape {d.shape}")
-    dtype = d.dtype
-    check_array(OP, "x", x, 2)
-    if x.shape != (B, N):
-        fail(OP, f"argument 'x' must have shape {(B, N)} (from d {d.shape}), got {x.shape}")
-    absent = [name for name, v in (("z", z), ("W_bot", W_bot), ("b", b)) if v is None]
-    if absent and len(absent) != 3:
-        fail(OP, f"z, W_bot and b are absent together (the bottom layer l = 0) or present "
-                 f"together; got only {absent} absent")
-    if z is not None:
-        check_array(OP, "z", z, 2)
-        if z.shape != (B, N):
-            fail(OP, f"argument 'z' must have shape {(B, N)} (from d {d.shape}), got {z.shape}")
-    if W_bot is not None:
-        check_array(OP, "W_bot", W_bot, 2)
-        if W_bot.shape[1] != N or W_bot.shape[0] < 1:
-            fail(OP, f"argument 'W_bot' (W^l) must have shape (N^(l-1) >= 1, N = {N}), got {W_bot.shape}")
-    if W_top is not None:
-        check_array(OP, "W_top", W_top, 2)
-        if W_top.shape[0] != N or W_top.shape[1] < 1:
-            fail(OP, f"argument 'W_top' (W^(l+1)) must have shape (N = {N}, N^(l+1) >= 1), "
-                     f"got {W_top.shape}")
-    if b is not None:
-        check_array(OP, "b", b, 1)
-        if b.shape != (N,):
-            fail(OP, f"argument 'b' must have shape {(N,)}, got {b.shape}")
-    for name, v in (("x", x), ("z", z), ("W_bot", W_bot), ("W_top", W_top), ("b", b)):
-        if v is not None and v.dtype != dtype:
-            fail(OP, f"arguments must share one dtype, got d: {dtype}, {name}: {v.dtype}")
-    expected = stage_theta_names("computeh", config)
-    check_stage_theta(OP, theta, expected, dtype)
-    return expected
-
-
 def compute_h_forward(theta, d, x, z, W_bot, W_top, b, config: Config):
     """ComputeH forward (SPEC 4; derivations/compute_h.md eq. 1-6).
 
@@ -135,7 +92,21 @@ def compute_h_forward(theta, d, x, z, W_bot, W_top, b, config: Config):
     None (l = 0). z, W_bot and b are absent together. All one dtype.
     Returns (h [B, N, Hd], ComputeHCache).
     """
-    expected = _check_inputs(theta, d, x, z, W_bot, W_top, b, config)
+    check_config(OP, config)
+    absent = [name for name, v in (("z", z), ("W_bot", W_bot), ("b", b)) if v is None]
+    if absent and len(absent) != 3:
+        fail(OP, f"z, W_bot and b are absent together (the bottom layer l = 0) or present "
+                 f"together; got only {absent} absent")
+    _, dtype = check_inputs(OP, {"d": "B N delta_dims", "x": "B N", "z": "B N", "W_bot": "N_below N",
+                                 "W_top": "N N_above", "b": "N"},
+                            {"d": d, "x": x, "z": z, "W_bot": W_bot, "W_top": W_top, "b": b},
+                            {"delta_dims": config.delta_dims})
+    check_named_arrays(OP, "theta", theta, stage_theta_shapes("computeh", config), dtype)
+    return compute_h_forward_unchecked(theta, d, x, z, W_bot, W_top, b, config)
+
+
+def compute_h_forward_unchecked(theta, d, x, z, W_bot, W_top, b, config: Config):
+    """compute_h_forward for arguments the caller has validated (update_step does, once)."""
     B, N, D = d.shape
     dtype = d.dtype
     eps = config.eps_theta
@@ -169,15 +140,9 @@ def compute_h_forward(theta, d, x, z, W_bot, W_top, b, config: Config):
     m3[:, :, ch["m2"]] = m2
     m3[:, :, ch["bias"]] = 0.0 if b is None else b[:, None]
     # eq. 6: four conv -> BN -> relu blocks (derivations/topd.md eq. 1)
-    m = m3
-    blocks = []
-    for i, axis in enumerate(COMPUTEH_BLOCK_AXES):
-        m, cache = conv_bn_relu_forward(m, theta[f"computeh/conv{i}/w"],
-                                        theta[f"computeh/bn{i}/gamma"],
-                                        theta[f"computeh/bn{i}/beta"], axis=axis, eps=eps)
-        blocks.append(cache)
-    return m, ComputeHCache(bn_in, ws_bot, ws_top, tuple(blocks), z is not None, b is not None,
-                            tuple(expected), (B, N, D), dtype)
+    m, blocks = conv_bn_relu_chain_forward(m3, theta, "computeh", COMPUTEH_BLOCK_AXES, eps=eps)
+    return m, ComputeHCache(bn_in, ws_bot, ws_top, blocks, z is not None, b is not None,
+                            tuple(stage_theta_shapes("computeh", config)), (B, N, D), dtype)
 
 
 def compute_h_backward(dh, cache: ComputeHCache) -> ComputeHGrads:
@@ -192,15 +157,7 @@ def compute_h_backward(dh, cache: ComputeHCache) -> ComputeHGrads:
     Hd = cache.blocks[-1].conv.w.shape[2]
     check_cotangent(OP_BACKWARD, "dh", dh, (B, N, Hd), cache.dtype)
 
-    dtheta = {}
-    dm = dh
-    for i in range(len(cache.blocks) - 1, -1, -1):                         # eq. 7
-        g = conv_bn_relu_backward(dm, cache.blocks[i])
-        dtheta[f"computeh/conv{i}/w"] = g.w
-        dtheta[f"computeh/bn{i}/gamma"] = g.gamma
-        dtheta[f"computeh/bn{i}/beta"] = g.beta
-        dm = g.m
-    dm3 = dm                                                               # [B, N, 13 + D]
+    dm3, dtheta = conv_bn_relu_chain_backward(dh, cache.blocks, "computeh")   # eq. 7: [B, N, 13 + D]
     ch = channel_slices(D)
     # eq. 8: tiled channels collect their cotangent summed over the batch; eq. 9: WeightStats VJP
     dW_bot = dW_top = db = None

@@ -23,15 +23,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.config import Config
-from refimpl.ops._checks import check_array, check_same_dtype, check_shape, fail
+from refimpl.config import Config, check_config
+from refimpl.validate import check_array, check_inputs, check_named_arrays, check_shape
 from refimpl.ops.activations import activation_backward, activation_forward
 from refimpl.ops.elementwise import gate_backward, gate_forward
 from refimpl.ops.normalize import channel_rms_normalize_backward, channel_rms_normalize_forward
-from refimpl.ops.planes import matmul_backward, matmul_forward
+from refimpl.ops.matmul import matmul_backward, matmul_forward
 
 OP = "error_prop"
-THETA_NAMES = ("errprop/w", "errprop/b")
 
 
 class ErrorPropCache(NamedTuple):
@@ -51,30 +50,6 @@ class ErrorPropGrads(NamedTuple):
     V: np.ndarray           # [Nb, N]
 
 
-def _check_inputs(theta, d, h, z, V, config):
-    if not isinstance(config, Config):
-        fail(OP, f"argument 'config' must be a Config, got {type(config).__name__}")
-    D, Hd = config.delta_dims, config.h_dims
-    check_array(OP, "d", d, 3)
-    B, N = d.shape[:2]
-    check_shape(OP, "d", d, (B, N, D), f"[B, N, D] with D = delta_dims = {D}")
-    check_array(OP, "h", h, 3)
-    check_shape(OP, "h", h, (B, N, Hd), f"[B, N, Hd] like d {d.shape} with Hd = h_dims = {Hd}")
-    check_array(OP, "z", z, 2)
-    check_shape(OP, "z", z, (B, N), f"[B, N] like d {d.shape}")
-    check_array(OP, "V", V, 2)
-    if V.shape[1] != N or V.shape[0] < 1:
-        fail(OP, f"argument 'V' must have shape [N^(l-1), N^l = {N}] (N^l from d {d.shape}), "
-                 f"got {V.shape}")
-    for name, shape in zip(THETA_NAMES, ((Hd, D), (D,))):
-        if name not in theta:
-            fail(OP, f"theta has no '{name}'")
-        check_array(OP, f"theta['{name}']", theta[name])
-        check_shape(OP, f"theta['{name}']", theta[name], shape, "SPEC 9")
-    check_same_dtype(OP, d=d, h=h, z=z, V=V, E_w=theta["errprop/w"], E_b=theta["errprop/b"])
-    return B, N, V.shape[0], D, Hd
-
-
 def error_prop_forward(theta, d, h, z, V, config: Config):
     """Propagate the top-down signal from layer l to layer l - 1 (SPEC 4 step 3).
 
@@ -88,7 +63,17 @@ def error_prop_forward(theta, d, h, z, V, config: Config):
 
     Returns (d_below [B, Nb, D], ErrorPropCache).
     """
-    B, N, Nb, D, Hd = _check_inputs(theta, d, h, z, V, config)
+    D, Hd = check_config(OP, config).delta_dims, config.h_dims
+    _, dtype = check_inputs(OP, {"d": "B N D", "h": "B N Hd", "z": "B N", "V": "Nb N"},
+                            {"d": d, "h": h, "z": z, "V": V}, {"D": D, "Hd": Hd})
+    check_named_arrays(OP, "theta", theta, {"errprop/w": (Hd, D), "errprop/b": (D,)}, dtype)
+    return error_prop_forward_unchecked(theta, d, h, z, V, config)
+
+
+def error_prop_forward_unchecked(theta, d, h, z, V, config: Config):
+    """error_prop_forward for arguments the caller has validated (update_step does, once)."""
+    B, N, D = d.shape
+    Nb, Hd = V.shape[0], h.shape[2]
     E_w, E_b = theta["errprop/w"], theta["errprop/b"]
 
     g, sig_cache = activation_forward(z, name="sigmoid")              # [B, N]

@@ -17,8 +17,8 @@ No convolution that feeds a batch norm has a bias (SPEC 3 decision); only
 conv5 has one. The ConvUnit widths are B (the paper's "S=B"), so a theta is
 tied to the batch size it was built for (the last axis of ``topd/conv1/w``).
 
-The conv -> BN -> relu block and the theta check are shared with ComputeH
-(:mod:`refimpl.rule.compute_h`). Derivation: derivations/topd.md.
+The conv -> BN -> relu block (:mod:`refimpl.rule.conv_block`) is shared
+with ComputeH. Derivation: derivations/topd.md.
 """
 from __future__ import annotations
 
@@ -26,91 +26,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.config import Config
-from refimpl.ops._checks import check_array, check_cotangent, fail
-from refimpl.ops.activations import ActivationCache, activation_backward, activation_forward
-from refimpl.ops.batchnorm import BatchNormCache, batchnorm_backward, batchnorm_forward
-from refimpl.ops.conv import (ConvCache, conv_batch_backward, conv_batch_forward,
-                              conv_unit_backward, conv_unit_forward)
-from refimpl.params import theta_shapes
+from refimpl.config import Config, check_config
+from refimpl.validate import check_cotangent, check_inputs, check_named_arrays, fail
+from refimpl.ops.conv import ConvCache, conv_batch_backward, conv_batch_forward
+from refimpl.rule.conv_block import conv_bn_relu_chain_backward, conv_bn_relu_chain_forward
+from refimpl.params import stage_theta_shapes
 
 OP = "topd"
 OP_BACKWARD = "topd_backward"
 
-#: BatchNormTheta axes: per channel, over batch and units (SPEC 3).
-BN_AXES = (0, 1)
 #: Axis of each TopD conv -> BN -> relu block i = 0..4 (0: ConvBatch, 1: ConvUnit).
 TOPD_BLOCK_AXES = (0, 1, 1, 0, 0)
-#: Axis of the final convolution ``topd/conv5`` (ConvBatch, with bias).
-TOPD_LAST_AXIS = 0
-
-_CONV = {0: (conv_batch_forward, conv_batch_backward), 1: (conv_unit_forward, conv_unit_backward)}
-
-
-# ---------------------------------------------------------------------------------
-# shared pieces (also used by refimpl.rule.compute_h)
-# ---------------------------------------------------------------------------------
-def stage_theta_names(prefix: str, config: Config) -> dict[str, tuple[int, ...]]:
-    """The SPEC 9 theta names starting with ``prefix + "/"`` -> shapes, in SPEC 9 order."""
-    return {n: s for n, s in theta_shapes(config).items() if n.startswith(prefix + "/")}
-
-
-def check_stage_theta(op: str, theta, expected: dict, dtype: np.dtype) -> None:
-    """theta holds every name of ``expected`` with that shape and ``dtype``, all finite.
-
-    Names outside ``expected`` (other stages' parameters) are ignored.
-    """
-    if not hasattr(theta, "keys") or not hasattr(theta, "__getitem__"):
-        fail(op, f"argument 'theta' must be a mapping name -> array, got {type(theta).__name__}")
-    missing = [n for n in expected if n not in theta]
-    if missing:
-        fail(op, f"theta is missing name(s) {missing}")
-    for name, shape in expected.items():
-        value = theta[name]
-        check_array(op, f"theta['{name}']", value)
-        if tuple(value.shape) != tuple(shape):
-            fail(op, f"theta['{name}'] must have shape {tuple(shape)} for this config, "
-                     f"got {tuple(value.shape)}")
-        if value.dtype != dtype:
-            fail(op, f"theta['{name}'] is {value.dtype} but the inputs are {dtype}; "
-                     f"theta and the inputs must share one dtype")
-
-
-class ConvBnReluCache(NamedTuple):
-    conv: ConvCache          # conv input (as im2col columns) and weight
-    bn: BatchNormCache       # normalised conv output, inverse std, gamma
-    act: ActivationCache     # relu input (BN output) and output
-    axis: int                # 0: ConvBatch, 1: ConvUnit
-
-
-class ConvBnReluGrads(NamedTuple):
-    m: np.ndarray            # [B, N, Cin]
-    w: np.ndarray            # [K, Cin, Cout]
-    gamma: np.ndarray        # [Cout]
-    beta: np.ndarray         # [Cout]
-
-
-def conv_bn_relu_forward(m, w, gamma, beta, *, axis: int, eps: float):
-    """One rule block: relu(BatchNormTheta(Conv(m, w); gamma, beta, eps)).
-
-    m [B, N, Cin]; w [K, Cin, Cout]; gamma, beta [Cout]; axis 0 = ConvBatch,
-    1 = ConvUnit; the convolution has no bias (it feeds a batch norm).
-    Returns (y [B, N, Cout], ConvBnReluCache).
-    """
-    conv_fwd, _ = _CONV[axis]
-    c, conv_cache = conv_fwd(m, w)                                         # topd.md eq. 1a
-    n, bn_cache = batchnorm_forward(c, gamma, beta, axes=BN_AXES, eps=eps)  # eq. 1b
-    y, act_cache = activation_forward(n, name="relu")                      # eq. 1c
-    return y, ConvBnReluCache(conv_cache, bn_cache, act_cache, axis)
-
-
-def conv_bn_relu_backward(dy, cache: ConvBnReluCache) -> ConvBnReluGrads:
-    """VJP of conv_bn_relu_forward: dy [B, N, Cout] -> grads for m, w, gamma, beta."""
-    _, conv_bwd = _CONV[cache.axis]
-    dn = activation_backward(dy, cache.act).z                              # topd.md eq. 4a
-    g_bn = batchnorm_backward(dn, cache.bn)                                # eq. 4b
-    g_conv = conv_bwd(g_bn.m, cache.conv)                                  # eq. 4c
-    return ConvBnReluGrads(g_conv.m, g_conv.w, g_bn.gamma, g_bn.beta)
 
 
 # ---------------------------------------------------------------------------------
@@ -134,14 +60,26 @@ def topd_forward(theta, xL, config: Config):
     normalised (SPEC 4 step 2). A theta built for another batch size raises
     ValueError.
     """
-    if not isinstance(config, Config):
-        fail(OP, f"argument 'config' must be a Config, got {type(config).__name__}")
-    check_array(OP, "xL", xL, 2)
+    check_config(OP, config)
+    check_inputs(OP, {"xL": "B N"}, {"xL": xL})
+    _check_batch_size(theta, xL, config)
+    check_named_arrays(OP, "theta", theta, stage_theta_shapes(OP, config), xL.dtype)
+    return topd_forward_unchecked(theta, xL, config)
+
+
+def topd_forward_unchecked(theta, xL, config: Config):
+    """topd_forward for arguments the caller has validated (update_step does, once)."""
     B, N = xL.shape
-    if B < 1 or N < 1:
-        fail(OP, f"argument 'xL' must be [B >= 1, N >= 1], got shape {xL.shape}")
-    if not hasattr(theta, "keys") or not hasattr(theta, "__getitem__"):
-        fail(OP, f"argument 'theta' must be a mapping name -> array, got {type(theta).__name__}")
+    eps = config.eps_theta
+    m0 = xL[:, :, None]                                                    # eq. 2: m0 [B, N, 1]
+    m, blocks = conv_bn_relu_chain_forward(m0, theta, OP, TOPD_BLOCK_AXES, eps=eps)   # eq. 2: m2 .. m10
+    d, last = conv_batch_forward(m, theta["topd/conv5/w"], theta["topd/conv5/b"])   # eq. 3
+    return d, TopDCache(blocks, last, tuple(stage_theta_shapes(OP, config)), (B, N), xL.dtype)
+
+
+def _check_batch_size(theta, xL, config: Config) -> None:
+    """TopD's ConvUnit widths are B: a theta and a config serve one batch size (SPEC 4)."""
+    B = xL.shape[0]
     conv1 = theta.get("topd/conv1/w") if hasattr(theta, "get") else None
     if isinstance(conv1, np.ndarray) and conv1.ndim == 3 and conv1.shape[-1] != B:
         fail(OP, f"theta was built for batch size {conv1.shape[-1]}, got a batch of {B} "
@@ -150,18 +88,6 @@ def topd_forward(theta, xL, config: Config):
     if config.batch_size != B:
         fail(OP, f"config.batch_size is {config.batch_size} but xL has a batch of {B} "
                  f"(xL shape {xL.shape}); TopD is tied to the batch size (SPEC 4)")
-    expected = stage_theta_names(OP, config)
-    check_stage_theta(OP, theta, expected, xL.dtype)
-
-    eps = config.eps_theta
-    m = xL[:, :, None]                                                     # eq. 2: m0 [B, N, 1]
-    blocks = []
-    for i, axis in enumerate(TOPD_BLOCK_AXES):                             # eq. 2: m2 .. m10
-        m, cache = conv_bn_relu_forward(m, theta[f"topd/conv{i}/w"], theta[f"topd/bn{i}/gamma"],
-                                        theta[f"topd/bn{i}/beta"], axis=axis, eps=eps)
-        blocks.append(cache)
-    d, last = conv_batch_forward(m, theta["topd/conv5/w"], theta["topd/conv5/b"])   # eq. 3
-    return d, TopDCache(tuple(blocks), last, tuple(expected), (B, N), xL.dtype)
 
 
 def topd_backward(dd, cache: TopDCache):
@@ -175,15 +101,8 @@ def topd_backward(dd, cache: TopDCache):
     D = cache.last.w.shape[2]
     check_cotangent(OP_BACKWARD, "dd", dd, (B, N, D), cache.dtype)
 
-    dtheta = {}
     g = conv_batch_backward(dd, cache.last)                                # eq. 5
+    dm, dtheta = conv_bn_relu_chain_backward(g.m, cache.blocks, OP)        # eq. 6
     dtheta["topd/conv5/w"], dtheta["topd/conv5/b"] = g.w, g.bias
-    dm = g.m
-    for i in range(len(cache.blocks) - 1, -1, -1):                         # eq. 6
-        g = conv_bn_relu_backward(dm, cache.blocks[i])
-        dtheta[f"topd/conv{i}/w"] = g.w
-        dtheta[f"topd/bn{i}/gamma"] = g.gamma
-        dtheta[f"topd/bn{i}/beta"] = g.beta
-        dm = g.m
     dxL = np.ascontiguousarray(dm[:, :, 0])                                # eq. 7
     return {name: dtheta[name] for name in cache.names}, dxL

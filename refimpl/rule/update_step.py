@@ -13,14 +13,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.base_model import base_backward, base_forward
+from refimpl.config import check_config
+from refimpl.model.base_model import base_backward, base_forward_unchecked
 from refimpl.params import validate_phi, validate_theta
-from refimpl.rule.compute_h import compute_h_backward, compute_h_forward
-from refimpl.rule.error_prop import error_prop_backward, error_prop_forward
-from refimpl.rule.topd import topd_backward, topd_forward
+from refimpl.rule.compute_h import compute_h_backward, compute_h_forward_unchecked
+from refimpl.rule.error_prop import error_prop_backward, error_prop_forward_unchecked
+from refimpl.rule.topd import topd_backward, topd_forward_unchecked
 from refimpl.rule.weight_update import (
-    bias_update_backward, bias_update_forward, matrix_update_backward, matrix_update_forward,
-    shared_planes_backward, shared_planes_forward)
+    bias_update_backward, bias_update_forward_unchecked, matrix_update_backward,
+    matrix_update_forward_unchecked, shared_planes_backward, shared_planes_forward_unchecked)
+from refimpl.validate import check_inputs, fail
+
+OP = "update_step"
 
 
 class UpdateStepCache(NamedTuple):
@@ -54,24 +58,32 @@ def _sum_shared(a, b):
 
 
 def update_step_forward(theta: dict, phi: dict, x: np.ndarray, config):
-    """SPEC 4: returns (phi_next, deltas, cache); deltas holds dW_final, dV_final, db_final keyed like phi."""
-    validate_theta(theta, config)
-    validate_phi(phi, config)
+    """SPEC 4: returns (phi_next, deltas, cache); deltas holds dW_final, dV_final, db_final keyed like phi.
+
+    theta, phi: every SPEC 9 name for ``config``; x [batch_size, N^0]; all one dtype.
+    Validated here once; the stages below trust what this checked.
+    """
+    _check_step_inputs(theta, phi, x, config)
+    return update_step_forward_unchecked(theta, phi, x, config)
+
+
+def update_step_forward_unchecked(theta: dict, phi: dict, x: np.ndarray, config):
+    """update_step_forward for arguments the caller has validated (the unroll does, once)."""
     L = len(config.layer_sizes) - 1
-    xs, zs, base_cache = base_forward(phi, x, config)
+    xs, zs, base_cache = base_forward_unchecked(phi, x, config)
     z = [None] + list(zs)                                   # z^0 is absent (exact zeros in ComputeH)
     d = [None] * (L + 1)
     h = [None] * (L + 1)
     ch_caches = [None] * (L + 1)
     ep_caches = [None] * (L + 1)
-    d[L], topd_cache = topd_forward(theta, xs[L], config)
+    d[L], topd_cache = topd_forward_unchecked(theta, xs[L], config)
     for l in range(L, -1, -1):
         W_bot = phi[f"layer{l}/W"] if l >= 1 else None
         W_top = phi[f"layer{l + 1}/W"] if l < L else None
         b = phi[f"layer{l}/b"] if l >= 1 else None
-        h[l], ch_caches[l] = compute_h_forward(theta, d[l], xs[l], z[l], W_bot, W_top, b, config)
+        h[l], ch_caches[l] = compute_h_forward_unchecked(theta, d[l], xs[l], z[l], W_bot, W_top, b, config)
         if l >= 1:
-            d[l - 1], ep_caches[l] = error_prop_forward(theta, d[l], h[l], z[l], phi[f"layer{l}/V"], config)
+            d[l - 1], ep_caches[l] = error_prop_forward_unchecked(theta, d[l], h[l], z[l], phi[f"layer{l}/V"], config)
 
     lr = config.lr_phi
     deltas, phi_next = {}, {}
@@ -79,16 +91,26 @@ def update_step_forward(theta: dict, phi: dict, x: np.ndarray, config):
     bias_caches = [None] * (L + 1)
     matrix_caches = {}
     for l in range(1, L + 1):
-        shared, shared_caches[l] = shared_planes_forward(theta, h[l - 1], h[l], xs[l - 1], xs[l], config)
+        shared, shared_caches[l] = shared_planes_forward_unchecked(theta, h[l - 1], h[l], xs[l - 1], xs[l], config)
         for kind in ("W", "V"):
             key = f"layer{l}/{kind}"
-            deltas[key], matrix_caches[key] = matrix_update_forward(theta, phi[key], shared, config)
-        deltas[f"layer{l}/b"], bias_caches[l] = bias_update_forward(theta, h[l], config)
+            deltas[key], matrix_caches[key] = matrix_update_forward_unchecked(theta, phi[key], shared, config)
+        deltas[f"layer{l}/b"], bias_caches[l] = bias_update_forward_unchecked(theta, h[l], config)
     for key, value in phi.items():
         phi_next[key] = (1 - lr) * value + lr * deltas[key]      # EMA, SPEC 4 step 5
     cache = UpdateStepCache(config, phi, base_cache, topd_cache, ch_caches, ep_caches, shared_caches,
                             matrix_caches, bias_caches, xs, h)
     return phi_next, deltas, cache
+
+
+def _check_step_inputs(theta, phi, x, config) -> None:
+    """Everything the stages would check, once: names, shapes, one dtype, finite, the batch size."""
+    theta_dtype = validate_theta(theta, check_config(OP, config), fn=OP)
+    phi_dtype = validate_phi(phi, config, fn=OP)
+    _, x_dtype = check_inputs(OP, {"x": "batch_size N^0"}, {"x": x},
+                              {"batch_size": config.batch_size, "N^0": config.layer_sizes[0]})
+    if not theta_dtype == phi_dtype == x_dtype:
+        fail(OP, f"theta, phi and x must share one dtype, got {theta_dtype}, {phi_dtype}, {x_dtype}")
 
 
 def update_step(theta: dict, phi: dict, x: np.ndarray, config) -> dict:

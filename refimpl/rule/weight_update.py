@@ -1,4 +1,4 @@
-"""Weight-update planes, merge, orth, bias change and the EMA (SPEC 5, SPEC 4 steps 4-5).
+"""Weight-update planes, merge, orth and bias change (SPEC 5, SPEC 4 step 4).
 
 For one layer l (1..L) with Nin = N^{l-1}, Nout = N^l, the rule reads
 h_lo = h^{l-1} [B, Nin, Hd], h_up = h^l [B, Nout, Hd], x_lo = x^{l-1} [B, Nin],
@@ -10,7 +10,6 @@ merges them and keeps the change from shrinking M. The pieces:
 - :func:`matrix_update_forward`: Mh, Q, the planes P1..P10, merge, orth and
   the final normalisation, for one M.
 - :func:`bias_update_forward`: the bias change from h_up.
-- :func:`ema_forward`: M <- (1 - lr) M + lr dM_final (also used for b).
 
 Each has a hand-composed backward built from the primitives' backwards.
 Derivation: derivations/weight_update.md.
@@ -22,8 +21,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.config import Config
-from refimpl.ops._checks import check_array, check_same_dtype, check_shape, fail
+from refimpl.config import Config, check_config
+from refimpl.params import N_PLANES, READOUTS, stage_theta_shapes
+from refimpl.validate import check_array, check_inputs, check_named_arrays, check_shape, fail
 from refimpl.ops.elementwise import (gauss_backward, gauss_forward, mul_backward, mul_forward,
                                      signed_square_backward, signed_square_forward,
                                      soft_sqrt_backward, soft_sqrt_forward)
@@ -31,36 +31,13 @@ from refimpl.ops.lowrr import lowrr_backward, lowrr_forward
 from refimpl.ops.normalize import (column_normalize_backward, column_normalize_forward,
                                    frobenius_normalize_backward, frobenius_normalize_forward,
                                    plane_normalize_backward, plane_normalize_forward)
+from refimpl.ops.matmul import matmul_backward, matmul_forward
 from refimpl.ops.planes import (bias_centre_backward, bias_centre_forward, cross_cov_backward,
-                                cross_cov_forward, matmul_backward, matmul_forward, orth_backward,
-                                orth_forward, sym_zero_diag_backward, sym_zero_diag_forward)
+                                cross_cov_forward, orth_backward, orth_forward,
+                                sym_zero_diag_backward, sym_zero_diag_forward)
 
-#: LowRR readouts in SPEC 9 order; the first three read (h_lo, h_up), the
-#: "lower" ones (h_lo, h_lo) and the "upper" ones (h_up, h_up).
-READOUTS = ("zero", "rbf", "first", "lin_lower", "sqr_lower", "lin_upper", "sqr_upper")
-N_PLANES = 10
 _CROSS = ("zero", "rbf", "first")
 _SQUARE = {"lin_lower": "lo", "sqr_lower": "lo", "lin_upper": "up", "sqr_upper": "up"}
-
-
-def _check_config(op, config):
-    if not isinstance(config, Config):
-        fail(op, f"argument 'config' must be a Config, got {type(config).__name__}")
-
-
-def _theta_entry(op, theta, name, shape):
-    if name not in theta:
-        fail(op, f"theta has no '{name}'")
-    a = theta[name]
-    check_array(op, f"theta['{name}']", a)
-    check_shape(op, f"theta['{name}']", a, shape, "SPEC 9")
-    return a
-
-
-def _check_h(op, name, h, B, Hd):
-    check_array(op, name, h, 3)
-    if h.shape[0] != B or h.shape[2] != Hd or h.shape[1] < 1:
-        fail(op, f"argument '{name}' must have shape [B = {B}, N >= 1, Hd = {Hd}], got {h.shape}")
 
 
 # =========================================================================== shared planes
@@ -111,23 +88,18 @@ def shared_planes_forward(theta, h_lo, h_up, x_lo, x_up, config: Config):
     Returns (SharedPlanes (see its docstring for the shapes), SharedPlanesCache).
     """
     op = "shared_planes"
-    _check_config(op, config)
-    Hd, R = config.h_dims, config.readout_rank
-    check_array(op, "h_lo", h_lo, 3)
-    B = h_lo.shape[0]
-    _check_h(op, "h_lo", h_lo, B, Hd)
-    _check_h(op, "h_up", h_up, B, Hd)
-    Nin, Nout = h_lo.shape[1], h_up.shape[1]
-    check_array(op, "x_lo", x_lo, 2)
-    check_shape(op, "x_lo", x_lo, (B, Nin), f"[B, Nin] like h_lo {h_lo.shape}")
-    check_array(op, "x_up", x_up, 2)
-    check_shape(op, "x_up", x_up, (B, Nout), f"[B, Nout] like h_up {h_up.shape}")
-    P = {p: (_theta_entry(op, theta, f"readout/{p}/a", (Hd, R)),
-             _theta_entry(op, theta, f"readout/{p}/b", (Hd, R))) for p in READOUTS}
-    dtype = check_same_dtype(op, h_lo=h_lo, h_up=h_up, x_lo=x_lo, x_up=x_up,
-                             **{f"readout/{p}/{s}": P[p][i] for p in READOUTS
-                                for i, s in enumerate("ab")})
+    check_config(op, config)
+    _, dtype = check_inputs(op, {"h_lo": "B Nin h_dims", "h_up": "B Nout h_dims", "x_lo": "B Nin",
+                                 "x_up": "B Nout"},
+                            {"h_lo": h_lo, "h_up": h_up, "x_lo": x_lo, "x_up": x_up},
+                            {"h_dims": config.h_dims})
+    check_named_arrays(op, "theta", theta, stage_theta_shapes("readout", config), dtype)
+    return shared_planes_forward_unchecked(theta, h_lo, h_up, x_lo, x_up, config)
 
+
+def shared_planes_forward_unchecked(theta, h_lo, h_up, x_lo, x_up, config: Config):
+    """shared_planes_forward for arguments the caller has validated (update_step does, once)."""
+    P = {p: (theta[f"readout/{p}/a"], theta[f"readout/{p}/b"]) for p in READOUTS}
     hs = {"lo": h_lo, "up": h_up}
     out, lowrr_caches, sym_caches = {}, {}, {}
     for p in _CROSS:                                       # derivations/weight_update.md eq. 1
@@ -140,9 +112,9 @@ def shared_planes_forward(theta, h_lo, h_up, x_lo, x_up, config: Config):
         sym_caches[p] = (sc, scale)
     out["cross_cov"], cov_cache = cross_cov_forward(x_lo, x_up)   # eq. 3 (P6)
     shapes = {"h_lo": h_lo.shape, "h_up": h_up.shape, "x_lo": x_lo.shape, "x_up": x_up.shape,
-              "readout": (Hd, R)}
+              "readout": P["zero"][0].shape}
     shapes.update({k: v.shape for k, v in out.items()})
-    return SharedPlanes(**out), SharedPlanesCache(lowrr_caches, sym_caches, cov_cache, shapes, dtype)
+    return SharedPlanes(**out), SharedPlanesCache(lowrr_caches, sym_caches, cov_cache, shapes, h_lo.dtype)
 
 
 def shared_planes_backward(dshared: SharedPlanes, cache: SharedPlanesCache):
@@ -214,9 +186,6 @@ class MatrixUpdateCache(NamedTuple):
     frob_cache: object      # FrobeniusNormalizeCache (Mf)
     orth_cache: object      # OrthCache
     final_cache: object     # plane_normalize cache of dM_final
-    dM_merge: np.ndarray    # [Nin, Nout]
-    dM_orth: np.ndarray     # [Nin, Nout]
-    ip: float               # <dM_merge, Mf>_F
 
 
 def matrix_update_forward(theta, M, shared: SharedPlanes, config: Config):
@@ -238,21 +207,21 @@ def matrix_update_forward(theta, M, shared: SharedPlanes, config: Config):
     Returns (dM_final [Nin, Nout], MatrixUpdateCache). An all-zero M raises ValueError.
     """
     op = "matrix_update"
-    _check_config(op, config)
-    check_array(op, "M", M, 2)
-    Nin, Nout = M.shape
-    merge_w = _theta_entry(op, theta, "merge/w", (N_PLANES,))
+    check_config(op, config)
     if not isinstance(shared, SharedPlanes):
         fail(op, f"argument 'shared' must be a SharedPlanes, got {type(shared).__name__}")
-    expected = {"zero": (Nin, Nout), "rbf": (Nin, Nout), "first": (Nin, Nout),
-                "lin_lower": (Nin, Nin), "sqr_lower": (Nin, Nin), "lin_upper": (Nout, Nout),
-                "sqr_upper": (Nout, Nout), "cross_cov": (Nin, Nout)}
-    for name, shape in expected.items():
-        a = getattr(shared, name)
-        check_array(op, f"shared.{name}", a, 2)
-        check_shape(op, f"shared.{name}", a, shape, f"M is {M.shape}")
-    check_same_dtype(op, M=M, merge_w=merge_w, **shared._asdict())
+    square = {"lin_lower": "Nin Nin", "sqr_lower": "Nin Nin", "lin_upper": "Nout Nout",
+              "sqr_upper": "Nout Nout"}
+    _, dtype = check_inputs(op, {"M": "Nin Nout", **{name: square.get(name, "Nin Nout")
+                                                     for name in SharedPlanes._fields}},
+                            {"M": M, **shared._asdict()})
+    check_named_arrays(op, "theta", theta, {"merge/w": (N_PLANES,)}, dtype)
+    return matrix_update_forward_unchecked(theta, M, shared, config)
 
+
+def matrix_update_forward_unchecked(theta, M, shared: SharedPlanes, config: Config):
+    """matrix_update_forward for arguments the caller has validated (update_step does, once)."""
+    merge_w = theta["merge/w"]
     # Mf first: an all-zero M is outside the domain and raises before any work.
     Mf, frob_cache = frobenius_normalize_forward(M)                      # eq. 13
     Mh, colnorm_cache = column_normalize_forward(M, eps=config.eps_w)    # eq. 7
@@ -275,11 +244,9 @@ def matrix_update_forward(theta, M, shared: SharedPlanes, config: Config):
         dM_merge += (merge_w[i] * 0.1) * Pt
     dM_orth, orth_cache = orth_forward(dM_merge, Mf)                     # eq. 11
     dM_final, final_cache = plane_normalize_forward(dM_orth)             # eq. 12
-    ip = float(np.vdot(dM_merge, Mf))
     return dM_final, MatrixUpdateCache(
-        (Nin, Nout), colnorm_cache, soft_cache, sq_cache, gauss_cache, p4_cache, p5_cache,
-        (c7, c8, c9, c10), tuple(pn_caches), merge_w, frob_cache, orth_cache, final_cache,
-        dM_merge, dM_orth, ip)
+        M.shape, colnorm_cache, soft_cache, sq_cache, gauss_cache, p4_cache, p5_cache,
+        (c7, c8, c9, c10), tuple(pn_caches), merge_w, frob_cache, orth_cache, final_cache)
 
 
 def matrix_update_backward(ddM_final, cache: MatrixUpdateCache):
@@ -335,7 +302,6 @@ class BiasUpdateCache(NamedTuple):
     bias_w: np.ndarray      # [Hd]
     centre_cache: object    # BiasCentreCache
     final_cache: object     # plane_normalize cache
-    db_c: np.ndarray        # [N]
 
 
 def bias_update_forward(theta, h_up, config: Config):
@@ -350,18 +316,21 @@ def bias_update_forward(theta, h_up, config: Config):
     Returns (db_final [N], BiasUpdateCache).
     """
     op = "bias_update"
-    _check_config(op, config)
-    Hd = config.h_dims
-    check_array(op, "h_up", h_up, 3)
-    _check_h(op, "h_up", h_up, h_up.shape[0], Hd)
-    w = _theta_entry(op, theta, "bias/w", (Hd,))
-    check_same_dtype(op, h_up=h_up, bias_w=w)
-    B, N, _ = h_up.shape
+    check_config(op, config)
+    _, dtype = check_inputs(op, {"h_up": "B N h_dims"}, {"h_up": h_up}, {"h_dims": config.h_dims})
+    check_named_arrays(op, "theta", theta, {"bias/w": (config.h_dims,)}, dtype)
+    return bias_update_forward_unchecked(theta, h_up, config)
+
+
+def bias_update_forward_unchecked(theta, h_up, config: Config):
+    """bias_update_forward for arguments the caller has validated (update_step does, once)."""
+    w = theta["bias/w"]
+    B, N, Hd = h_up.shape
     hsum = h_up.sum(axis=0)                                          # eq. 21
     db_base = (hsum @ w) * (1.0 / B)
     db_c, centre_cache = bias_centre_forward(db_base)                # eq. 22
     db_final, final_cache = plane_normalize_forward(db_c)            # eq. 23
-    return db_final, BiasUpdateCache((B, N, Hd), hsum, w, centre_cache, final_cache, db_c)
+    return db_final, BiasUpdateCache((B, N, Hd), hsum, w, centre_cache, final_cache)
 
 
 def bias_update_backward(ddb_final, cache: BiasUpdateCache):
@@ -379,46 +348,3 @@ def bias_update_backward(ddb_final, cache: BiasUpdateCache):
     dw = cache.hsum.T @ s                                            # eq. 24
     dh = np.broadcast_to(np.multiply.outer(s, cache.bias_w), (B, N, Hd)).copy()   # eq. 25
     return {"bias/w": dw}, dh
-
-
-# =========================================================================== EMA
-
-class EmaCache(NamedTuple):
-    lr: float
-
-
-class EmaGrads(NamedTuple):
-    M: np.ndarray
-    dM_final: np.ndarray
-
-
-def _check_lr(op, lr):
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) \
-            or not (0 < float(lr) <= 1):
-        fail(op, f"argument 'lr' must be a number in (0, 1], got {lr!r}")
-    return float(lr)
-
-
-def ema_forward(M, dM_final, lr):
-    """The EMA step of SPEC 4 step 5: M_next = (1 - lr) M + lr dM_final.
-
-    M, dM_final: the same shape (a weight [Nin, Nout] or a bias [N]), one dtype;
-    lr: config.lr_phi in (0, 1]. Returns (M_next shaped like M, EmaCache).
-    """
-    op = "ema"
-    lr = _check_lr(op, lr)
-    check_array(op, "M", M)
-    check_array(op, "dM_final", dM_final)
-    check_shape(op, "dM_final", dM_final, M.shape, "like M")
-    check_same_dtype(op, M=M, dM_final=dM_final)
-    return (1.0 - lr) * M + lr * dM_final, EmaCache(lr)               # eq. 26
-
-
-def ema_backward(dout, cache: EmaCache) -> EmaGrads:
-    """VJP of ema_forward: dM = (1 - lr) dout, ddM_final = lr dout (eq. 27)."""
-    return EmaGrads((1.0 - cache.lr) * dout, cache.lr * dout)
-
-
-def ema(M, dM_final, lr):
-    """(1 - lr) M + lr dM_final (ema_forward without the cache)."""
-    return ema_forward(M, dM_final, lr)[0]

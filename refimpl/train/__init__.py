@@ -23,14 +23,13 @@ __all__ = [
     "budget_scale", "clip_by_global_norm", "global_norm", "learning_rate", "sample_budget",
     "unroll_range", "PRESET_NAMES", "TrainConfig", "train_preset", "CHECKPOINT_FILE", "CONFIG_FILE",
     "EXIT_INTERRUPTED", "LOG_FILE", "PLOT_FILE", "THETA_FILE", "RunDirError", "init_state",
-    "meta_step", "read_log", "run", "add_train_parser", "add_plot_parser",
+    "meta_step", "read_log", "run", "add_train_parser", "add_plot_parser", "number_type", "positive_int",
+    "positive_float", "nonneg_int", "nonneg_float", "directory_arg",
 ]
 
 
 def _train_command(args) -> int:
-    import sys
-
-    from refimpl.train.trainer import RunDirError, run
+    from refimpl.train.trainer import run
 
     tc, expect = None, {}
     if args.resume:
@@ -46,12 +45,9 @@ def _train_command(args) -> int:
     received = []
     previous = _install_signal_handlers(received)
     try:
-        code = run(args.run_dir, tc, resume=args.resume, n_steps=args.steps,
+        code = run(args.run_dir, tc, resume=args.resume, restart=args.restart, n_steps=args.steps,
                    checkpoint_every=args.checkpoint_every, quiet=args.quiet, expect=expect,
                    max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
-    except RunDirError as e:
-        print(f"refimpl train: {e}", file=sys.stderr)
-        return 2
     finally:
         _restore_signal_handlers(previous)
     if code == EXIT_INTERRUPTED and received:
@@ -91,20 +87,15 @@ def _restore_signal_handlers(previous: dict) -> None:
 
 
 def _plot_command(args) -> int:
-    import sys
-
     from refimpl.train.plot import plot_run
+    from refimpl.train.trainer import check_run_dir
 
-    try:
-        out = plot_run(args.run_dir, window=args.window)
-    except ValueError as e:
-        print(f"refimpl plot: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}")
+    check_run_dir(args.run_dir, create=False)       # a directory the PNG can be written to
+    print(f"wrote {plot_run(args.run_dir, window=args.window)}")
     return 0
 
 
-def _number_type(convert, minimum, description):
+def number_type(convert, minimum, description):
     """An argparse ``type`` that parses with ``convert`` and requires a finite value >= ``minimum``
     (> 0 when ``minimum`` is 0 and ``description`` says positive)."""
     import argparse
@@ -123,39 +114,60 @@ def _number_type(convert, minimum, description):
     return parse
 
 
-_positive_int = _number_type(int, 1, "positive integer")
-_positive_float = _number_type(float, 0, "positive number")
-_nonneg_int = _number_type(int, 0, "non-negative integer")
+positive_int = number_type(int, 1, "positive integer")
+positive_float = number_type(float, 0, "positive number")
+nonneg_int = number_type(int, 0, "non-negative integer")
+nonneg_float = number_type(float, 0, "non-negative number")
+
+
+def directory_arg(text: str) -> str:
+    """An argparse ``type``: a non-empty path (an empty one would mean the current directory)."""
+    import argparse
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a directory, got an empty path")
+    return text
 
 
 def add_train_parser(subparsers):
-    """Register ``train`` on an argparse subparsers object (``set_defaults(func=...)``)."""
+    """Register ``train`` on an argparse subparsers object (``set_defaults(func=..., parser=...)``)."""
     p = subparsers.add_parser(
         "train", help="meta-train the update rule (SPEC 7)",
-        description="Meta-train theta on sampled tasks. A new run needs --preset (default tiny); "
-                    "--resume continues the run in --run-dir from its checkpoint, bit for bit. "
-                    "Ctrl-C writes a checkpoint and exits with status 130.")
+        description="Meta-train theta on sampled tasks in --run-dir. A new run takes its settings from "
+                    "--preset (default tiny); --resume continues the run in --run-dir from its checkpoint, "
+                    "bit for bit, with the settings stored there. Ctrl-C writes a checkpoint and exits "
+                    "with status 130.")
     p.add_argument("--preset", choices=PRESET_NAMES, default=None,
-                   help="training preset for a new run (default tiny); with --resume it must match")
-    p.add_argument("--run-dir", required=True, help="directory for the checkpoint, theta, log and plots")
-    p.add_argument("--steps", type=_positive_int, default=None,
+                   help="training preset of a new run (default tiny); with --resume, the run's preset, "
+                        "checked against the checkpoint")
+    p.add_argument("--run-dir", required=True, type=directory_arg,
+                   help="directory for the checkpoint, theta, log and plots")
+    p.add_argument("--steps", type=positive_int, default=None,
                    help="total number of meta-steps (default: the preset's n_steps)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    p.add_argument("--seed", type=_nonneg_int, default=None, help="seed of a new run (default 0)")
-    p.add_argument("--checkpoint-every", type=_positive_int, default=None,
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true",
+                       help="continue the run in --run-dir (from the previous checkpoint when the latest "
+                            "is missing or unreadable)")
+    start.add_argument("--restart", action="store_true",
+                       help="start a new run in --run-dir, first removing the files the trainer wrote "
+                            "there (nothing else)")
+    p.add_argument("--seed", type=nonneg_int, default=None, help="seed of a new run (default 0)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=None,
                    help="meta-steps between checkpoints (default: the preset's)")
-    p.add_argument("--max-minutes", type=_positive_float, default=None,
+    p.add_argument("--max-minutes", type=positive_float, default=None,
                    help="stop (with a checkpoint) after about this many minutes; --resume continues")
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
-    p.set_defaults(func=_train_command)
+    p.set_defaults(func=_train_command, parser=p)
     return p
 
 
 def add_plot_parser(subparsers):
-    """Register ``plot`` on an argparse subparsers object (``set_defaults(func=...)``)."""
-    p = subparsers.add_parser("plot", help="draw a run's meta-training curves to RUN_DIR/curves.png")
-    p.add_argument("run_dir", help="a directory written by 'refimpl train'")
-    p.add_argument("--window", type=_positive_int, default=None,
+    """Register ``plot`` on an argparse subparsers object (``set_defaults(func=..., parser=...)``)."""
+    p = subparsers.add_parser("plot", help="draw a run's meta-training curves to RUN_DIR/curves.png",
+                              description="Draw J, the few-shot accuracy and the gradient norm of the run "
+                                          "in RUN_DIR against the meta-step, to RUN_DIR/curves.png.")
+    p.add_argument("run_dir", type=directory_arg, help="a directory written by 'refimpl train'")
+    p.add_argument("--window", type=positive_int, default=None,
                    help="smoothing window in meta-steps (default: about 1/20 of the run)")
-    p.set_defaults(func=_plot_command)
+    p.set_defaults(func=_plot_command, parser=p)
     return p

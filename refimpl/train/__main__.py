@@ -1,17 +1,16 @@
-"""``python -m refimpl.train train|plot ...``: the trainer's commands without refimpl/cli.py."""
-import argparse
+"""``python -m refimpl.train train|plot ...``: the trainer's commands without the other refimpl commands."""
 import sys
 
+from refimpl.cli import OneLineParser, run_command
 from refimpl.train import add_plot_parser, add_train_parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m refimpl.train")
+    parser = OneLineParser(prog="python -m refimpl.train")
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_parser(sub)
     add_plot_parser(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return run_command(parser, argv)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def plot_run(run_dir, *, window: int | None = None, out=None) -> Path:
     run_dir = Path(run_dir)
     records = read_log(run_dir)
     if not records:
-        raise ValueError(f"plot: {run_dir / 'log.jsonl'} is missing or has no meta-step records")
+        raise ValueError(f"{run_dir / 'log.jsonl'} is missing or has no meta-step records")
     steps = np.array([r["step"] for r in records])
     if window is None:
         window = max(1, len(records) // 20)

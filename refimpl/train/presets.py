@@ -15,6 +15,7 @@ stopped after k steps and continued to n is the run of n steps.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from refimpl.config import Config, JsonFields, preset as model_preset
+from refimpl.validate import fail, is_int as _is_int, is_number as _is_num
 
 DTYPES = ("float32", "float64")
 
@@ -36,16 +38,7 @@ _POS_INT_FIELDS = ("k_shot", "tasks_per_step", "n_steps", "checkpoint_every")
 _NONNEG_INT_FIELDS = ("unroll_ramp_steps", "budget_ramp_steps", "seed")
 
 
-def _fail(message: str) -> None:
-    raise ValueError(f"train config: {message}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+_fail = functools.partial(fail, "train config")
 
 
 def _int_pair(name, value, minimum=1) -> tuple:

@@ -7,7 +7,7 @@ One meta-step (:func:`meta_step`, a pure function of the state) at step k:
    remaining budget; draw the U unlabeled batches and U x n_eval labeled
    pairs; call ``meta_gradient`` from the slot's phi; keep phi_final;
 2. a task whose J, dtheta or phi_final is not finite (or whose unroll raises
-   :class:`refimpl.unroll.NonFiniteError`) is *dropped*: its gradient is
+   :class:`refimpl.model.unroll.NonFiniteError`) is *dropped*: its gradient is
    not used, it is reset, the event is counted and logged;
 3. a task whose budget is spent is reset: a new task is drawn (with the
    slot's generator, budget scale of step k + 1);
@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,21 +41,28 @@ from refimpl.train.tasks import draw_unroll, new_task_state, rng_from_state
 
 CONFIG_FILE = "train_config.json"
 CHECKPOINT_FILE = "checkpoint.npz"
+#: The checkpoint before the latest: resumed from when the latest is missing or unreadable.
+PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.npz"
+#: Where an unreadable latest checkpoint is moved when the run falls back to the previous one.
+UNREADABLE_CHECKPOINT_FILE = "checkpoint.unreadable.npz"
 THETA_FILE = "theta.npz"
 LOG_FILE = "log.jsonl"
 PLOT_FILE = "curves.png"
+#: Every file the trainer writes in a run directory (``--restart`` removes these and nothing else).
+RUN_FILES = (CONFIG_FILE, CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, UNREADABLE_CHECKPOINT_FILE, THETA_FILE,
+             LOG_FILE, PLOT_FILE)
 
 #: Exit status after Ctrl-C (128 + SIGINT), as a shell reports it.
 EXIT_INTERRUPTED = 130
 
 
 def _default_meta_gradient():
-    from refimpl.unroll import meta_gradient
+    from refimpl.model.unroll import meta_gradient
     return meta_gradient
 
 
 def _nonfinite_errors() -> tuple:
-    from refimpl.unroll import NonFiniteError
+    from refimpl.model.unroll import NonFiniteError
     return (NonFiniteError, FloatingPointError, np.linalg.LinAlgError)
 
 
@@ -84,9 +93,9 @@ def meta_step(state: TrainState, tc: TrainConfig, meta_gradient_fn=None):
     """One meta-step; returns ``(new_state, record)`` and never modifies ``state``.
 
     ``record`` is the JSON log line (a dict). ``meta_gradient_fn`` defaults
-    to :func:`refimpl.unroll.meta_gradient` (tests pass stubs).
+    to :func:`refimpl.model.unroll.meta_gradient` (tests pass stubs).
     """
-    from refimpl.unroll import UnrollBatches
+    from refimpl.model.unroll import UnrollBatches
 
     mg = meta_gradient_fn or _default_meta_gradient()
     nonfinite_errors = _nonfinite_errors()
@@ -165,18 +174,28 @@ def meta_step(state: TrainState, tc: TrainConfig, meta_gradient_fn=None):
 # run directory
 # -------------------------------------------------------------------------------------
 def read_log(run_dir) -> list[dict]:
-    """The JSONL log's records (a torn last line, from a kill mid-write, is skipped)."""
+    """The JSONL log's records; [] when there is no log.
+
+    A torn last line (no newline: a kill mid-write) is skipped; any other line
+    that is not a JSON record with a "step" is a ValueError (a corrupted log).
+    """
     path = Path(run_dir) / LOG_FILE
     if not path.exists():
         return []
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is corrupted (not UTF-8 text at byte {e.start})") from None
+    lines = text.split("\n")
     out = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(lines[:-1], 1):   # lines[-1] is "" or the torn last line
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and "step" in rec:
-            out.append(rec)
+            rec = None
+        if not (isinstance(rec, dict) and isinstance(rec.get("step"), int)):
+            raise ValueError(f"{path} is corrupted (line {number} is not a meta-step record)")
+        out.append(rec)
     return out
 
 
@@ -191,8 +210,10 @@ def _truncate_log(run_dir, step: int) -> None:
 
 
 def write_checkpoint(run_dir, state: TrainState, tc: TrainConfig) -> None:
-    """The full checkpoint, then the theta-only file (each atomic)."""
+    """The full checkpoint (the one it replaces kept as the previous), then the theta-only file (each atomic)."""
     run_dir = Path(run_dir)
+    if (run_dir / CHECKPOINT_FILE).exists():
+        os.replace(run_dir / CHECKPOINT_FILE, run_dir / PREVIOUS_CHECKPOINT_FILE)
     save_checkpoint(run_dir / CHECKPOINT_FILE, state, tc)
     save_params(run_dir / THETA_FILE, state.theta, tc.model, kind="theta")
 
@@ -208,32 +229,91 @@ class RunDirError(ValueError):
     """The run directory does not allow the requested start or resume."""
 
 
-def prepare_run(run_dir, tc: TrainConfig | None, *, resume: bool, n_steps=None, checkpoint_every=None,
-                expect=None):
+def check_run_dir(run_dir, *, create: bool) -> Path:
+    """``run_dir`` as a Path, once it is known to be a directory this process can write in.
+
+    ``create``: make it (and its parents) when missing; otherwise a missing
+    directory is a RunDirError too.
+    """
+    if str(run_dir).strip() == "":
+        raise RunDirError("the run directory is an empty path")
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} is not a directory")
+    if not run_dir.exists():
+        if not create:
+            raise RunDirError(f"{run_dir} does not exist")
+        try:
+            run_dir.mkdir(parents=True)
+        except OSError as e:
+            raise RunDirError(f"cannot create {run_dir}: {e.strerror or e}") from None
+    try:
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as e:
+        raise RunDirError(f"cannot write in {run_dir}: {e.strerror or e}") from None
+    return run_dir
+
+
+def _load_for_resume(run_dir: Path):
+    """The latest readable checkpoint: the latest, else (saying so on stderr) the previous one."""
+    latest, previous = run_dir / CHECKPOINT_FILE, run_dir / PREVIOUS_CHECKPOINT_FILE
+    problem = None
+    if latest.exists():
+        try:
+            return load_checkpoint(latest)
+        except ValueError as e:
+            problem = f"{latest} is unreadable ({e})"
+    else:
+        problem = f"{latest} is missing"
+    if not previous.exists():
+        if latest.exists():
+            raise RunDirError(f"--resume: {problem}, and there is no previous checkpoint; start over with "
+                              f"--restart (removes only the trainer's files) or use another --run-dir")
+        if (run_dir / LOG_FILE).exists():
+            raise RunDirError(f"--resume: {run_dir} has a log but no checkpoint to resume from; start over "
+                              f"with --restart (removes only the trainer's files) or use another --run-dir")
+        raise RunDirError(f"--resume: {latest} does not exist; start a run there without --resume")
+    try:
+        state, stored = load_checkpoint(previous)
+    except ValueError as e:
+        raise RunDirError(f"--resume: {problem}, and the previous checkpoint is unreadable too ({e}); start "
+                          f"over with --restart (removes only the trainer's files)") from None
+    if latest.exists():   # kept for inspection, and so the next checkpoint does not push it into `previous`
+        os.replace(latest, run_dir / UNREADABLE_CHECKPOINT_FILE)
+        problem += f"; moved to {UNREADABLE_CHECKPOINT_FILE}"
+    print(f"warning: {problem}; resuming from the previous checkpoint {previous} (meta-step {state.step})",
+          file=sys.stderr)
+    return state, stored
+
+
+def prepare_run(run_dir, tc: TrainConfig | None, *, resume: bool, restart: bool = False, n_steps=None,
+                checkpoint_every=None, expect=None):
     """Start or resume; returns ``(state, tc)``.
 
-    Start: ``run_dir`` must not hold a run already (no checkpoint, no log);
-    writes ``train_config.json`` and the step-0 checkpoint. Resume: reads
-    the checkpoint (its TrainConfig wins; ``tc``, when given, must agree on
-    every field but ``n_steps`` and ``checkpoint_every``), truncates the log
-    to the checkpoint's step; ``expect`` (field -> value), when given, must
-    match the checkpoint's TrainConfig too. ``n_steps`` / ``checkpoint_every``
-    override.
+    Start: ``run_dir`` must not hold a run already (no checkpoint, no log),
+    unless ``restart``, which first removes the files the trainer writes
+    (:data:`RUN_FILES`) and nothing else; writes ``train_config.json`` and
+    the step-0 checkpoint. Resume: reads the checkpoint, or the previous one
+    when it is missing or unreadable (its TrainConfig wins; ``tc``, when
+    given, must agree on every field but ``n_steps`` and
+    ``checkpoint_every``), truncates the log to the checkpoint's step;
+    ``expect`` (field -> value), when given, must match the checkpoint's
+    TrainConfig too. ``n_steps`` / ``checkpoint_every`` override.
     """
-    run_dir = Path(run_dir)
+    if resume and restart:
+        raise RunDirError("--resume and --restart exclude each other")
     overrides = {}
     if n_steps is not None:
         overrides["n_steps"] = n_steps
     if checkpoint_every is not None:
         overrides["checkpoint_every"] = checkpoint_every
-    ckpt = run_dir / CHECKPOINT_FILE
     if resume:
-        if not ckpt.exists():
-            raise RunDirError(f"--resume: {ckpt} does not exist; start a run there without --resume")
         try:
-            state, stored = load_checkpoint(ckpt)
-        except ValueError as e:
+            run_dir = check_run_dir(run_dir, create=False)
+        except RunDirError as e:
             raise RunDirError(f"--resume: {e}") from None
+        state, stored = _load_for_resume(run_dir)
         if tc is not None:
             differing = [n for n in tc.diff(stored) if n not in ("n_steps", "checkpoint_every")]
             if differing:
@@ -245,14 +325,24 @@ def prepare_run(run_dir, tc: TrainConfig | None, *, resume: bool, n_steps=None, 
                 raise RunDirError(f"--resume: the run in {run_dir} has {name} {getattr(stored, name)!r}, "
                                   f"not {value!r}")
         tc = stored.replace(**overrides)
-        _truncate_log(run_dir, state.step)
+        try:
+            _truncate_log(run_dir, state.step)
+        except ValueError as e:
+            raise RunDirError(f"--resume: {e}; move it aside to resume without it") from None
         return state, tc
     if tc is None:
         raise RunDirError("a new run needs a TrainConfig")
-    if ckpt.exists() or (run_dir / LOG_FILE).exists():
-        raise RunDirError(f"{run_dir} already holds a run; use --resume to continue it, or another --run-dir")
     tc = tc.replace(**overrides)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = check_run_dir(run_dir, create=True)
+    if restart:
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+    if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / PREVIOUS_CHECKPOINT_FILE).exists():
+        raise RunDirError(f"{run_dir} already holds a run; continue it with --resume, start over with "
+                          f"--restart (removes only the trainer's files), or use another --run-dir")
+    if (run_dir / LOG_FILE).exists():
+        raise RunDirError(f"{run_dir} holds a log but no checkpoint; start over with --restart (removes only "
+                          f"the trainer's files) or use another --run-dir")
     text = tc.to_json() + "\n"
     atomic_write_bytes(run_dir / CONFIG_FILE, lambda f: f.write(text.encode()))
     state = init_state(tc)
@@ -277,7 +367,7 @@ def blas_single_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def run(run_dir, tc: TrainConfig | None = None, *, resume: bool = False, n_steps=None,
+def run(run_dir, tc: TrainConfig | None = None, *, resume: bool = False, restart: bool = False, n_steps=None,
         checkpoint_every=None, quiet: bool = True, meta_gradient_fn=None, on_step=None,
         expect=None, max_seconds=None) -> int:
     """Meta-train in ``run_dir`` up to ``tc.n_steps`` (or ``n_steps``) meta-steps; return an exit status.
@@ -286,7 +376,8 @@ def run(run_dir, tc: TrainConfig | None = None, *, resume: bool = False, n_steps
     ``checkpoint_every`` steps and at the end. Ctrl-C (KeyboardInterrupt)
     writes the checkpoint of the last completed meta-step and returns 130.
     ``on_step(state, record)`` (optional) is called after each step (tests).
-    ``max_seconds`` (optional): stop, with a checkpoint and status 0, after
+    ``restart``: start over in a run directory that holds a run (see
+    :func:`prepare_run`). ``max_seconds`` (optional): stop, with a checkpoint and status 0, after
     the first meta-step that ends that long after the start (the run can be
     continued with ``resume=True``; where it stopped does not change what it
     computes). BLAS runs single-threaded meanwhile (:func:`blas_single_thread`).
@@ -294,8 +385,8 @@ def run(run_dir, tc: TrainConfig | None = None, *, resume: bool = False, n_steps
     if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds >= 0):
         raise ValueError(f"run: max_seconds must be a non-negative number, got {max_seconds!r}")
     started = time.monotonic()
-    state, tc = prepare_run(run_dir, tc, resume=resume, n_steps=n_steps, checkpoint_every=checkpoint_every,
-                            expect=expect)
+    state, tc = prepare_run(run_dir, tc, resume=resume, restart=restart, n_steps=n_steps,
+                            checkpoint_every=checkpoint_every, expect=expect)
     run_dir = Path(run_dir)
     log_path = run_dir / LOG_FILE
     bar = _progress(tc.n_steps, state.step, quiet)

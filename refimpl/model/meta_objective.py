@@ -24,12 +24,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.base_model import base_backward, base_forward
-from refimpl.config import Config
-from refimpl.ops._checks import check_array, fail
+from refimpl.model.base_model import base_backward, base_forward_unchecked
+from refimpl.config import Config, check_config
+from refimpl.validate import check_array, fail
 from refimpl.ops.meta_loss import center_labels_forward, meta_loss_backward, meta_loss_forward
 from refimpl.ops.normalize import row_normalize_backward, row_normalize_forward
-from refimpl.ops.planes import matmul_backward, matmul_forward
+from refimpl.ops.matmul import matmul_backward, matmul_forward
 from refimpl.ops.ridge import ridge_solve_backward, ridge_solve_forward
 from refimpl.params import validate_phi
 
@@ -50,7 +50,6 @@ class PairCache(NamedTuple):
 
 class MetaObjectiveCache(NamedTuple):
     pairs: list             # PairCache per pair e = 0..n_eval-1
-    pair_losses: np.ndarray  # [n_eval] loss_e (the mean of these is the meta-objective)
     n_layers: int           # L
     dtype: np.dtype
 
@@ -128,15 +127,18 @@ def meta_objective_forward(phi, x_a, y_a, x_b, y_b, config: Config, *, n_cls):
     Returns (loss: 0-d array of phi's dtype, the mean over pairs of loss_e;
     accuracy: float in [0, 1]; MetaObjectiveCache).
     """
-    if not isinstance(config, Config):
-        fail(OP, f"argument 'config' must be a Config, got {type(config).__name__}")
-    dtype = validate_phi(phi, config, fn=OP)
-    n_eval, _, _ = check_labeled_pairs(OP, x_a, y_a, x_b, y_b, config, n_cls, dtype)
-    L = config.L
+    dtype = validate_phi(phi, check_config(OP, config), fn=OP)
+    check_labeled_pairs(OP, x_a, y_a, x_b, y_b, config, n_cls, dtype)
+    return meta_objective_forward_unchecked(phi, x_a, y_a, x_b, y_b, config, n_cls=n_cls)
+
+
+def meta_objective_forward_unchecked(phi, x_a, y_a, x_b, y_b, config: Config, *, n_cls):
+    """meta_objective_forward for arguments the caller has validated (the unroll does, once)."""
+    n_eval, L, dtype = x_a.shape[0], config.L, x_a.dtype
     pairs, losses, hits = [], [], []
     for e in range(n_eval):
-        xs_a, _, base_a = base_forward(phi, x_a[e], config)                      # eq. 1
-        xs_b, _, base_b = base_forward(phi, x_b[e], config)
+        xs_a, _, base_a = base_forward_unchecked(phi, x_a[e], config)            # eq. 1
+        xs_b, _, base_b = base_forward_unchecked(phi, x_b[e], config)
         Yh_a, _ = center_labels_forward(y_a[e])                                   # eq. 2
         Yh_b, _ = center_labels_forward(y_b[e])
         C, ridge_cache = ridge_solve_forward(_with_ones(xs_a[L]), Yh_a, ridge=config.ridge)   # eq. 3
@@ -146,10 +148,9 @@ def meta_objective_forward(phi, x_a, y_a, x_b, y_b, config: Config, *, n_cls):
         losses.append(loss_e)
         hits.append(np.argmax(P[:, :n_cls], axis=1) == np.argmax(y_b[e][:, :n_cls], axis=1))   # eq. 8
         pairs.append(PairCache(base_a, base_b, ridge_cache, matmul_cache, row_cache, loss_cache))
-    pair_losses = np.stack(losses)
-    loss = np.asarray(np.sum(pair_losses) / n_eval, dtype=dtype)                 # eq. 7
+    loss = np.asarray(np.sum(np.stack(losses)) / n_eval, dtype=dtype)            # eq. 7
     accuracy = float(np.mean(np.stack(hits)))
-    return loss, accuracy, MetaObjectiveCache(pairs, pair_losses, L, dtype)
+    return loss, accuracy, MetaObjectiveCache(pairs, L, dtype)
 
 
 def meta_objective_backward(dloss, cache: MetaObjectiveCache) -> dict:
@@ -158,7 +159,7 @@ def meta_objective_backward(dloss, cache: MetaObjectiveCache) -> dict:
     dloss: the cotangent of the loss (a scalar or 0-d array).
     Returns dphi: a dict over every phi name in SPEC 9 order (layer<l>/V zero).
     """
-    pairs, _, L, dtype = cache
+    pairs, L, dtype = cache
     g = np.asarray(dloss)
     if g.ndim != 0 or not np.issubdtype(g.dtype, np.number) or np.issubdtype(g.dtype, np.complexfloating):
         fail(OP_BACKWARD, f"argument 'dloss' must be a real scalar, got {dloss!r}")

@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.config import Config
-from refimpl.ops._checks import check_array, fail
+from refimpl.config import Config, check_config
+from refimpl.validate import check_array, check_inputs, fail
 from refimpl.ops.activations import activation_backward, activation_forward
 from refimpl.ops.batchnorm import batchnorm_backward, batchnorm_forward
 from refimpl.params import phi_shapes, validate_phi
@@ -48,17 +48,16 @@ def base_forward(phi, x, config: Config):
     Returns (xs = [x^0, ..., x^L] with x^0 = x itself, zs = [z^1, ..., z^L],
     BaseCache); x^l and z^l are [B, N^l].
     """
-    if not isinstance(config, Config):
-        fail(OP, f"argument 'config' must be a Config, got {type(config).__name__}")
-    dtype = validate_phi(phi, config, fn=OP)
-    check_array(OP, "x", x, 2)
-    sizes = config.layer_sizes
-    if x.shape[0] < 1 or x.shape[1] != sizes[0]:
-        fail(OP, f"argument 'x' must have shape (B >= 1, N^0 = {sizes[0]}) for layer_sizes "
-                 f"{list(sizes)}, got {x.shape}")
+    dtype = validate_phi(phi, check_config(OP, config), fn=OP)
+    check_inputs(OP, {"x": "B N^0"}, {"x": x}, {"N^0": config.layer_sizes[0]})
     if x.dtype != dtype:
         fail(OP, f"arguments must share one dtype, got x: {x.dtype}, phi: {dtype}")
+    return base_forward_unchecked(phi, x, config)
 
+
+def base_forward_unchecked(phi, x, config: Config):
+    """base_forward for arguments the caller has validated (update_step does, once)."""
+    sizes, dtype = config.layer_sizes, x.dtype
     xs, zs, Ws, bn_caches, act_caches = [x], [], [], [], []
     for l in range(1, len(sizes)):
         W, b = phi[f"layer{l}/W"], phi[f"layer{l}/b"]

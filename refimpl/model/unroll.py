@@ -28,10 +28,11 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import Config
-from refimpl.meta_objective import check_labeled_pairs, meta_objective_backward, meta_objective_forward
-from refimpl.ops._checks import check_array, fail
+from refimpl.model.meta_objective import (check_labeled_pairs, meta_objective_backward,
+                                          meta_objective_forward_unchecked)
+from refimpl.validate import check_array, fail
 from refimpl.params import validate_phi, validate_theta
-from refimpl.rule.update_step import update_step_forward, update_step_vjp
+from refimpl.rule.update_step import update_step_forward_unchecked, update_step_vjp
 
 OP = "meta_gradient"
 
@@ -129,9 +130,10 @@ def _check_finite(phi_next: dict, u: int) -> None:
 def _step_forward(theta, phi, batches, u, config, n_cls):
     """One step: (phi_next, step cache, loss, accuracy, meta-objective cache)."""
     x, x_a, y_a, x_b, y_b = batches.step(u)
-    phi_next, _, step_cache = update_step_forward(theta, phi, x, config)
+    phi_next, _, step_cache = update_step_forward_unchecked(theta, phi, x, config)
     _check_finite(phi_next, u)
-    loss, accuracy, mo_cache = meta_objective_forward(phi_next, x_a, y_a, x_b, y_b, config, n_cls=n_cls)
+    loss, accuracy, mo_cache = meta_objective_forward_unchecked(phi_next, x_a, y_a, x_b, y_b, config,
+                                                                n_cls=n_cls)
     if not np.isfinite(loss):
         raise NonFiniteError(f"{OP}: the meta-objective of step {u} is {float(loss)!r}", u)
     return phi_next, step_cache, float(loss), accuracy, mo_cache

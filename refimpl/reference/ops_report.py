@@ -1,16 +1,16 @@
-"""Operator report and timings (the demo until the meta-trainer exists; the
-timing part is shared with ``benchmarks/ops.py``)."""
+"""``refimpl ops-report``: every registered operator checked against its oracle
+and timed against autograd; ``time_op`` and ``timing_table`` also serve
+``benchmarks/ops.py``."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
 import autograd
-import autograd.numpy as anp
 import numpy as np
 
-from refimpl.gradcheck import check_op, random_cotangent
-from refimpl.ops.registry import GOLDEN_SIZE, PAPER_SIZE, OpInfo, Sample, all_ops
+from refimpl.reference.gradcheck import check_op, random_cotangent
+from refimpl.reference.registry import GOLDEN_SIZE, PAPER_SIZE, OpInfo, Sample, all_ops
 
 
 def median_time(fn, repeats: int = 7, min_time: float = 0.02) -> float:

@@ -5,19 +5,10 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 
-from refimpl.ops.registry import OpInfo, Sample, grads_dict
+from refimpl.metric import rel_error
+from refimpl.reference.registry import OpInfo, Sample, grads_dict
 
-
-def rel_error(actual, reference) -> float:
-    """SPEC 10 normwise relative error: max|a - r| / max(max|r|, 1e-300)."""
-    actual = np.asarray(actual, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
-    if actual.shape != reference.shape:
-        raise ValueError(f"shape mismatch: {actual.shape} vs reference {reference.shape}")
-    if actual.size == 0:
-        return 0.0
-    scale = max(float(np.max(np.abs(reference))), 1e-300)
-    return float(np.max(np.abs(actual - reference))) / scale
+__all__ = ["rel_error", "random_cotangent", "autograd_vjps", "check_op"]
 
 
 def random_cotangent(rng: np.random.Generator, shape, dtype=np.float64) -> np.ndarray:

@@ -6,10 +6,10 @@ is registered is automatically checked, exported and timed, and a test
 (``tests/test_registry.py``) fails when an ``*_forward`` in ``refimpl/ops``
 has no entry here.
 
-The entries themselves live next to their oracles in ``refimpl/reference``:
-each module there defines ``OPINFOS = [...]``. Keeping the independent
-transcription out of ``refimpl/ops`` keeps the oracle from sharing code with
-what it checks.
+The entries live next to their oracles: each module of ``refimpl/reference``
+defines ``OPINFOS = [...]``. The registry sits here, above ``refimpl/ops``,
+because an entry pairs an operator with its oracle: ``refimpl.ops`` imports
+nothing from this layer, and the oracle shares no code with what it checks.
 """
 from __future__ import annotations
 
