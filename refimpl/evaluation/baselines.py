@@ -2,7 +2,7 @@
 
 Every baseline is fitted on one task and returns a ``transform(x) -> F [n, F]``
 whose features go through the same ridge readout as everything else
-(:func:`refimpl.evaluate.readout_accuracy`, SPEC 6). The base model's
+(:func:`refimpl.evaluation.fewshot.readout_accuracy`, SPEC 6). The base model's
 features are computed with the batch statistics of the batch they are asked
 for (as in the readout of phi); the VAE and the supervised network do the
 same with their batch norms.
@@ -38,7 +38,7 @@ from refimpl.evaluation.diagnostics import ink_features
 # ---------------------------------------------------------------------------------
 def init_features(phi, config) -> Callable:
     """The random base model ``phi`` (config ``config``): ``x -> x^L``."""
-    from refimpl.base_model import base_forward
+    from refimpl.model.base_model import base_forward
 
     def transform(x):
         return base_forward(phi, np.asarray(x, dtype=next(iter(phi.values())).dtype), config)[0][-1]
