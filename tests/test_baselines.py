@@ -7,7 +7,8 @@ import pytest
 from refimpl.config import preset
 from refimpl.data.base import ArraySource, Dataset
 from refimpl.evaluation import baselines as bl
-from refimpl.evaluation.benchmark import benchmark, format_summary
+from refimpl.evaluation.benchmark import benchmark
+from refimpl.evaluation.reporting import format_summary
 from refimpl.params import init_theta
 
 

@@ -7,14 +7,14 @@ test split) from ``default_rng([seed, 2])``, drawn once and used by every
 method, so every difference to ``phi_0`` is paired; the rule's unlabeled
 batches (train split) from ``default_rng([seed, 3])``; the baselines' own
 randomness from ``default_rng([seed, 4])``. Each method's features go
-through the SPEC 6 ridge readout (:func:`refimpl.evaluate.readout_accuracy`).
+through the SPEC 6 ridge readout (:func:`refimpl.evaluation.fewshot.readout_accuracy`).
 
 Methods: ``rule@<s>`` (theta applied s inner steps to phi_0; s = 0 is phi_0
 itself), ``raw``, ``ink``, ``pca`` (to N^L, fitted on the unlabeled train
 split), ``vae`` (fitted on the unlabeled train split), ``supervised``
 (trained on each trial's support set only). A rule whose phi becomes
-non-finite is counted in ``diverged`` and its later steps are missing for
-that seed (never replaced).
+non-finite is counted in ``diverged`` at that checkpoint and every later one
+(a row with ``n`` < seeds; never replaced by a value, never dropped).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from refimpl.evaluate import readout_accuracy
+from refimpl.evaluation.fewshot import readout_accuracy
 from refimpl.evaluation import baselines as bl
 from refimpl.evaluation.diagnostics import feature_diagnostics
 from refimpl.params import init_phi
@@ -85,7 +85,7 @@ def benchmark(theta, config, dataset, *, seeds=range(10), k_shot: int = 10, k_qu
                 phi = update_step(theta, phi, task.unlabeled_batch(batch_rng, cfg.batch_size, dtype=dtype), cfg)
                 done += 1
             if not all(np.isfinite(v).all() for v in phi.values()):
-                record["diverged"].append(f"rule@{s}")
+                record["diverged"] = [f"rule@{t}" for t in steps if t >= s]   # this and every later checkpoint
                 break
             acc, diag = _score(bl.init_features(phi, cfg), trials, n_cls, cfg.ridge)
             record["acc"][f"rule@{s}"], record["diag"][f"rule@{s}"] = acc, diag
@@ -142,46 +142,22 @@ def summarize(per_seed) -> list[dict]:
     """One row per method: mean and standard error of accuracy over seeds; the paired difference
     to ``rule@0`` (phi_0): mean, standard error, seeds better; mean effective rank and
     mean |correlation|; seeds that finished and that diverged."""
-    methods = list(dict.fromkeys(m for r in per_seed for m in r["acc"]))
+    methods = list(dict.fromkeys(m for r in per_seed for m in [*r["acc"], *r.get("diverged", [])]))
+    methods = sorted((m for m in methods if m.startswith("rule@")), key=lambda m: int(m.split("@")[1])) + \
+        [m for m in methods if not m.startswith("rule@")]
     rows = []
     for m in methods:
         have = [r for r in per_seed if m in r["acc"] and "rule@0" in r["acc"]]
         acc = np.array([r["acc"][m] for r in have])
         delta = acc - np.array([r["acc"]["rule@0"] for r in have])
         rows.append({
-            "method": m, "n": len(have), "diverged": sum(m in r["diverged"] or
+            "method": m, "n": len(have), "diverged": sum(m in r.get("diverged", []) or
                                                          (m.startswith("rule@") and m not in r["acc"])
                                                          for r in per_seed),
-            "acc": float(acc.mean()), "acc_se": _se(acc),
-            "delta": float(delta.mean()), "delta_se": _se(delta), "better": int(np.sum(delta > 0)),
-            "effective_rank": float(np.mean([r["diag"][m]["effective_rank"] for r in have])),
+            "acc": _nanmean(acc), "acc_se": _se(acc),
+            "delta": _nanmean(delta), "delta_se": _se(delta), "better": int(np.sum(delta > 0)),
+            "effective_rank": _nanmean([r["diag"][m]["effective_rank"] for r in have]),
             "mean_abs_corr": _nanmean([r["diag"][m]["mean_abs_corr"] for r in have]),
-            "zero_rows": float(np.mean([r["diag"][m]["zero_rows"] for r in have])),
+            "zero_rows": _nanmean([r["diag"][m]["zero_rows"] for r in have]),
         })
     return rows
-
-
-#: A rule's features count as collapsed when their effective rank is below this fraction of phi_0's.
-COLLAPSE_RANK_FRACTION = 0.5
-
-
-def format_summary(rows) -> str:
-    """The summary rows as a Markdown table; a rule row whose effective rank is below
-    :data:`COLLAPSE_RANK_FRACTION` of phi_0's is flagged ``COLLAPSED``, with a line under the table."""
-    head = ("| method | accuracy ± se | vs phi_0 (paired) ± se | better | eff. rank | mean abs corr "
-            "| zero rows | n | diverged | |")
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    rank0 = next((r["effective_rank"] for r in rows if r["method"] == "rule@0"), None)
-    collapsed = []
-    for r in rows:
-        flag = ""
-        if rank0 and r["method"].startswith("rule@") and r["effective_rank"] < COLLAPSE_RANK_FRACTION * rank0:
-            flag = "COLLAPSED"
-            collapsed.append(r["method"])
-        lines.append(f"| {r['method']} | {r['acc']:.3f} ± {r['acc_se']:.3f} | {r['delta']:+.3f} ± {r['delta_se']:.3f} "
-                     f"| {r['better']}/{r['n']} | {r['effective_rank']:.1f} | {r['mean_abs_corr']:.2f} "
-                     f"| {r['zero_rows']:.2f} | {r['n']} | {r['diverged']} | {flag} |")
-    if collapsed:
-        lines.append(f"\nWarning: {', '.join(collapsed)}: effective rank below {COLLAPSE_RANK_FRACTION:g} of "
-                     f"phi_0's ({rank0:.1f}); compare with the ink row.")
-    return "\n".join(lines)
