@@ -73,7 +73,9 @@ def main(argv=None) -> int:
 def plot_probe(run_dir, path=None):
     """Probe curves (J, accuracy, effective rank, mean |correlation| against meta-step, one line per
     inner-step count) from ``RUN_DIR/probe.jsonl`` to ``path`` (default ``RUN_DIR/probe.png``)."""
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     from refimpl.npzio import atomic_write_bytes
 
     run_dir = Path(run_dir)
@@ -81,7 +83,9 @@ def plot_probe(run_dir, path=None):
     if not lines:
         raise ValueError(f"plot_probe: {run_dir / PROBE_FILE} has no probe lines")
     keys = ("J", "accuracy", "effective_rank", "mean_abs_corr")
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    fig = Figure(figsize=(16, 3.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 4)
     for inner in sorted({p["step"] for line in lines for p in line["probe"]}):
         pts = [(line["step"], p) for line in lines for p in line["probe"] if p["step"] == inner and "J" in p]
         for ax, key in zip(axes, keys):
@@ -95,7 +99,6 @@ def plot_probe(run_dir, path=None):
     fig.tight_layout()
     path = run_dir / "probe.png" if path is None else Path(path)
     atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
     return path
 
 
