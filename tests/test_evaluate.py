@@ -354,6 +354,8 @@ def test_demo_and_eval_parsers(monkeypatch):
     sub = parser.add_subparsers(dest="command")
     demo.add_demo_parser(sub)
     suite.add_eval_parser(sub)
+    defaults = parser.parse_args(["demo"])
+    assert (defaults.minutes, defaults.seeds) == (demo.DEMO_MINUTES, demo.DEMO_SEEDS)
     args = parser.parse_args(["demo", "--minutes", "0.5", "--seeds", "2"])
     seen = {}
     monkeypatch.setattr(demo, "run_demo", lambda run_dir, **kw: seen.update(run_dir=run_dir, **kw))
