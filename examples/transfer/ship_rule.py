@@ -30,7 +30,8 @@ args = p.parse_args()
 
 theta, config = load_params(args.theta, kind="theta")          # must be a theta-only file with its config
 records = read_log(args.run_dir)
-meta_step = int(Path(args.theta).stem.split("_")[-1]) if "_" in Path(args.theta).stem else records[-1]["step"]
+suffix = Path(args.theta).stem.split("_")[-1]
+meta_step = int(suffix) if suffix.isdigit() else records[-1]["step"]     # theta.npz of the finished run: its last step
 upto = [r for r in records if r["step"] <= meta_step]
 J = np.array([r["J"] for r in upto if r["J"] is not None])
 first, last = J[:50].mean(), J[-50:].mean()
