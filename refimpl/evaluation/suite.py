@@ -106,12 +106,12 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
         out_dir = check_run_dir(out_dir, create=True)
     run = benchmark if benchmark_fn is None else benchmark_fn
     results = {}
-    for ds in loaded:
+    for name, ds in zip(datasets, loaded):
         way = n_way if (n_way is not None and ds.n_classes > n_way) else None
         if progress:
-            print(f"eval: {label} on {ds.name}, {way or ds.n_classes}-way {k_shot}-shot, {seeds} seeds, "
+            print(f"eval: {label} on {name}, {way or ds.n_classes}-way {k_shot}-shot, {seeds} seeds, "
                   f"inner steps {list(inner_steps)}", file=sys.stderr, flush=True)
-        results[ds.name] = run(theta, config, ds, seeds=range(seeds), k_shot=k_shot, k_query=k_query,
+        results[name] = run(theta, config, ds, seeds=range(seeds), k_shot=k_shot, k_query=k_query,
                                n_trials=n_trials, inner_steps=inner_steps, n_way=way, baselines=baselines,
                                vae_steps=vae_steps, supervised_steps=supervised_steps, progress=progress)
     notes = [f"rule: {label}" + (f", recommended inner steps {info['recommended_inner_steps']}"
