@@ -33,7 +33,7 @@ from pathlib import Path
 DEMO_RULE = "small-glyphs-rotation"
 DEMO_DATASETS = ("digits", "moons", "fashion_mnist14")
 #: The demo's budget (it must finish within the README's stated time on 2 cores, set-up included).
-DEMO_SEEDS = 5
+DEMO_SEEDS = 10
 DEMO_MINUTES = 1.5
 CONTROL = {"dataset": "glyphs_rotation", "n_way": 10, "k_shot": 10, "baselines": ("raw", "ink", "pca")}
 
@@ -104,7 +104,7 @@ def demo_datasets(names=DEMO_DATASETS) -> tuple:
 
 
 def run_demo(run_dir="runs/demo", *, rule: str = DEMO_RULE, minutes: float = DEMO_MINUTES, seeds: int = DEMO_SEEDS,
-             n_trials: int = 3, vae_steps: int = 200, supervised_steps: int = 100, datasets=None,
+             n_trials: int = 5, vae_steps: int = 300, supervised_steps: int = 100, datasets=None,
              control: bool = True, evaluate_fn=None, train_fn=None, plot_fn=None, out=None) -> dict:
     """The demo (see the module docstring). ``evaluate_fn``, ``train_fn``, ``plot_fn`` replace
     :func:`evaluate_rule`, :func:`train_for` and the trainer's ``plot_run`` (tests inject stubs).
