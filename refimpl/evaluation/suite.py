@@ -119,8 +119,10 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
                                 vae_steps=vae_steps, supervised_steps=supervised_steps, progress=progress)
     notes = [f"rule: {label}" + (f", recommended inner steps {info['recommended_inner_steps']}"
                                  if "recommended_inner_steps" in info else ""),
-             f"baselines: {', '.join(baselines)} (VAE {vae_steps} Adam steps, supervised {supervised_steps} Adam "
-             f"steps on each trial's support set)",
+             f"baselines: {', '.join(baselines)}"
+             + (f" (VAE {vae_steps} Adam steps)" if "vae" in baselines else "")
+             + (f" (supervised: {supervised_steps} Adam steps on each trial's support set)"
+                if "supervised" in baselines else ""),
              "rule@s: theta applied s inner steps to phi_0 on unlabeled train-split batches; rule@0 is phi_0; "
              "differences are paired per seed (same task, phi_0 and labeled trials); ± is one standard error "
              "over seeds"]
