@@ -10,29 +10,38 @@ The entry points, imported on first use so that ``import refimpl`` stays light::
     refimpl.save("theta.npz", theta, config, "theta"); theta, config = refimpl.load("theta.npz")
 
 Config, preset (SPEC 1); init_theta, init_phi, save, load (SPEC 9); update_step (SPEC 4-5);
-meta_objective (SPEC 6); meta_gradient and UnrollBatches (SPEC 7); get_dataset (SPEC 8).
+meta_objective (SPEC 6); meta_gradient and UnrollBatches (SPEC 7); get_dataset (SPEC 8);
+load_rule, list_rules (the shipped rules); evaluate_rule (a rule against every baseline, as
+``refimpl eval``)::
+
+    theta, config, info = refimpl.load_rule("small-glyphs-rotation")
+    report = refimpl.evaluate_rule("small-glyphs-rotation", ["digits"], inner_steps=[0, 100], seeds=10)
 
 Layers (tests/test_layers.py): validate, npzio -> ops -> config, params -> model.base_model -> rule
 -> model.meta_objective -> model.unroll -> train, evaluation, golden, cli; reference beside ops.
-This package's own namespace sits above the model and data and below the tooling.
+This package's own namespace sits above the model and data; its evaluation entry points are
+imported from the tooling only on first use.
 """
 __version__ = "0.1.0"
 
 __all__ = ["Config", "preset", "init_theta", "init_phi", "update_step", "meta_objective", "meta_gradient",
-           "UnrollBatches", "save", "load", "get_dataset"]
+           "UnrollBatches", "save", "load", "get_dataset", "load_rule", "list_rules", "evaluate_rule"]
 
 
 def _entry_points() -> dict:
     from refimpl.config import Config, preset
     from refimpl.data import get_dataset
+    from refimpl.evaluation.suite import evaluate_rule
     from refimpl.model.meta_objective import meta_objective
     from refimpl.model.unroll import UnrollBatches, meta_gradient
     from refimpl.params import init_phi, init_theta, load_params, save_params
+    from refimpl.pretrained import list_rules, load_rule
     from refimpl.rule.update_step import update_step
 
     return {"Config": Config, "preset": preset, "init_theta": init_theta, "init_phi": init_phi,
             "update_step": update_step, "meta_objective": meta_objective, "meta_gradient": meta_gradient,
-            "UnrollBatches": UnrollBatches, "save": save_params, "load": load_params, "get_dataset": get_dataset}
+            "UnrollBatches": UnrollBatches, "save": save_params, "load": load_params, "get_dataset": get_dataset,
+            "load_rule": load_rule, "list_rules": list_rules, "evaluate_rule": evaluate_rule}
 
 
 def __getattr__(name: str):

@@ -1,4 +1,4 @@
-"""Command line: refimpl train, refimpl plot, refimpl demo, refimpl ops-report and
+"""Command line: refimpl train, refimpl plot, refimpl eval, refimpl demo, refimpl ops-report and
 refimpl golden export|check|verify.
 
 Every error is one line on stderr, "refimpl COMMAND: what is wrong", and a
@@ -136,13 +136,15 @@ def _add_golden_parsers(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from refimpl.evaluate import add_demo_parser
+    from refimpl.evaluation.demo import add_demo_parser
+    from refimpl.evaluation.suite import add_eval_parser
     from refimpl.train import add_plot_parser, add_train_parser
 
     parser = OneLineParser(prog="refimpl", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_golden_parsers(sub)
+    add_eval_parser(sub)
     add_demo_parser(sub)
     report = sub.add_parser("ops-report", help="every operator checked against autograd, and timed")
     report.add_argument("--size", choices=["golden", "paper"], default="golden",

@@ -66,6 +66,8 @@ def run_dirs(tmp_path_factory):
     shutil.copytree(base / "run", base / "bad_ckpt")
     for name in ("checkpoint.npz", "checkpoint.prev.npz"):
         (base / "bad_ckpt" / name).write_bytes(b"not a checkpoint")
+    (base / "bad_demo" / "meta_training").mkdir(parents=True)
+    (base / "bad_demo" / "meta_training" / "checkpoint.npz").write_bytes(b"not a checkpoint")
     (base / "afile").write_text("a regular file")
     (base / "empty").mkdir()
     return base
@@ -99,7 +101,7 @@ TRAIN_CASES = {
 
 def _fill(args, base):
     names = {"afile": "afile", "empty": "empty", "run": "run", "log_only": "log_only", "bad_log": "bad_log",
-             "bad_ckpt": "bad_ckpt", "missing": "missing"}
+             "bad_ckpt": "bad_ckpt", "missing": "missing", "bad_demo": "bad_demo"}
     return [a.format(**{k: str(base / v) for k, v in names.items()}) for a in args]
 
 
@@ -135,13 +137,13 @@ def test_plot_bad_input(run_dirs, capsys, case):
 
 DEMO_CASES = {
     "seeds 0": (["--seeds", "0"], "--seeds: expected a positive integer, got 0"),
-    "inner steps -3": (["--inner-steps", "-3"], "--inner-steps"),
+    "unknown rule": (["--rule", "no-such-rule"], "neither a shipped rule"),
     "minutes -1": (["--minutes", "-1"], "--minutes"),
     "minutes nan": (["--minutes", "nan"], "--minutes"),
     "run dir empty string": (["--run-dir", ""], "empty path"),
     "run dir a regular file": (["--run-dir", "{afile}"], "is not a directory"),
     "run dir cannot be created": (["--run-dir", UNWRITABLE], "cannot create"),
-    "unreadable checkpoints": (["--run-dir", "{bad_ckpt}"], "checkpoint"),
+    "unreadable checkpoints": (["--run-dir", "{bad_demo}"], "checkpoint"),
 }
 
 
@@ -156,11 +158,48 @@ def test_demo_bad_input_fails_before_any_work(run_dirs, capsys, case):
     assert snapshot(run_dirs) == before
 
 
+EVAL_CASES = {
+    "unknown rule": (["no-such-rule"], "neither a shipped rule"),
+    "corrupt rule file": (["{afile}.npz"], "neither a shipped rule"),
+    "unknown dataset": (["random", "--datasets", "moons,nosuch"], "unknown dataset nosuch"),
+    "empty dataset list": (["random", "--datasets", ","], "--datasets: expected comma-separated names"),
+    "k-shot 0": (["random", "--k-shot", "0"], "--k-shot: expected a positive integer, got 0"),
+    "seeds 0": (["random", "--seeds", "0"], "--seeds: expected a positive integer, got 0"),
+    "inner steps negative": (["random", "--inner-steps", "0,-5"], "--inner-steps: expected comma-separated"),
+    "inner steps not numbers": (["random", "--inner-steps", "a,b"], "--inner-steps: expected comma-separated"),
+    "unknown baseline": (["random", "--baselines", "pca,magic"], "unknown baseline magic"),
+    "n-way 0": (["random", "--n-way", "0"], "--n-way"),
+    "out a regular file": (["random", "--out", "{afile}"], "is not a directory"),
+    "out cannot be created": (["random", "--out", UNWRITABLE], "cannot create"),
+    "no rule": ([], "required"),
+    "unknown option": (["random", "--fast"], "unrecognized arguments"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EVAL_CASES))
+def test_eval_bad_input_fails_before_any_work(run_dirs, capsys, case):
+    args, match = EVAL_CASES[case]
+    before = snapshot(run_dirs)
+    start = time.monotonic()
+    code, out, err = cli(["eval", *_fill(args, run_dirs)], capsys)
+    assert time.monotonic() - start < 30
+    assert_one_line_error(code, err, "refimpl eval", match)
+    assert snapshot(run_dirs) == before
+
+
+def test_eval_fashion_mnist_missing_is_one_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("REFIMPL_FASHION_MNIST", str(tmp_path / "none"))
+    code, out, err = cli(["eval", "random", "--datasets", "fashion_mnist14"], capsys)
+    assert_one_line_error(code, err, "refimpl eval", "fashion_mnist14 is not installed")
+
+
 # ---------------------------------------------------------------- golden export and check
 @pytest.fixture(scope="module")
 def golden_dirs(tmp_path_factory):
     base = tmp_path_factory.mktemp("golden_cli")
     golden.export(base / "set", kinds=["matmul", "gauss"])
+    (base / "bad_demo" / "meta_training").mkdir(parents=True)
+    (base / "bad_demo" / "meta_training" / "checkpoint.npz").write_bytes(b"not a checkpoint")
     (base / "afile").write_text("a regular file")
     (base / "foreign").mkdir()
     (base / "foreign" / "notes.txt").write_text("mine")
@@ -304,13 +343,6 @@ def _script(name, *args, cwd):
 @pytest.mark.parametrize("script, argv, match", [
     ("check_one_operator.py", ["nosuch"], "invalid choice: 'nosuch'"),
     ("check_one_operator.py", ["batchnorm_theta", "b"], "unrecognized arguments"),
-    ("evaluate_rule.py", ["missing.npz"], "theta file missing.npz does not exist"),
-    ("evaluate_rule.py", ["bad.npz"], "bad.npz"),
-    ("evaluate_rule.py", ["--random", "tiny", "--k-shot", "0"], "--k-shot: expected a positive integer"),
-    ("evaluate_rule.py", ["--random", "tiny", "--dataset", "nosuch"], "--dataset: invalid choice"),
-    ("evaluate_rule.py", ["--random", "huge"], "--random: invalid choice"),
-    ("evaluate_rule.py", [], "give a theta file or --random PRESET"),
-    ("evaluate_rule.py", ["--random", "tiny", "--out", UNWRITABLE], "--out: cannot create"),
 ])
 def test_example_script_bad_input(tmp_path, script, argv, match):
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
@@ -318,6 +350,12 @@ def test_example_script_bad_input(tmp_path, script, argv, match):
     result = _script(script, *argv, cwd=tmp_path)
     assert_one_line_error(result.returncode, result.stderr, script, match)
     assert snapshot(tmp_path) == before
+
+
+def test_evaluate_rule_example_is_refimpl_eval(tmp_path):
+    result = _script("evaluate_rule.py", "no-such-rule", cwd=tmp_path)
+    assert_one_line_error(result.returncode, result.stderr, "refimpl eval", "neither a shipped rule")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_check_one_operator_help_is_help(tmp_path):
@@ -337,7 +375,8 @@ def _parsers(parser, prog=""):
 
 def test_help_texts():
     parsers = list(_parsers(build_parser()))
-    assert {p.prog for p in parsers} >= {"refimpl train", "refimpl plot", "refimpl demo", "refimpl ops-report",
+    assert {p.prog for p in parsers} >= {"refimpl train", "refimpl plot", "refimpl demo", "refimpl eval",
+                                         "refimpl ops-report",
                                          "refimpl golden export", "refimpl golden check"}
     for p in parsers:
         text = p.format_help()

@@ -283,7 +283,9 @@ def ds(request, fake_fashion):
 
 
 def test_registry():
-    assert set(list_datasets()) == {"glyphs", "digits", "moons", "fashion_mnist14", "fashion_mnist28"}
+    glyph_variants = {"glyphs_rotation", "glyphs_classes", "glyphs_plain", "glyphs_paper_aug", "glyphs10",
+                      "glyphs20", "glyphs_letters", "glyphs_math", "glyphs_currency"}
+    assert set(list_datasets()) == {"glyphs", "digits", "moons", "fashion_mnist14", "fashion_mnist28"} | glyph_variants
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
         get_dataset("mnist")
     with pytest.raises(ValueError, match="bad keyword"):

@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 
-import refimpl.evaluate as ev
+import refimpl.evaluation.fewshot as ev
+from refimpl.evaluation import demo, reporting, suite
 from refimpl.config import preset
 from refimpl.data import get_dataset
 from refimpl.data.base import ArraySource, Dataset
@@ -210,206 +211,155 @@ def test_apply_rule_raises_when_phi_diverges(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------
-# comparison and table
+# refimpl eval: the function, its report and its files
 # ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def digits():
-    return get_dataset("digits")
+def test_evaluate_rule_on_a_tiny_task_writes_tables_and_plots(tmp_path):
+    theta = init_theta(TINY, np.random.default_rng(0), np.float32)
+    ds = separable_dataset()
+    # a registered name is needed: patch the lookup to the separable dataset
+    report = suite.evaluate_rule((theta, TINY), ["moons"], inner_steps=[0, 2], seeds=2, n_trials=1,
+                                 baselines=["raw"], vae_steps=5, supervised_steps=5, out_dir=tmp_path / "out",
+                                 progress=False,
+                                 benchmark_fn=lambda th, cfg, _ds, **kw: suite.benchmark(
+                                     th, cfg.replace(layer_sizes=(N_FEATURES, *cfg.layer_sizes[1:])), ds, **kw))
+    rows = {r["method"]: r for r in report["datasets"]["moons"]["summary"]}
+    assert set(rows) == {"rule@0", "rule@2", "raw", "ink"}          # ink is always measured
+    assert rows["rule@0"]["delta"] == 0 and rows["rule@0"]["n"] == 2
+    assert report["settings"]["baselines"] == ["raw", "ink"]
+    for name in ("report.json", "report.md", "accuracy.png", "inner_steps.png"):
+        assert (tmp_path / "out" / name).is_file(), name
+    assert (tmp_path / "out" / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| ink |" in text and ("Collapse check" in text or "COLLAPSED" in text)
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [(r["method"], r["acc"]) for r in saved["datasets"]["moons"]["summary"]] == \
+        [(r["method"], r["acc"]) for r in report["datasets"]["moons"]["summary"]]
 
 
-def test_compare_rows_are_complete_and_sane(digits):
-    theta = init_theta(TINY, np.random.default_rng(7), np.float32)
-    rows = ev.compare(theta, TINY, k_shot=5, inner_steps=2, seeds=(0, 1), n_trials=2, dataset=digits)
-    assert [r["method"] for r in rows] == list(ev.METHODS)
-    for r in rows:
-        assert 0 <= r["mean"] <= 1 and r["std"] >= 0
-        assert r["n"] == 2 and len(r["per_seed"]) == 2 and r["diverged"] == 0
-        assert r["mean"] == pytest.approx(np.mean(r["per_seed"]))
-        assert r["seeds"] == [0, 1]
-    by = {r["method"]: r for r in rows}
-    for r in rows:   # the paired difference against the same seed's phi_0
-        d = np.subtract(r["per_seed"], by["init"]["per_seed"])
-        assert r["delta_vs_init"] == pytest.approx(d.mean())
-        assert r["delta_vs_init_std"] == pytest.approx(d.std())
-        assert r["chance"] == pytest.approx(0.1) and r["dataset"] == "digits" and r["k_shot"] == 5
-    assert by["learned"]["inner_steps"] == by["random_rule"]["inner_steps"] == 2
-    assert by["raw"]["mean"] > 0.6                       # 5-shot ridge on 8x8 digit pixels
-    assert by["init"]["mean"] > 0.15                     # 8 random features are above chance
-    json.dumps(rows)                                     # JSON-ready
+def test_benchmark_counts_a_diverged_rule_and_keeps_its_rows(monkeypatch):
+    import refimpl.evaluation.benchmark as bm
+    theta = init_theta(TINY, np.random.default_rng(0), np.float32)
+    monkeypatch.setattr("refimpl.rule.update_step.update_step", _nan_after(0))
+    res = bm.benchmark(theta, TINY, separable_dataset(), seeds=range(2), k_shot=3, k_query=3, n_trials=1,
+                       inner_steps=(0, 1, 3), baselines=(), progress=False)
+    rows = {r["method"]: r for r in res["summary"]}
+    assert list(rows) == ["rule@0", "rule@1", "rule@3"]
+    assert rows["rule@0"]["n"] == 2 and rows["rule@0"]["diverged"] == 0
+    assert (rows["rule@1"]["n"], rows["rule@1"]["diverged"]) == (0, 2)
+    assert (rows["rule@3"]["n"], rows["rule@3"]["diverged"]) == (0, 2)
+    assert "| rule@3 |" in reporting.format_summary(res["summary"])
 
 
-def test_compare_is_paired_zero_steps_equal_init_and_learned_equals_random_for_same_theta(digits):
-    theta = init_theta(TINY, np.random.default_rng(7))
-    rows = {r["method"]: r for r in ev.compare(theta, TINY, k_shot=5, inner_steps=0, seeds=(3,),
-                                               n_trials=2, dataset=digits, dtype=np.float64)}
-    # with no step both rules leave phi_0 as it is, scored on the same labeled batches
-    assert rows["learned"]["per_seed"] == rows["init"]["per_seed"] == rows["random_rule"]["per_seed"]
-    # the random rule of seed s is init_theta(config, default_rng([s, 1])): given as the learned
-    # theta, the two rule rows must agree exactly (same phi_0, same unlabeled batches)
-    # (a large EMA step, so that two steps on other batches would change the accuracy)
-    fast = TINY.replace(lr_phi=0.5)
-    same = init_theta(fast, np.random.default_rng([3, 1]))
-    rows = {r["method"]: r for r in ev.compare(same, fast, k_shot=5, inner_steps=2, seeds=(3,),
-                                               n_trials=2, dataset=digits, dtype=np.float64,
-                                               curve_every=1)}
-    assert rows["learned"]["per_seed"] == rows["random_rule"]["per_seed"]
-    assert rows["learned"]["per_seed"] != rows["init"]["per_seed"]
-    assert rows["learned"]["curve"]["step"] == [0, 1, 2]
-    assert rows["learned"]["curve"]["mean"][-1] == rows["learned"]["mean"]
-    assert rows["learned"]["curve"]["mean"][0] == rows["init"]["mean"]
-    assert rows["learned"]["curve"]["gain_mean"] == pytest.approx(
-        np.subtract(rows["learned"]["curve"]["mean"], rows["init"]["mean"]))
-    assert "curve" not in rows["init"]
+@pytest.mark.parametrize("kwargs, match", [
+    ({"datasets": "digits"}, "datasets must be a non-empty list"),
+    ({"datasets": ["nosuch"]}, "unknown dataset nosuch"),
+    ({"k_shot": 0}, "k_shot must be an integer >= 1"),
+    ({"seeds": 0}, "seeds must be an integer >= 1"),
+    ({"inner_steps": [0, -1]}, "inner_steps must be a non-empty list"),
+    ({"baselines": ["vae", "magic"]}, "unknown baseline magic"),
+    ({"n_way": 1}, "n_way must be an integer >= 2"),
+])
+def test_evaluate_rule_checks_its_arguments_before_any_work(kwargs, match):
+    called = []
+    with pytest.raises(ValueError, match=match):
+        suite.evaluate_rule("random", **{"datasets": ["moons"], **kwargs},
+                            benchmark_fn=lambda *a, **k: called.append(1))
+    assert not called
 
 
-def test_compare_counts_diverged_seeds(monkeypatch, digits):
-    monkeypatch.setattr(ev, "update_step", _nan_after(0))
-    theta = init_theta(TINY, np.random.default_rng(7))
-    rows = {r["method"]: r for r in ev.compare(theta, TINY, k_shot=3, inner_steps=1, seeds=(0, 1),
-                                               n_trials=1, dataset=digits)}
-    for m in ("learned", "random_rule"):
-        assert rows[m]["diverged"] == 2 and rows[m]["n"] == 0 and np.isnan(rows[m]["mean"])
-        assert rows[m]["per_seed"] == [None, None] and np.isnan(rows[m]["delta_vs_init"])
-    assert rows["init"]["n"] == 2 and rows["init"]["diverged"] == 0
-    table = ev.format_table(list(rows.values()))
-    assert table.count("n/a") == 4          # accuracy and paired change of both rules
-
-
-def test_compare_validates(digits):
-    theta = init_theta(TINY, np.random.default_rng(7))
-    with pytest.raises(ValueError, match="seed"):
-        ev.compare(theta, TINY, seeds=(), dataset=digits)
-    with pytest.raises(ValueError, match="inner_steps"):
-        ev.compare(theta, TINY, inner_steps=-2, dataset=digits)
-    with pytest.raises(ValueError, match="layer_sizes must start"):
-        ev.compare(theta, TINY, layer_sizes=(15, 8), dataset=digits)
-    with pytest.raises(ValueError, match="unknown dataset"):
-        ev.compare(theta, TINY, dataset_name="mnist-from-the-internet")
-
-
-def test_format_table():
-    rows = [
-        {"label": "learned rule, 10 steps", "inner_steps": 10, "mean": 0.51234, "std": 0.0201,
-         "delta_vs_init": 0.0123, "delta_vs_init_std": 0.004,
-         "n": 5, "diverged": 0, "dataset": "digits", "k_shot": 10, "chance": 0.1},
-        {"label": "raw pixels (reference)", "inner_steps": 0, "mean": 0.9, "std": 0.0, "n": 5,
-         "delta_vs_init": -0.25, "delta_vs_init_std": 0.01, "diverged": 0},
-        {"label": "tiny loss", "inner_steps": 10, "mean": 0.5, "std": 0.01, "n": 5,
-         "delta_vs_init": -0.0002, "delta_vs_init_std": 0.001, "diverged": 0},
-        {"label": "x", "inner_steps": 10, "mean": float("nan"), "std": float("nan"), "n": 0,
-         "delta_vs_init": float("nan"), "delta_vs_init_std": float("nan"), "diverged": 5},
-    ]
-    text = ev.format_table(rows)
-    lines = text.splitlines()
-    table = lines[:6]
-    assert table[0].startswith("| method") and "accuracy (mean ± std)" in table[0]
-    assert "vs phi_0, paired" in table[0]
-    assert set(table[1]) <= set("|-:")
-    assert len({len(line) for line in table}) == 1                  # aligned columns
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table]
-    assert cells[2] == ["learned rule, 10 steps", "10", "0.512 ± 0.020", "+0.012 ± 0.004", "5", "0"]
-    assert cells[3] == ["raw pixels (reference)", "0", "0.900 ± 0.000", "-0.250 ± 0.010", "5", "0"]
-    assert cells[4] == ["tiny loss", "10", "0.500 ± 0.010", "+0.000 ± 0.001", "5", "0"]
-    assert cells[5] == ["x", "10", "n/a", "n/a", "0", "5"]
-    assert lines[-1] == "digits, 10-shot, test split; chance 0.100"
-    # rows without the paired fields (or the dataset line) give the shorter table
-    plain = [{k: v for k, v in r.items() if not k.startswith("delta") and k not in
-              ("dataset", "k_shot", "chance")} for r in rows]
-    short = ev.format_table(plain).splitlines()
-    assert len(short) == 6 and "paired" not in short[0]
-    assert [c.strip() for c in short[2].strip("|").split("|")] == [
-        "learned rule, 10 steps", "10", "0.512 ± 0.020", "5", "0"]
-    with pytest.raises(ValueError, match="no rows"):
-        ev.format_table([])
+def test_format_summary_always_ends_with_the_collapse_line():
+    base = {"acc": 0.5, "acc_se": 0.01, "delta": 0.0, "delta_se": 0.0, "better": 0, "n": 3,
+            "mean_abs_corr": 0.1, "zero_rows": 0.0, "diverged": 0}
+    fine = reporting.format_summary([{**base, "method": "rule@0", "effective_rank": 14.0},
+                                     {**base, "method": "rule@9", "effective_rank": 7.0}])
+    assert "COLLAPSED" not in fine and "Collapse check: every rule row keeps at least 0.5" in fine
+    bad = reporting.format_summary([{**base, "method": "rule@0", "effective_rank": 14.0},
+                                    {**base, "method": "rule@9", "effective_rank": 6.99}])
+    assert "Warning: rule@9: COLLAPSED" in bad
 
 
 # ---------------------------------------------------------------------------------
-# the main job
+# the demo's orchestration (stubs: no evaluation, no training)
 # ---------------------------------------------------------------------------------
-def test_run_demo_plumbing_writes_its_files(tmp_path):
-    calls = {}
-
-    def fake_train(run_dir, minutes):
-        calls["train"] = (run_dir, minutes)
-        save_params(run_dir / "theta.npz", init_theta(TINY, np.random.default_rng(0), np.float32),
-                    TINY, kind="theta")
-
-    def fake_plot(run_dir):
-        path = run_dir / "training.png"
-        path.write_bytes(b"\x89PNG fake")
-        return [path]
-
-    class Out:
-        text = ""
-
-        def write(self, s):
-            Out.text += s
-
-        def flush(self):
-            pass
-
-    run_dir = tmp_path / "demo"
-    result = ev.run_demo(run_dir, minutes=0.25, train_fn=fake_train, plot_fn=fake_plot,
-                         inner_steps=2, seeds=(0, 1), n_trials=1, k_shot=3, curve_every=1, out=Out())
-    assert calls["train"] == (run_dir, 0.25)
-    for name in ("comparison.json", "comparison.md", "comparison.png", "comparison_curve.png",
-                 "training.png"):
-        assert (run_dir / name).is_file(), name
-    for name in ("comparison.png", "comparison_curve.png"):
-        assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    umask = os.umask(0)
-    os.umask(umask)
-    assert ((run_dir / "comparison.json").stat().st_mode & 0o777) == 0o666 & ~umask   # not mkstemp's 0600
-    assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
-    saved = json.loads((run_dir / "comparison.json").read_text())
-    assert [r["method"] for r in saved["rows"]] == list(ev.METHODS)
-    assert saved["meta"]["k_shot"] == 3 and saved["meta"]["config"]["batch_size"] == TINY.batch_size
-    table = ev.format_table(result["rows"])
-    assert table in (run_dir / "comparison.md").read_text()
-    assert table in Out.text
-    theta, cfg = load_params(result["theta_path"], kind="theta")
-    assert cfg == TINY
-    # the control comparison on the meta-training distribution, in its own folder
-    control = json.loads((run_dir / ev.CONTROL["name"] / "comparison.json").read_text())
-    assert control["meta"]["dataset"] == "glyphs" and control["meta"]["n_way"] == ev.CONTROL["n_way"]
-    assert [r["method"] for r in control["rows"]] == list(ev.METHODS)
-    assert ev.format_table(result["control_rows"]) in Out.text
+def _fake_report(rule, datasets, **kw):
+    rows = [{"method": m, "acc": 0.5, "acc_se": 0.01, "delta": 0.0, "delta_se": 0.0, "better": 0, "n": 1,
+             "effective_rank": 3.0, "mean_abs_corr": 0.1, "zero_rows": 0.0, "diverged": 0}
+            for m in ("rule@0", "ink")]
+    res = {name: {"summary": rows, "per_seed": [{}], "k_shot": kw["k_shot"], "k_query": 10, "n_trials": 1,
+                  "layer_sizes": [2, 3], "n_classes": 2} for name in datasets}
+    return {"rule": rule, "notes": [], "datasets": res, "settings": kw,
+            "paths": {"markdown": str(kw["out_dir"] / "report.md")}}
 
 
-def test_run_demo_fails_clearly_without_theta(tmp_path):
-    with pytest.raises(FileNotFoundError, match="did not write"):
-        ev.run_demo(tmp_path, minutes=0, train_fn=lambda d, m: None, plot_fn=lambda d: [],
-                    out=open("/dev/null", "w"))
+def test_run_demo_orchestration_with_stubs(tmp_path):
+    calls = []
+
+    def evaluate_fn(rule, datasets, **kw):
+        calls.append(("eval", tuple(datasets), kw.get("n_way"), kw["inner_steps"], kw["seeds"]))
+        return _fake_report(rule, datasets, **kw)
+
+    def train_fn(run_dir, minutes):
+        calls.append(("train", run_dir.name, minutes))
+        return 3
+
+    def plot_fn(run_dir):
+        calls.append(("plot", run_dir.name))
+        return [run_dir / "curves.png"]
+
+    err = io.StringIO()
+    result = demo.run_demo(tmp_path / "demo", rule="random", minutes=0.5, seeds=2, datasets=("moons",),
+                           evaluate_fn=evaluate_fn, train_fn=train_fn, plot_fn=plot_fn, out=err)
+    assert [c[0] for c in calls] == ["eval", "eval", "train", "plot"]
+    assert calls[0][1:] == (("moons",), None, [0, 100], 2)
+    assert calls[1][1:] == (("glyphs_rotation",), 10, [0, 100], 2)     # the glyph control, 10-way
+    assert calls[2] == ("train", "meta_training", 0.5)
+    assert result["meta_steps"] == 3 and "transfer_markdown" in result["paths"]
+    lines = err.getvalue().splitlines()
+    assert lines[0].startswith("demo: 1/3 transfer") and lines[-1].startswith("demo: done in")
+    assert all(line.startswith("demo: ") for line in lines)            # plain lines, no terminal needed
 
 
-def test_train_for_meets_a_time_budget_continues_the_run_and_feeds_the_demo(tmp_path):
+@pytest.mark.parametrize("kwargs, match", [
+    ({"minutes": -1}, "minutes must be a finite number >= 0"),
+    ({"minutes": float("nan")}, "minutes must be a finite number >= 0"),
+    ({"seeds": 0}, "seeds must be an integer >= 1"),
+    ({"rule": "no-such-rule"}, "neither a shipped rule"),
+])
+def test_run_demo_checks_arguments_before_any_work(tmp_path, kwargs, match):
+    calls = []
+    stub = lambda *a, **k: calls.append(1)          # noqa: E731
+    with pytest.raises(ValueError, match=match):
+        demo.run_demo(tmp_path / "demo", **kwargs, evaluate_fn=stub, train_fn=stub, plot_fn=stub,
+                      out=io.StringIO())
+    assert not calls and not (tmp_path / "demo").exists()
+
+
+def test_train_for_meets_a_time_budget_and_continues_the_run(tmp_path):
     from refimpl.train import read_log
 
     run_dir = tmp_path / "run"
     log = io.StringIO()
-    assert ev.train_for(run_dir, 0, "tiny", quiet=True, out=log) == 0     # no time: no meta-step
-    first = ev.train_for(run_dir, 0.01, "tiny", quiet=True, out=log)      # at least one meta-step
+    assert demo.train_for(run_dir, 0, "tiny", out=log) == 0            # no time: no meta-step
+    first = demo.train_for(run_dir, 0.01, "tiny", out=log)             # at least one meta-step
     assert first >= 1 and (run_dir / "theta.npz").is_file()
-    second = ev.train_for(run_dir, 0.01, "tiny", quiet=True, out=log)
+    second = demo.train_for(run_dir, 0.01, "tiny", out=log)
     assert second >= first + 1
-    assert "continuing the run" in log.getvalue()
     assert [r["step"] for r in read_log(run_dir)] == list(range(1, second + 1))
-    # the demo on that run, with the trainer's own plot of the meta-training curves
-    result = ev.run_demo(run_dir, minutes=0, train_fn=lambda d, m: None, inner_steps=2, seeds=(0,), control=None,
-                         n_trials=1, k_shot=3, curve_every=None, out=log)
-    assert (run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    assert not (run_dir / "comparison_curve.png").exists()
-    assert set(result["paths"]) == {"json", "markdown", "bar_chart", "training_plot0"}
 
 
-def test_demo_parser_defaults_and_command(monkeypatch):
+def test_demo_and_eval_parsers(monkeypatch):
     import argparse
 
     parser = argparse.ArgumentParser()
-    ev.add_demo_parser(parser.add_subparsers(dest="command"))
+    sub = parser.add_subparsers(dest="command")
+    demo.add_demo_parser(sub)
+    suite.add_eval_parser(sub)
+    defaults = parser.parse_args(["demo"])
+    assert (defaults.minutes, defaults.seeds) == (demo.DEMO_MINUTES, demo.DEMO_SEEDS)
     args = parser.parse_args(["demo", "--minutes", "0.5", "--seeds", "2"])
-    assert (args.run_dir, args.minutes, args.inner_steps, args.seeds) == ("runs/demo", 0.5, 200, 2)
     seen = {}
-    monkeypatch.setattr(ev, "run_demo", lambda run_dir, **kw: seen.update(run_dir=run_dir, **kw))
+    monkeypatch.setattr(demo, "run_demo", lambda run_dir, **kw: seen.update(run_dir=run_dir, **kw))
     assert args.func(args) == 0
-    assert seen == {"run_dir": "runs/demo", "minutes": 0.5, "inner_steps": 200, "seeds": (0, 1)}
+    assert seen == {"run_dir": "runs/demo", "minutes": 0.5, "seeds": 2, "rule": demo.DEMO_RULE}
+    args = parser.parse_args(["eval", "random", "--inner-steps", "0,5", "--datasets", "moons,digits"])
+    assert (args.inner_steps, args.datasets, args.seeds, args.k_shot) == ([0, 5], ["moons", "digits"], 10, 10)

@@ -27,7 +27,6 @@ LAYER_OF = {
     "refimpl.model": "model_package",
     "refimpl.data": "data",
     "refimpl.train": "tooling",
-    "refimpl.evaluate": "tooling",
     "refimpl.evaluation": "tooling",
     "refimpl.pretrained": "tooling",
     "refimpl.golden": "tooling",
@@ -50,8 +49,9 @@ ALLOWED = {
     "unroll": _BELOW_MODEL | {"base_model", "rule", "meta_objective"},
     "model_package": _FOUNDATION,
     "data": _FOUNDATION | {"data"},
-    # ``import refimpl`` imports nothing; its entry points (imported on first use) reach down to unroll.
-    "api": _BELOW_MODEL | {"base_model", "rule", "meta_objective", "unroll", "data", "model_package"},
+    # ``import refimpl`` imports nothing; its entry points (imported on first use) reach down to unroll,
+    # and up to the evaluation tooling for the shipped rules and ``evaluate_rule``.
+    "api": _BELOW_MODEL | {"base_model", "rule", "meta_objective", "unroll", "data", "model_package", "tooling"},
     "tooling": set(LAYER_OF.values()),
 }
 

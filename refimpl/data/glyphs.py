@@ -23,8 +23,8 @@ centre, then shifted right by ``dx`` and down by ``dy`` output pixels, each
 ``[sin(angle), cos(angle), dx / max_shift, dy / max_shift]`` (the shift
 columns are 0 when ``max_shift`` is 0). The output pixel value is the mean of
 ``supersample**2`` bilinear samples of the high-resolution image at the
-inverse-transformed sub-pixel positions (one vectorised
-``scipy.ndimage.map_coordinates`` call per batch); at angle 0 and shift 0
+inverse-transformed sub-pixel positions (:func:`bilinear_sample`, vectorised
+over the batch); at angle 0 and shift 0
 that is exactly the unaugmented image.
 """
 from __future__ import annotations
@@ -122,6 +122,28 @@ def block_mean(images: np.ndarray, f: int) -> np.ndarray:
     return images.reshape(n, h // f, f, w // f, f).mean(axis=(2, 4))
 
 
+def bilinear_sample(images: np.ndarray, idx: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``images [m, H, W]``: ``out[i, ...] = images[idx[i]]`` at ``(rows[i, ...],
+    cols[i, ...])`` (fractional pixel coordinates); 0 outside ``[0, H-1] x [0, W-1]``.
+
+    What ``scipy.ndimage.map_coordinates(order=1, mode="constant", cval=0)`` computes on the
+    stacked images, as four gathers (about ten times faster; this is the meta-training hot spot).
+    """
+    m, H, W = images.shape
+    n = len(idx)
+    r0, c0 = np.floor(rows), np.floor(cols)
+    fr, fc = (rows - r0).astype(images.dtype), (cols - c0).astype(images.dtype)
+    inside = (rows >= 0) & (rows <= H - 1) & (cols >= 0) & (cols <= W - 1)
+    r0 = np.clip(r0.astype(np.int64), 0, H - 1)
+    c0 = np.clip(c0.astype(np.int64), 0, W - 1)
+    r1, c1 = np.minimum(r0 + 1, H - 1), np.minimum(c0 + 1, W - 1)
+    flat = images.reshape(-1)
+    base = np.asarray(idx, np.int64).reshape((n,) + (1,) * (rows.ndim - 1)) * (H * W)
+    top = flat[base + r0 * W + c0] * (1 - fc) + flat[base + r0 * W + c1] * fc
+    bottom = flat[base + r1 * W + c0] * (1 - fc) + flat[base + r1 * W + c1] * fc
+    return np.where(inside, top * (1 - fr) + bottom * fr, 0)
+
+
 @functools.lru_cache(maxsize=8)
 def _render_all(chars: str, train_fonts: tuple, test_fonts: tuple, side: int,
                 cap_height: float, max_extent: float):
@@ -160,7 +182,7 @@ class GlyphSource(Source):
     def __init__(self, chars: str = DEFAULT_CHARS, train_fonts=TRAIN_FONTS, test_fonts=TEST_FONTS,
                  side: int = 14, augment: bool = True, max_angle: float = 30.0,
                  max_shift: float = 2.0, supersample: int = 2, cap_height: float | None = None,
-                 max_extent: float | None = None):
+                 max_extent: float | None = None, regression_targets: bool = True):
         if not isinstance(side, int) or side < 4:
             raise ValueError(f"glyphs: side must be an int >= 4, got {side!r}")
         if supersample not in (2, 4):
@@ -186,7 +208,8 @@ class GlyphSource(Source):
         self.n_features = side * side
         self.class_names = classes
         self.augmented = bool(augment)
-        self.n_reg = 4 if augment else 0
+        # regression_targets=False keeps the augmentation but not its parameters as targets
+        self.n_reg = 4 if augment and regression_targets else 0
         self.max_angle = float(max_angle)
         self.max_shift = float(max_shift)
         self.supersample = supersample
@@ -217,7 +240,6 @@ class GlyphSource(Source):
 
     def render(self, idx, split, angle, dx, dy, dtype=np.float32) -> np.ndarray:
         """Examples ``idx`` rotated by ``angle`` degrees (CCW) and shifted by (dx, dy) output pixels."""
-        from scipy.ndimage import map_coordinates
         idx = np.asarray(idx)
         n = len(idx)
         a = np.deg2rad(np.asarray(angle, np.float64)).reshape(n, 1, 1)
@@ -228,10 +250,7 @@ class GlyphSource(Source):
         c = self._grid_c[None] - HIRES * np.asarray(dx, np.float64).reshape(n, 1, 1)
         src_c = c * cos - r * sin + centre
         src_r = c * sin + r * cos + centre
-        sel = np.broadcast_to(idx.reshape(n, 1, 1).astype(np.float64), src_r.shape)
-        coords = np.stack([sel, src_r, src_c])
-        vals = map_coordinates(self.hires[split], coords, order=1, mode="constant", cval=0.0,
-                               prefilter=False)
+        vals = bilinear_sample(self.hires[split], idx, src_r, src_c)
         s, side = self.supersample, self.side
         out = vals.reshape(n, side, s, side, s).mean(axis=(2, 4))
         return np.clip(out, 0.0, 1.0).reshape(n, self.n_features).astype(dtype)
@@ -240,4 +259,5 @@ class GlyphSource(Source):
         if not self.augmented:
             return self.clean(idx, split, dtype), np.zeros((len(idx), 0))
         angle, dx, dy = self.sample_params(rng, len(idx))
-        return self.render(idx, split, angle, dx, dy, dtype), self.targets(angle, dx, dy)
+        targets = self.targets(angle, dx, dy) if self.n_reg else np.zeros((len(idx), 0))
+        return self.render(idx, split, angle, dx, dy, dtype), targets

@@ -9,6 +9,26 @@ def _glyphs(**kw):
     return GlyphSource(**kw)
 
 
+def _glyph_variant(**fixed):
+    """A glyph dataset with some GlyphSource arguments fixed (the paper's training distribution)."""
+    def make(**kw):
+        from .glyphs import GlyphSource
+        return GlyphSource(**{**fixed, **kw})
+    return make
+
+
+def _glyph_chars(what: str) -> str:
+    from . import glyphs
+    return {"letters": glyphs.UPPER + glyphs.LOWER, "math": glyphs.MATH, "currency": glyphs.CURRENCY}[what]
+
+
+def _glyph_subset(what: str, **fixed):
+    def make(**kw):
+        from .glyphs import GlyphSource
+        return GlyphSource(**{"chars": _glyph_chars(what), **fixed, **kw})
+    return make
+
+
 def _digits(**kw):
     from .small import digits_source
     return digits_source(**kw)
@@ -31,6 +51,25 @@ DATASETS = {
     "glyphs": (_glyphs, "14x14 font glyphs (letters, digits, math, currency) with rotation/shift "
                         "augmentation; n_reg=4 (sin, cos, dx, dy); kwargs: augment, max_angle, "
                         "max_shift, chars, train_fonts, test_fonts, supersample"),
+    # The paper's glyph distribution (appendix "Training Data Distribution"): other
+    # resolutions, its stronger augmentation (rotations up to 360 degrees, shifts up to
+    # 5 pixels at 14x14), no augmentation, and the specialised subsets.
+    "glyphs_rotation": (_glyph_variant(max_shift=0.0),
+                        "14x14 glyphs rotated by up to 30 degrees either way, not shifted; targets sin, cos "
+                        "and two zero shift columns (n_reg=4)"),
+    "glyphs_classes": (_glyph_variant(regression_targets=False),
+                       "14x14 glyphs with the same augmentation as glyphs but class targets only (n_reg=0)"),
+    "glyphs_plain": (_glyph_variant(augment=False), "14x14 glyphs without augmentation; n_reg=0"),
+    "glyphs_paper_aug": (_glyph_variant(max_angle=180.0, max_shift=5.0),
+                         "14x14 glyphs rotated by up to 180 degrees either way and shifted up to 5 pixels"),
+    "glyphs10": (_glyph_variant(side=10, max_shift=10 / 7), "10x10 glyphs (100 features), shift up to 10/7 px"),
+    "glyphs20": (_glyph_variant(side=20, max_shift=20 / 7), "20x20 glyphs (400 features), shift up to 20/7 px"),
+    "glyphs_letters": (_glyph_subset("letters", max_angle=180.0, max_shift=5.0),
+                       "14x14 glyphs of the 52 Latin letters, paper augmentation"),
+    "glyphs_math": (_glyph_subset("math", max_angle=180.0, max_shift=5.0),
+                    "14x14 glyphs of the math symbols, paper augmentation"),
+    "glyphs_currency": (_glyph_subset("currency", max_angle=180.0, max_shift=5.0),
+                        "14x14 glyphs of the currency symbols, paper augmentation"),
     "digits": (_digits, "scikit-learn's 8x8 handwritten digits, 10 classes; kwargs: test_fraction, seed"),
     "moons": (_moons, "two moons, 2 features, 2 classes; kwargs: n_train, n_test, noise, seed"),
     "fashion_mnist14": (_fashion(14), "Fashion-MNIST 14x14 (2x2 area average); kwargs: path"),

@@ -117,6 +117,16 @@ def _with_ones(F):
     return np.concatenate([F, np.ones((F.shape[0], 1), dtype=F.dtype)], axis=1)
 
 
+def ridge_readout(F_a, Yh_a, F_b, ridge: float):
+    """The SPEC 6 readout (derivations/meta_objective.md eq. 3-4), shared by the meta-objective and the
+    few-shot evaluation: ``C = RidgeSolve([F_a, 1], Yh_a, ridge)`` and predictions ``P = [F_b, 1] @ C``.
+    F_a: [n_a, F]; Yh_a: [n_a, T] centred targets; F_b: [n_b, F]. Returns (P [n_b, T], ridge cache,
+    matmul cache)."""
+    C, ridge_cache = ridge_solve_forward(_with_ones(F_a), Yh_a, ridge=ridge)
+    P, matmul_cache = matmul_forward(_with_ones(F_b), C)
+    return P, ridge_cache, matmul_cache
+
+
 def meta_objective_forward(phi, x_a, y_a, x_b, y_b, config: Config, *, n_cls):
     """SPEC 6 meta-objective of phi on n_eval labeled pairs (derivations/meta_objective.md eq. 1-7).
 
@@ -141,8 +151,7 @@ def meta_objective_forward_unchecked(phi, x_a, y_a, x_b, y_b, config: Config, *,
         xs_b, _, base_b = base_forward_unchecked(phi, x_b[e], config)
         Yh_a, _ = center_labels_forward(y_a[e])                                   # eq. 2
         Yh_b, _ = center_labels_forward(y_b[e])
-        C, ridge_cache = ridge_solve_forward(_with_ones(xs_a[L]), Yh_a, ridge=config.ridge)   # eq. 3
-        P, matmul_cache = matmul_forward(_with_ones(xs_b[L]), C)                  # eq. 4
+        P, ridge_cache, matmul_cache = ridge_readout(xs_a[L], Yh_a, xs_b[L], config.ridge)   # eq. 3-4
         Ph, row_cache = row_normalize_forward(P, eps=config.eps_p)                # eq. 5
         loss_e, loss_cache = meta_loss_forward(Ph, Yh_b)                          # eq. 6
         losses.append(loss_e)

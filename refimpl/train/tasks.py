@@ -9,6 +9,24 @@ fully described by plain data (JSON + arrays) and can be checkpointed.
 
 Every random choice of a slot comes from that slot's generator, in a fixed
 order; see :func:`sample_task` and :func:`draw_unroll`.
+
+Input augmentation (the paper's appendix, "Training Data Distribution"; off
+unless the TrainConfig's probabilities are positive), applied to the
+unpermuted inputs of every batch of a task, unlabeled and labeled alike,
+before the task's permutation:
+
+- a horizontal shift of each image by an integer number of pixels, uniform
+  in ``[-max_x_shift, max_x_shift]``, fresh per example, zeros shifted in
+  (inputs without an image shape are shifted along their feature axis);
+- a per-example dropout mask: each input set to 0 with probability
+  ``dropout_rate``, fresh per example;
+- a per-task dropout mask: the same for every example of the task.
+
+Which of the three a task uses, and its fixed mask, are drawn by
+:func:`task_augmentation` from a generator seeded by the task's own
+definition (dataset, classes, permutation, architecture, budget), so a
+checkpoint that stores the task also determines them. Per-example shifts
+and masks come from the slot's generator, after each batch's own draws.
 """
 from __future__ import annotations
 
@@ -94,17 +112,23 @@ def sample_architecture(tc, n_features: int, rng: np.random.Generator) -> tuple:
 def sample_task(tc, k: int, rng: np.random.Generator) -> tuple[TaskDef, dict]:
     """A new task for first use at meta-step k, and its phi_0.
 
-    Draw order: dataset index, n_way, classes, permutation, architecture,
-    phi_0, budget.
+    Draw order: dataset index, n_way, classes, (whether to permute, only when
+    ``p_permute < 1``), permutation, architecture, phi_0, budget.
     """
     name = tc.datasets[int(rng.integers(len(tc.datasets)))]
     full = dataset(name)
-    hi = min(tc.n_way[1], full.n_classes)
-    if tc.n_way[0] > hi:
-        raise ValueError(f"n_way range {tc.n_way} does not fit {name}'s {full.n_classes} classes")
-    n_way = int(rng.integers(tc.n_way[0], hi + 1))
+    if tc.n_way_choices:
+        n_way = min(tc.n_way_choices[int(rng.integers(len(tc.n_way_choices)))], full.n_classes)
+    else:
+        hi = min(tc.n_way[1], full.n_classes)
+        if tc.n_way[0] > hi:
+            raise ValueError(f"n_way range {tc.n_way} does not fit {name}'s {full.n_classes} classes")
+        n_way = int(rng.integers(tc.n_way[0], hi + 1))
     sub = full.sample_classes(rng, n_way)
+    permute = True if tc.p_permute >= 1 else bool(rng.random() < tc.p_permute)
     perm = full.random_permutation(rng).astype(np.int64)
+    if not permute:
+        perm = np.arange(full.n_features, dtype=np.int64)
     sizes = sample_architecture(tc, full.n_features, rng)
     phi = init_phi(tc.model.replace(layer_sizes=sizes), rng, tc.np_dtype)
     budget = sample_budget(tc, k, rng)
@@ -117,18 +141,72 @@ def new_task_state(tc, k: int, rng: np.random.Generator, serial: int) -> TaskSta
     return TaskState(task, phi, 0, serial, rng.bit_generator.state)
 
 
+class TaskAugmentation(NamedTuple):
+    """A task's input augmentation (see the module docstring)."""
+    x_shift: bool
+    example_dropout: bool
+    task_mask: np.ndarray | None     # [n_features] 0/1 in the unpermuted input order, or None
+
+
+def task_augmentation(tc, task: TaskDef) -> TaskAugmentation:
+    """The input augmentation of ``task``, a function of the task's definition alone."""
+    entropy = [int(b) for b in task.dataset.encode()] + [int(c) for c in task.classes]
+    entropy += [int(i) for i in task.perm] + [int(n) for n in task.layer_sizes] + [int(task.budget)]
+    rng = np.random.default_rng(np.random.SeedSequence(entropy))
+    x_shift, example, task_drop = rng.random(3) < (tc.p_x_shift, tc.p_example_dropout, tc.p_task_dropout)
+    keep = rng.random(len(task.perm)) >= tc.dropout_rate
+    mask = keep.astype(tc.np_dtype) if task_drop else None
+    return TaskAugmentation(bool(x_shift), bool(example), mask)
+
+
+def shift_columns(x: np.ndarray, shifts: np.ndarray, image_shape) -> np.ndarray:
+    """Each row of ``x [n, F]`` shifted right by ``shifts[i]`` pixels along the image's last axis
+    (``image_shape``; None: along the feature axis), zeros shifted in."""
+    n = x.shape[0]
+    rows = x.reshape(n, -1, x.shape[1]) if image_shape is None else x.reshape(n, *image_shape)
+    width = rows.shape[-1]
+    src = np.arange(width)[None, :] - np.asarray(shifts, np.int64)[:, None]        # [n, width]
+    valid = (src >= 0) & (src < width)
+    gathered = np.take_along_axis(rows, np.clip(src, 0, width - 1)[:, None, :], axis=2)
+    return (gathered * valid[:, None, :]).reshape(n, -1).astype(x.dtype, copy=False)
+
+
+def augment_inputs(tc, aug: TaskAugmentation, x: np.ndarray, rng, image_shape) -> np.ndarray:
+    """The unpermuted inputs ``x [n, F]`` of a batch with the task's augmentation applied."""
+    if aug.x_shift:
+        x = shift_columns(x, rng.integers(-tc.max_x_shift, tc.max_x_shift + 1, size=x.shape[0]), image_shape)
+    if aug.example_dropout:
+        x = x * (rng.random(x.shape) >= tc.dropout_rate).astype(x.dtype)
+    if aug.task_mask is not None:
+        x = x * aug.task_mask
+    return x
+
+
 def draw_unroll(tc, task: TaskDef, U: int, rng: np.random.Generator):
     """The batches of a U-step unroll: ``(x [U,B,N0], x_a, x_b [U,n_eval,n_label,N0], y_a, y_b)``.
 
     Draw order: the U unlabeled batches, then for u = 0..U-1 and e = 0..n_eval-1
-    the pair (x_a, y_a), (x_b, y_b). n_label = n_way * k_shot.
+    the pair (x_a, y_a), (x_b, y_b). n_label = n_way * k_shot. With input
+    augmentation, each batch's augmentation draws follow its own draws.
     """
-    view = task.view()
     dtype, split, B, E, K = tc.np_dtype, tc.split, tc.model.batch_size, tc.model.n_eval, tc.k_shot
-    x = np.stack([view.unlabeled_batch(rng, B, split=split, dtype=dtype) for _ in range(U)])
-    pairs = [[(view.labeled_batch(rng, K, split=split, dtype=dtype),
-               view.labeled_batch(rng, K, split=split, dtype=dtype)) for _ in range(E)]
-             for _ in range(U)]
+    if tc.input_augmentation:
+        view = dataset(task.dataset).subset(list(task.classes))
+        aug = task_augmentation(tc, task)
+
+        def finish(x):
+            return np.ascontiguousarray(augment_inputs(tc, aug, x, rng, view.image_shape)[:, task.perm])
+    else:
+        view = task.view()
+
+        def finish(x):
+            return x
+    x = np.stack([finish(view.unlabeled_batch(rng, B, split=split, dtype=dtype)) for _ in range(U)])
+
+    def labeled():
+        xl, yl = view.labeled_batch(rng, K, split=split, dtype=dtype)
+        return finish(xl), yl
+    pairs = [[(labeled(), labeled()) for _ in range(E)] for _ in range(U)]
     x_a = np.stack([np.stack([p[0][0] for p in row]) for row in pairs])
     y_a = np.stack([np.stack([p[0][1] for p in row]) for row in pairs])
     x_b = np.stack([np.stack([p[1][0] for p in row]) for row in pairs])

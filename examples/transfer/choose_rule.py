@@ -1,0 +1,36 @@
+"""Choose the shipped theta and its inner-step count using ONLY glyphs_rotation in held-out fonts,
+10-way 10-shot (selection seeds 100-104, disjoint from the reporting seeds 0-9).
+Criterion: the best paired gain over phi_0 among (snapshot, steps) whose effective rank is >= half of phi_0's.
+Usage: choose_rule.py OUT.json THETA.npz [THETA.npz ...]  (appends; skips thetas already in OUT.json)"""
+import json
+import os
+import sys
+import time
+
+from refimpl.params import load_params
+from refimpl.data import get_dataset
+from refimpl.evaluation.benchmark import benchmark
+from refimpl.evaluation.reporting import format_summary
+
+out = sys.argv[1]
+done = json.load(open(out)) if os.path.exists(out) else {}
+ds = get_dataset("glyphs_rotation")
+for path in sys.argv[2:]:
+    if path in done:
+        continue
+    t = time.time()
+    theta, config = load_params(path, kind="theta")
+    r = benchmark(theta, config, ds, seeds=range(100, 105), n_way=10, k_shot=10, k_query=10, n_trials=5,
+                  inner_steps=(25, 50, 100, 200), baselines=("ink",), progress=False)
+    done[path] = r["summary"]
+    print(f"## {path} [{time.time()-t:.0f}s]\n" + format_summary(r["summary"]), flush=True)
+    json.dump(done, open(out + ".tmp", "w"), indent=1); os.replace(out + ".tmp", out)
+best = None
+for path, rows in done.items():
+    by = {r["method"]: r for r in rows}
+    r0 = by["rule@0"]["effective_rank"]
+    for m, r in by.items():
+        if m.startswith("rule@") and m != "rule@0" and r["effective_rank"] >= 0.5 * r0:
+            if best is None or r["delta"] > best[2]["delta"]:
+                best = (path, m, r)
+print("CHOSEN:", best[0], best[1], f"delta {best[2]['delta']:+.3f} +- {best[2]['delta_se']:.3f}, rank {best[2]['effective_rank']:.1f}")

@@ -1,0 +1,200 @@
+"""``refimpl eval``: a rule against every baseline on several datasets, paired over seeds.
+
+    from refimpl.evaluation.suite import evaluate_rule
+    report = evaluate_rule("small-glyphs-rotation", datasets=("digits", "moons"), inner_steps=(0, 100, 300),
+                           seeds=10, out_dir="runs/eval")
+
+For each dataset, :func:`refimpl.evaluation.benchmark.benchmark` runs the rule
+from fresh random base models phi_0 (one task per seed) and every baseline
+on the same labeled trials, so every difference to phi_0 is paired; each
+row carries the diagnostics of its features (effective rank, mean |corr|,
+zero rows). The one-feature ink baseline is always measured, and every table
+ends with the collapse line (:mod:`refimpl.evaluation.reporting`). Seeds on
+which phi became non-finite are counted in the ``diverged`` column.
+
+The rule is a shipped name (:func:`refimpl.pretrained.list_rules`), a theta
+``.npz`` file, or ``random`` (``init_theta`` of the ``small`` preset, seed
+12345). Datasets with more classes than ``n_way`` are evaluated on ``n_way``
+random classes per seed (glyphs); for glyphs the labeled trials come from
+the fonts held out of meta-training.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from refimpl.evaluation.benchmark import ALL_BASELINES, benchmark
+
+#: The seed of the ``random`` rule's theta.
+RANDOM_RULE_SEED = 12345
+DEFAULT_INNER_STEPS = (0, 100, 300, 1000)
+
+
+def resolve_rule(rule):
+    """``(theta, config, label, info)`` of ``rule``: a shipped name, a theta ``.npz`` path, ``random``
+    (``init_theta`` of the ``small`` preset) or an already loaded ``(theta, config)`` pair."""
+    from refimpl.params import init_theta
+    from refimpl.pretrained import load_rule
+
+    if isinstance(rule, tuple):
+        theta, config = rule
+        return theta, config, "given theta", {}
+    if rule == "random":
+        from refimpl.train.presets import train_preset
+
+        config = train_preset("small").model
+        theta = init_theta(config, np.random.default_rng(RANDOM_RULE_SEED), np.float32)
+        return theta, config, f"random rule (init_theta, small preset, seed {RANDOM_RULE_SEED})", {}
+    theta, config, info = load_rule(rule)
+    return theta, config, str(rule), info
+
+
+def check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_trials) -> list:
+    """Validate everything before any work; returns the Dataset objects. Raises ValueError (one line)."""
+    from refimpl.data import get_dataset, list_datasets
+
+    fn = "evaluate_rule"
+    if isinstance(datasets, str) or not datasets:
+        raise ValueError(f"{fn}: datasets must be a non-empty list of names, got {datasets!r}")
+    unknown = [d for d in datasets if d not in list_datasets()]
+    if unknown:
+        raise ValueError(f"{fn}: unknown dataset {', '.join(map(str, unknown))} (known: {', '.join(list_datasets())})")
+    for name, value, low in (("k_shot", k_shot, 1), ("seeds", seeds, 1), ("n_trials", n_trials, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{fn}: {name} must be an integer >= {low}, got {value!r}")
+    if n_way is not None and (isinstance(n_way, bool) or not isinstance(n_way, (int, np.integer)) or n_way < 2):
+        raise ValueError(f"{fn}: n_way must be an integer >= 2 or None, got {n_way!r}")
+    if not inner_steps or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0
+                              for s in inner_steps):
+        raise ValueError(f"{fn}: inner_steps must be a non-empty list of integers >= 0, got {inner_steps!r}")
+    bad = [b for b in baselines if b not in ALL_BASELINES]
+    if bad:
+        raise ValueError(f"{fn}: unknown baseline {', '.join(map(str, bad))} (known: {', '.join(ALL_BASELINES)})")
+    loaded = []
+    for name in datasets:
+        try:
+            loaded.append(get_dataset(name))
+        except FileNotFoundError as e:       # e.g. Fashion-MNIST without its Debian package
+            raise ValueError(f"{fn}: dataset {name} is not installed: {' '.join(str(e).split())}") from None
+    return loaded
+
+
+def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner_steps=DEFAULT_INNER_STEPS,
+                  seeds: int = 10, baselines=ALL_BASELINES, n_way: int | None = 10, n_trials: int = 10,
+                  k_query: int = 10, vae_steps: int = 2000, supervised_steps: int = 300,
+                  out_dir=None, progress: bool = True, benchmark_fn=None) -> dict:
+    """Evaluate ``rule`` on each of ``datasets``; return the report (and write it to ``out_dir``).
+
+    ``inner_steps``: the checkpoints at which the rule's features are read
+    out (0 = phi_0 is always included). ``seeds``: tasks 0..seeds-1.
+    ``baselines``: any of ``raw, ink, pca, vae, supervised``; ink is always
+    added. ``vae_steps``/``supervised_steps``: the baselines' training
+    budgets (recorded in the report). Returns ``{"rule", "config", "info",
+    "settings", "notes", "datasets": {name: benchmark result}}``; with
+    ``out_dir`` also writes report.json, report.md and two PNGs there.
+    """
+    from refimpl.evaluation.reporting import write_report
+
+    inner_steps = tuple(inner_steps)
+    baselines = tuple(dict.fromkeys(list(baselines) + ["ink"]))
+    loaded = check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_trials)
+    theta, config, label, info = resolve_rule(rule)
+    if out_dir is not None:
+        from refimpl.train.trainer import check_run_dir
+
+        out_dir = check_run_dir(out_dir, create=True)
+    from refimpl.train.trainer import blas_single_thread
+
+    run = benchmark if benchmark_fn is None else benchmark_fn
+    results = {}
+    with blas_single_thread():      # small matrices: one BLAS thread is many times faster on a loaded machine
+        for name, ds in zip(datasets, loaded):
+            way = n_way if (n_way is not None and ds.n_classes > n_way) else None
+            if progress:
+                print(f"eval: {label} on {name}, {way or ds.n_classes}-way {k_shot}-shot, {seeds} seeds, "
+                      f"inner steps {list(inner_steps)}", file=sys.stderr, flush=True)
+            results[name] = run(theta, config, ds, seeds=range(seeds), k_shot=k_shot, k_query=k_query,
+                                n_trials=n_trials, inner_steps=inner_steps, n_way=way, baselines=baselines,
+                                vae_steps=vae_steps, supervised_steps=supervised_steps, progress=progress)
+    notes = [f"rule: {label}" + (f", recommended inner steps {info['recommended_inner_steps']}"
+                                 if "recommended_inner_steps" in info else ""),
+             f"baselines: {', '.join(baselines)}"
+             + (f" (VAE {vae_steps} Adam steps)" if "vae" in baselines else "")
+             + (f" (supervised: {supervised_steps} Adam steps on each trial's support set)"
+                if "supervised" in baselines else ""),
+             "rule@s: theta applied s inner steps to phi_0 on unlabeled train-split batches; rule@0 is phi_0; "
+             "differences are paired per seed (same task, phi_0 and labeled trials); ± is one standard error "
+             "over seeds"]
+    report = {"rule": label, "config": config.to_dict(), "info": info, "notes": notes,
+              "settings": {"k_shot": k_shot, "k_query": k_query, "inner_steps": list(inner_steps), "seeds": seeds,
+                           "n_way": n_way, "n_trials": n_trials, "baselines": list(baselines),
+                           "vae_steps": vae_steps, "supervised_steps": supervised_steps},
+              "datasets": results}
+    if out_dir is not None:
+        report["paths"] = {k: str(p) for k, p in write_report(report, out_dir).items()}
+    return report
+
+
+def _int_list(text: str) -> list[int]:
+    import argparse
+
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {text!r}")
+    return values
+
+
+def _name_list(text: str) -> list[str]:
+    import argparse
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def add_eval_parser(subparsers):
+    """Register ``eval`` (:func:`evaluate_rule`) on an argparse subparsers object."""
+    from refimpl.train import directory_arg, nonneg_int, positive_int
+
+    p = subparsers.add_parser(
+        "eval", help="a rule against every baseline: paired few-shot accuracy, diagnostics, tables, plots",
+        description="Apply RULE (a shipped rule name, a theta .npz file, or 'random') to fresh random base "
+                    "models on each dataset's unlabeled train split and read out few-shot accuracy at each "
+                    "inner-step checkpoint, paired against phi_0 and every baseline (raw, ink, PCA, VAE, "
+                    "supervised) over --seeds seeds; print the Markdown table and write report.json, "
+                    "report.md and plots to --out.")
+    p.add_argument("rule", help="shipped rule name (see refimpl.pretrained.list_rules), theta .npz, or 'random'")
+    p.add_argument("--datasets", type=_name_list, default=["digits", "moons"],
+                   help="comma-separated datasets (default digits,moons)")
+    p.add_argument("--k-shot", type=positive_int, default=10, help="labeled examples per class (default 10)")
+    p.add_argument("--inner-steps", type=_int_list, default=list(DEFAULT_INNER_STEPS),
+                   help="comma-separated inner-step checkpoints (default 0,100,300,1000)")
+    p.add_argument("--seeds", type=positive_int, default=10, help="number of seeds (tasks) 0..n-1 (default 10)")
+    p.add_argument("--baselines", type=_name_list, default=list(ALL_BASELINES),
+                   help=f"comma-separated baselines (default {','.join(ALL_BASELINES)}; ink is always included)")
+    p.add_argument("--n-way", type=positive_int, default=10,
+                   help="classes per task for datasets with more classes (glyphs; default 10)")
+    p.add_argument("--trials", type=positive_int, default=10, help="labeled draws per seed (default 10)")
+    p.add_argument("--vae-steps", type=nonneg_int, default=2000, help="VAE training steps (default 2000)")
+    p.add_argument("--supervised-steps", type=nonneg_int, default=300,
+                   help="supervised baseline training steps (default 300)")
+    p.add_argument("--out", type=directory_arg, default=None, help="directory for report.json/.md and plots")
+    p.set_defaults(func=eval_command, parser=p)
+    return p
+
+
+def eval_command(args) -> int:
+    from refimpl.evaluation.reporting import format_report
+
+    report = evaluate_rule(args.rule, args.datasets, k_shot=args.k_shot, inner_steps=args.inner_steps,
+                           seeds=args.seeds, baselines=args.baselines, n_way=args.n_way, n_trials=args.trials,
+                           vae_steps=args.vae_steps, supervised_steps=args.supervised_steps, out_dir=args.out)
+    print(format_report(report))
+    for p in report.get("paths", {}).values():
+        print(f"eval: wrote {p}", file=sys.stderr)
+    return 0
