@@ -35,7 +35,7 @@ import numpy as np
 from refimpl.config import Config
 from refimpl.ops.meta_loss import center_labels_forward, meta_loss_forward
 from refimpl.ops.normalize import row_normalize_forward
-from refimpl.ops.ridge import ridge_solve_forward
+from refimpl.model.meta_objective import ridge_readout
 from refimpl.params import init_phi
 
 #: Relative size below which a singular value or a standard deviation counts as zero.
@@ -115,10 +115,6 @@ def ink_features(x) -> np.ndarray:
     return x.mean(axis=1, keepdims=True)
 
 
-def _with_ones(F):
-    return np.concatenate([F, np.ones((F.shape[0], 1), dtype=F.dtype)], axis=1)
-
-
 def readout_objective(F_a, y_a, F_b, y_b, n_cls: int, ridge: float, eps_p: float = 1e-12):
     """SPEC 6 for one labeled pair on given features: ``(J, accuracy)``.
 
@@ -135,8 +131,7 @@ def readout_objective(F_a, y_a, F_b, y_b, n_cls: int, ridge: float, eps_p: float
                          f"{F_a.shape}, {F_b.shape}")
     Yh_a, _ = center_labels_forward(y_a)
     Yh_b, _ = center_labels_forward(y_b)
-    C, _ = ridge_solve_forward(_with_ones(F_a), Yh_a, ridge=float(ridge))
-    P = _with_ones(F_b) @ C
+    P, _, _ = ridge_readout(F_a, Yh_a, F_b, float(ridge))
     Ph, _ = row_normalize_forward(P, eps=eps_p)
     J, _ = meta_loss_forward(Ph, Yh_b)
     acc = float(np.mean(np.argmax(P[:, :n_cls], axis=1) == np.argmax(y_b[:, :n_cls], axis=1)))
