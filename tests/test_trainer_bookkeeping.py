@@ -93,3 +93,23 @@ def test_budget_scale_of_the_tiny_ramp_by_hand():
     # 3 + (8 - 3) * k / 10 for k in [0, 10], then 8
     for k, expected in ((0, 3.0), (1, 3.5), (4, 5.0), (10, 8.0), (25, 8.0)):
         assert np.isclose(budget_scale(TINY, k), expected, rtol=0, atol=1e-12), k
+
+
+def test_a_kept_task_draws_fresh_batches_at_every_meta_step():
+    # budgets far above the unrolls: no task is reset, every slot keeps its task for all steps
+    tc = TINY.replace(budget_scale_start=500.0, budget_scale_end=500.0)
+    seen = []
+
+    def recording_meta_gradient(theta, phi, batches, config, *, n_cls):
+        seen.append(np.array(batches.x))
+        return stub_meta_gradient(theta, phi, batches, config, n_cls=n_cls)
+
+    state = init_state(tc)
+    for _ in range(3):
+        state, record = meta_step(state, tc, recording_meta_gradient)
+        assert record["resets"] == []
+    M = tc.tasks_per_step
+    for slot in range(M):
+        draws = [seen[step * M + slot] for step in range(3)]
+        for a, b in zip(draws, draws[1:]):
+            assert not (a.shape == b.shape and np.array_equal(a, b)), f"slot {slot} drew the same batches again"

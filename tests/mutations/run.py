@@ -6,7 +6,8 @@
 
 ``mutations.toml`` lists each mutation: ``name``, ``file``, the exact ``old``
 text (it must occur exactly once in the file), the ``new`` text, the ``tests``
-to run (pytest paths or node ids) and ``killers``: substrings of the test ids
+to run (pytest paths or node ids), optionally ``k`` (a pytest ``-k``
+expression narrowing them), and ``killers``: substrings of the test ids
 written to catch it. The working tree is copied once (its tracked and
 untracked-but-not-ignored files, as they are now) to a temporary directory;
 each mutation is applied there, its tests run with that copy first on the
@@ -64,6 +65,10 @@ def scratch_copy() -> Path:
     return dest
 
 
+def pytest_args(m: dict) -> list[str]:
+    return [*m["tests"], *(["-k", m["k"]] if m.get("k") else [])]
+
+
 def run_tests(copy: Path, tests: list[str]) -> tuple[int, str]:
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1",
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
@@ -110,13 +115,14 @@ def main(argv=None) -> int:
 
     try:
         check_imports_from(copy)
-        tests = list(dict.fromkeys(t for m in mutations for t in m["tests"]))
+        selections = list(dict.fromkeys(tuple(pytest_args(m)) for m in mutations))
         t0 = time.time()
-        code, out = run_tests(copy, tests)
-        if code != 0:
-            print(out[-4000:])
-            sys.exit(f"mutations: the unmutated tests fail (exit {code}); fix them first")
-        print(f"unmutated: {len(tests)} test paths pass ({time.time() - t0:.0f} s)", flush=True)
+        for args_ in selections:
+            code, out = run_tests(copy, list(args_))
+            if code != 0:
+                print(out[-4000:])
+                sys.exit(f"mutations: the unmutated tests fail (exit {code}: {' '.join(args_)}); fix them first")
+        print(f"unmutated: {len(selections)} test selections pass ({time.time() - t0:.0f} s)", flush=True)
         counts = {}
         for m in mutations:
             path = copy / m["file"]
@@ -131,7 +137,7 @@ def main(argv=None) -> int:
                     path.write_text(original.replace(m["old"], m["new"]))
                     try:
                         t0 = time.time()
-                        code, out = run_tests(copy, m["tests"])
+                        code, out = run_tests(copy, pytest_args(m))
                     finally:
                         path.write_text(original)
                     failed = failed_tests(out)
