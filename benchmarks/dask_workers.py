@@ -46,11 +46,11 @@ def main():
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
 
+    from refimpl.model.unroll import UnrollBatches
     from refimpl.train import train_preset
     from refimpl.train.distributed import DaskTasks
     from refimpl.train.tasks import draw_unroll, rng_from_state
     from refimpl.train.trainer import TaskJob, init_state, run_task
-    from refimpl.model.unroll import UnrollBatches
 
     tc = train_preset("small")
     load = os.getloadavg()

@@ -24,9 +24,9 @@ import time
 
 import numpy as np
 
-from refimpl.evaluation.fewshot import readout_accuracy
 from refimpl.evaluation import baselines as bl
 from refimpl.evaluation.diagnostics import feature_diagnostics
+from refimpl.evaluation.fewshot import readout_accuracy
 from refimpl.params import init_phi
 
 ALL_BASELINES = ("raw", "ink", "pca", "vae", "supervised")

@@ -125,7 +125,7 @@ def conv_forward_unchecked(m, w, bias, axis: int):
     return conv_im2col(m, w, bias, axis)
 
 
-def conv_backward(dy, cache: "ConvCache") -> "ConvGrads":
+def conv_backward(dy, cache: ConvCache) -> ConvGrads:
     """VJP of conv_forward_unchecked, in the form its forward used."""
     if uses_tap_form(cache.m, cache.w):
         return conv_taps_vjp(dy, cache)

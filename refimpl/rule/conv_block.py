@@ -27,8 +27,15 @@ import numpy as np
 
 from refimpl.ops.activations import ActivationCache, activation_backward, activation_forward
 from refimpl.ops.batchnorm import BatchNormCache, batchnorm_backward, batchnorm_forward
-from refimpl.ops.conv import (ConvCache, conv_backward, conv_batch_backward, conv_batch_forward,
-                              conv_forward_unchecked, conv_unit_backward, conv_unit_forward)
+from refimpl.ops.conv import (
+    ConvCache,
+    conv_backward,
+    conv_batch_backward,
+    conv_batch_forward,
+    conv_forward_unchecked,
+    conv_unit_backward,
+    conv_unit_forward,
+)
 
 #: BatchNormTheta axes: per channel, over batch and units (SPEC 3).
 BN_AXES = (0, 1)
@@ -91,7 +98,7 @@ def conv_bn_relu_fused_forward(m, w, gamma, beta, *, axis: int, eps: float):
     return y, ConvBnReluFusedCache(conv_cache, centred, inv_std, gamma, y, axis)
 
 
-def conv_bn_relu_fused_backward(dy, cache: ConvBnReluFusedCache) -> "ConvBnReluGrads":
+def conv_bn_relu_fused_backward(dy, cache: ConvBnReluFusedCache) -> ConvBnReluGrads:
     """VJP of conv_bn_relu_fused_forward (topd.md eq. 4; batchnorm.md eq. 7)."""
     centred, inv_std, gamma = cache.centred, cache.inv_std, cache.gamma
     n = centred.shape[0]

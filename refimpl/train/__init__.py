@@ -14,11 +14,31 @@ from refimpl/cli.py; ``python -m refimpl.train`` offers both stand-alone).
 from __future__ import annotations
 
 from refimpl.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
-from refimpl.train.optim import (AdamState, adam_init, adam_step, budget_scale, clip_by_global_norm,
-                                 global_norm, learning_rate, sample_budget, unroll_range)
+from refimpl.train.optim import (
+    AdamState,
+    adam_init,
+    adam_step,
+    budget_scale,
+    clip_by_global_norm,
+    global_norm,
+    learning_rate,
+    sample_budget,
+    unroll_range,
+)
 from refimpl.train.presets import PRESET_NAMES, TrainConfig, train_preset
-from refimpl.train.trainer import (CHECKPOINT_FILE, CONFIG_FILE, EXIT_INTERRUPTED, LOG_FILE, PLOT_FILE,
-                                   THETA_FILE, RunDirError, init_state, meta_step, read_log, run)
+from refimpl.train.trainer import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    EXIT_INTERRUPTED,
+    LOG_FILE,
+    PLOT_FILE,
+    THETA_FILE,
+    RunDirError,
+    init_state,
+    meta_step,
+    read_log,
+    run,
+)
 
 __all__ = [
     "TrainState", "load_checkpoint", "save_checkpoint", "AdamState", "adam_init", "adam_step",

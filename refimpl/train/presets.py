@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -229,7 +228,7 @@ class TrainConfig(JsonFields):
         return super().from_dict(d)
 
     @classmethod
-    def _from_fields(cls, d: dict) -> "TrainConfig":
+    def _from_fields(cls, d: dict) -> TrainConfig:
         d["model"] = Config.from_dict(d["model"])
         return cls(**d)
 

@@ -35,8 +35,7 @@ import numpy as np
 from refimpl.npzio import atomic_write_bytes
 from refimpl.params import init_theta, save_params
 from refimpl.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
-from refimpl.train.optim import (adam_init, adam_step, clip_by_global_norm, learning_rate, mean_grads,
-                                 unroll_range)
+from refimpl.train.optim import adam_init, adam_step, clip_by_global_norm, learning_rate, mean_grads, unroll_range
 from refimpl.train.presets import TrainConfig
 from refimpl.train.tasks import draw_unroll, new_task_state, rng_from_state
 
