@@ -3,15 +3,17 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The pinned versions (constraints.txt); `make venv CONSTRAINTS=` installs unpinned.
+CONSTRAINTS ?= constraints.txt
 
 .PHONY: demo test lint bench golden clean venv
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,distributed]'
+	$(PY) -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[test,distributed]'
 	touch $(STAMP)
 
 demo: $(STAMP)
