@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The pinned versions (constraints.txt); `make venv CONSTRAINTS=` installs unpinned.
 CONSTRAINTS ?= constraints.txt
 
-.PHONY: demo test lint bench golden clean venv
+.PHONY: demo test lint bench golden results clean venv
 
 venv: $(STAMP)
 
@@ -32,6 +32,10 @@ bench: $(STAMP)
 
 golden: $(STAMP)
 	$(PY) -m refimpl golden export tests/golden
+
+# docs/results.md and the README's results summary, from docs/transfer/evaluation/report.json.
+results: $(STAMP)
+	$(PY) -m refimpl.evaluation.results_page
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis .ruff_cache
