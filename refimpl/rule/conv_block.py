@@ -13,10 +13,9 @@ batch norm in place on the conv output with relu applied in place on its
 output, and a backward that takes the relu mask from the output and the
 batch-norm means from dbeta and dgamma (derivations/batchnorm.md eq. 7); the
 cache keeps the centred conv output (xhat = centred * inv_std is never
-stored). 6 + 8 passes over [B, N, Cout] instead of 10 + 11 (the plain form
-counting its finiteness checks of m, the conv output and the BN output),
-besides the convolution's own. tests/test_topd.py
-compares the two in both dtypes.
+stored): fewer full passes over [B, N, Cout] than the plain form (counted in
+benchmarks/RESULTS.md, "Where the time of an update step goes").
+tests/test_topd.py compares the two in both dtypes.
 """
 
 from __future__ import annotations
