@@ -1,4 +1,4 @@
-"""Evaluation (refimpl/evaluate.py): few-shot readout, applying a rule, the comparison, the demo."""
+"""Evaluation (the refimpl.evaluation package): few-shot readout, applying a rule, the comparison, the demo."""
 from __future__ import annotations
 
 import io
