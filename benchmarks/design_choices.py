@@ -14,24 +14,14 @@ Prints medians in ms and the ratios; results: benchmarks/RESULTS.md, "Small impl
 """
 import argparse
 import os
-import time
 
 import numpy as np
 import scipy.ndimage
 from threadpoolctl import threadpool_limits
+from update_step import median_time
 
 from refimpl.data.glyphs import bilinear_sample
 from refimpl.ops.conv import _im2col, conv_im2col, conv_taps
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(times))
 
 
 def main() -> None:
@@ -40,6 +30,10 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     r = args.repeats
+
+    def median_ms(fn, repeats):
+        return 1e3 * median_time(fn, repeats)
+
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"one BLAS thread, median of {r}; load average {load}\n")
     print("relu, float32                    np.maximum     np.where   where/maximum")
