@@ -50,7 +50,7 @@ def main():
     from refimpl.train.distributed import DaskTasks
     from refimpl.train.tasks import draw_unroll, rng_from_state
     from refimpl.train.trainer import TaskJob, init_state, run_task
-    from refimpl.model.unroll import UnrollBatches
+    from refimpl.meta.unroll import UnrollBatches
 
     tc = train_preset("small")
     load = os.getloadavg()

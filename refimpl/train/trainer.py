@@ -7,7 +7,7 @@ One meta-step (:func:`meta_step`, a pure function of the state) at step k:
    remaining budget; draw the U unlabeled batches and U x n_eval labeled
    pairs; call ``meta_gradient`` from the slot's phi; keep phi_final;
 2. a task whose J, dtheta or phi_final is not finite (or whose unroll raises
-   :class:`refimpl.model.unroll.NonFiniteError`) is *dropped*: its gradient is
+   :class:`refimpl.meta.unroll.NonFiniteError`) is *dropped*: its gradient is
    not used, it is reset, the event is counted and logged;
 3. a task whose budget is spent is reset: a new task is drawn (with the
    slot's generator, budget scale of step k + 1);
@@ -58,12 +58,12 @@ EXIT_INTERRUPTED = 130
 
 
 def _default_meta_gradient():
-    from refimpl.model.unroll import meta_gradient
+    from refimpl.meta.unroll import meta_gradient
     return meta_gradient
 
 
 def _nonfinite_errors() -> tuple:
-    from refimpl.model.unroll import NonFiniteError
+    from refimpl.meta.unroll import NonFiniteError
     return (NonFiniteError, FloatingPointError, np.linalg.LinAlgError)
 
 
@@ -94,7 +94,7 @@ class TaskJob(NamedTuple):
     """One slot's share of a meta-step, drawn on the driver: everything a (possibly remote) worker needs."""
     U: int
     phi: dict
-    batches: object          # refimpl.model.unroll.UnrollBatches
+    batches: object          # refimpl.meta.unroll.UnrollBatches
     config: object           # the task's rule Config
     n_cls: int
 
@@ -124,13 +124,13 @@ def meta_step(state: TrainState, tc: TrainConfig, meta_gradient_fn=None, run_tas
     """One meta-step; returns ``(new_state, record)`` and never modifies ``state``.
 
     ``record`` is the JSON log line (a dict). ``meta_gradient_fn`` defaults
-    to :func:`refimpl.model.unroll.meta_gradient` (tests pass stubs).
+    to :func:`refimpl.meta.unroll.meta_gradient` (tests pass stubs).
     ``run_tasks(theta, jobs, meta_gradient_fn)``, when given, returns
     ``[run_task(theta, job, meta_gradient_fn) for job in jobs]``, computed
     elsewhere (refimpl.train.distributed); ``jobs`` is an iterator that draws
     each slot's inputs when it is reached. Every random draw stays here.
     """
-    from refimpl.model.unroll import UnrollBatches
+    from refimpl.meta.unroll import UnrollBatches
 
     t0 = time.perf_counter()
     k = state.step
