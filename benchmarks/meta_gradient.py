@@ -28,8 +28,12 @@ from refimpl.reference.gradcheck import rel_error
 from refimpl.params import init_phi, init_theta
 from refimpl.reference import meta_objective as oracle
 from refimpl.train import init_state, meta_step, train_preset
-from refimpl.train.trainer import blas_single_thread
-from refimpl.meta.unroll import UnrollBatches, meta_gradient
+try:
+    from refimpl.meta.unroll import UnrollBatches, meta_gradient
+    from refimpl.runtime import blas_single_thread
+except ImportError:   # a revision from before refimpl/meta/ (benchmarks/against_revision.py imports this file there)
+    from refimpl.model.unroll import UnrollBatches, meta_gradient
+    from refimpl.train.trainer import blas_single_thread
 
 N_CLS, SHOTS = 10, 10
 

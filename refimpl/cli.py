@@ -164,7 +164,7 @@ def run_command(parser: argparse.ArgumentParser, argv=None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:   # commands that must save state on Ctrl-C (train, demo) handle it themselves
-        from refimpl.train.trainer import EXIT_INTERRUPTED
+        from refimpl.runtime import EXIT_INTERRUPTED
         print(f"{command_parser.prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (ValueError, OSError) as e:

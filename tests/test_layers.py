@@ -16,6 +16,7 @@ LAYER_OF = {
     "refimpl.validate": "foundation",
     "refimpl.metric": "foundation",
     "refimpl.npzio": "foundation",
+    "refimpl.runtime": "foundation",
     "refimpl.ops": "ops",
     "refimpl.config": "config",
     "refimpl.params": "config",

@@ -114,7 +114,7 @@ def run_demo(run_dir="runs/demo", *, rule: str = DEMO_RULE, minutes: float = DEM
     Returns ``{"transfer", "control", "meta_steps", "paths", "seconds"}``."""
     from refimpl.evaluation.reporting import format_report
     from refimpl.evaluation.suite import evaluate_rule, resolve_rule
-    from refimpl.train.trainer import check_run_dir
+    from refimpl.runtime import check_run_dir
 
     if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not math.isfinite(minutes) \
             or minutes < 0:

@@ -101,10 +101,10 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
     loaded = check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_trials)
     theta, config, label, info = resolve_rule(rule)
     if out_dir is not None:
-        from refimpl.train.trainer import check_run_dir
+        from refimpl.runtime import check_run_dir
 
         out_dir = check_run_dir(out_dir, create=True)
-    from refimpl.train.trainer import blas_single_thread
+    from refimpl.runtime import blas_single_thread
 
     run = benchmark if benchmark_fn is None else benchmark_fn
     results = {}

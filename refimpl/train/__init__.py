@@ -13,12 +13,15 @@ from refimpl/cli.py; ``python -m refimpl.train`` offers both stand-alone).
 """
 from __future__ import annotations
 
+from refimpl.runtime import (EXIT_INTERRUPTED, RunDirError, directory_arg, nonneg_float, nonneg_int, number_type,
+                             positive_float, positive_int)
 from refimpl.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from refimpl.train.optim import (AdamState, adam_init, adam_step, budget_scale, clip_by_global_norm,
                                  global_norm, learning_rate, sample_budget, unroll_range)
 from refimpl.train.presets import PRESET_NAMES, TrainConfig, train_preset
-from refimpl.train.trainer import (CHECKPOINT_FILE, CONFIG_FILE, EXIT_INTERRUPTED, LOG_FILE, PLOT_FILE,
-                                   THETA_FILE, RunDirError, init_state, meta_step, read_log, run)
+from refimpl.train.rundir import CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, PLOT_FILE, THETA_FILE, read_log
+from refimpl.train.step import init_state, meta_step
+from refimpl.train.trainer import run
 
 __all__ = [
     "TrainState", "load_checkpoint", "save_checkpoint", "AdamState", "adam_init", "adam_step",
@@ -122,45 +125,11 @@ def _restore_signal_handlers(previous: dict) -> None:
 
 def _plot_command(args) -> int:
     from refimpl.train.plot import plot_run
-    from refimpl.train.trainer import check_run_dir
+    from refimpl.runtime import check_run_dir
 
     check_run_dir(args.run_dir, create=False)       # a directory the PNG can be written to
     print(f"wrote {plot_run(args.run_dir, window=args.window)}")
     return 0
-
-
-def number_type(convert, minimum, description):
-    """An argparse ``type`` that parses with ``convert`` and requires a finite value >= ``minimum``
-    (> 0 when ``minimum`` is 0 and ``description`` says positive)."""
-    import argparse
-    import math
-
-    strict = description.startswith("positive")
-
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {description}, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (strict and value <= 0):
-            raise argparse.ArgumentTypeError(f"expected a {description}, got {value}")
-        return value
-    return parse
-
-
-positive_int = number_type(int, 1, "positive integer")
-positive_float = number_type(float, 0, "positive number")
-nonneg_int = number_type(int, 0, "non-negative integer")
-nonneg_float = number_type(float, 0, "non-negative number")
-
-
-def directory_arg(text: str) -> str:
-    """An argparse ``type``: a non-empty path (an empty one would mean the current directory)."""
-    import argparse
-
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a directory, got an empty path")
-    return text
 
 
 def add_train_parser(subparsers):
