@@ -8,8 +8,10 @@ import pytest
 
 from refimpl.config import preset
 from refimpl.params import load_params
+from refimpl.cli.plot import add_plot_parser
+from refimpl.cli.train import add_train_parser
 from refimpl.train import (CHECKPOINT_FILE, LOG_FILE, THETA_FILE, RunDirError, TrainConfig, adam_init,
-                           adam_step, add_plot_parser, add_train_parser, budget_scale, clip_by_global_norm,
+                           adam_step, budget_scale, clip_by_global_norm,
                            global_norm, init_state, learning_rate, load_checkpoint, meta_step, read_log, run,
                            sample_budget, save_checkpoint, train_preset, unroll_range)
 from refimpl.train.optim import budget_from_normal, mean_grads, round_half_up
