@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from refimpl.base_model.mlp import base_forward
 from refimpl.config import Config
 from refimpl.evaluation import diagnostics as dg
-from refimpl.model.base_model import base_forward
 from refimpl.params import init_phi
 
 
