@@ -26,7 +26,8 @@ same with their batch norms.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,7 +39,7 @@ from refimpl.evaluation.diagnostics import ink_features
 # ---------------------------------------------------------------------------------
 def init_features(phi, config) -> Callable:
     """The random base model ``phi`` (config ``config``): ``x -> x^L``."""
-    from refimpl.model.base_model import base_forward
+    from refimpl.base_model.mlp import base_forward
 
     def transform(x):
         return base_forward(phi, np.asarray(x, dtype=next(iter(phi.values())).dtype), config)[0][-1]
