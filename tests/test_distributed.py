@@ -98,7 +98,7 @@ def test_a_killed_worker_is_replaced_and_its_task_computed_once(reference, clust
 
 def failing_once_meta_gradient(theta, phi, batches, config, *, n_cls, calls, marker, fail_at):
     """The real meta-gradient, except that call number ``fail_at`` raises, once (the worker survives)."""
-    from refimpl.model.unroll import meta_gradient
+    from refimpl.meta.unroll import meta_gradient
 
     with open(calls, "a") as f:
         f.write(f"{os.getpid()}\n")
@@ -131,7 +131,7 @@ def slow_first_task(theta, phi, batches, config, *, n_cls, finished):
 
 
 def test_results_are_gathered_in_task_order_when_tasks_complete_out_of_order(cluster, tmp_path):
-    from refimpl.train.trainer import TaskJob
+    from refimpl.train.step import TaskJob
 
     finished = tmp_path / "finished.txt"
     jobs = [TaskJob(U=1, phi={}, batches=None, config=None, n_cls=i) for i in range(4)]
