@@ -132,7 +132,7 @@ def test_the_collapse_flag_on_each_side_of_half_phi0s_rank(rank, flagged):
 
 def _counting_stub(monkeypatch, break_seed_at):
     """A stub rule (phi copied unchanged) whose phi turns NaN at the given update of the given seeds."""
-    seed_of, behind, real_init_phi = {}, {}, bm.init_phi
+    behind, real_init_phi = {}, bm.init_phi
     seeds_started = []
 
     def init_phi(config, rng, dtype=np.float32):

@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -40,6 +39,10 @@ TIMEOUT = 900          # seconds per mutation; a hang counts as killed (by the t
 
 
 def load(path=HERE / "mutations.toml") -> list[dict]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        sys.exit("mutations: needs Python >= 3.11 (tomllib reads mutations.toml)")
     with open(path, "rb") as f:
         mutations = tomllib.load(f)["mutation"]
     names = [m["name"] for m in mutations]
