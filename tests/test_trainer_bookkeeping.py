@@ -95,9 +95,11 @@ def test_budget_scale_of_the_tiny_ramp_by_hand():
         assert np.isclose(budget_scale(TINY, k), expected, rtol=0, atol=1e-12), k
 
 
-def test_a_kept_task_draws_fresh_batches_at_every_meta_step():
+def test_a_kept_task_draws_fresh_batches_at_every_meta_step(monkeypatch):
     # budgets far above the unrolls: no task is reset, every slot keeps its task for all steps
-    tc = TINY.replace(budget_scale_start=500.0, budget_scale_end=500.0)
+    tc = TINY
+    for module in _modules_holding(optim.sample_budget):
+        monkeypatch.setattr(module, "sample_budget", lambda tc, k, rng: 10 ** 6)
     seen = []
 
     def recording_meta_gradient(theta, phi, batches, config, *, n_cls):

@@ -5,7 +5,9 @@
     .venv/bin/python tests/mutations/run.py --list          # names only
 
 ``mutations.toml`` lists each mutation: ``name``, ``file``, the exact ``old``
-text (it must occur exactly once in the file), the ``new`` text, the ``tests``
+text (it must occur exactly once in the file), the ``new`` text (or lists of
+alternatives, ``old[i]`` -> ``new[i]``, the first found is applied: the same
+mistake in the code before and after a branch changes it), the ``tests``
 to run (pytest paths or node ids), optionally ``k`` (a pytest ``-k``
 expression narrowing them), and ``killers``: substrings of the test ids
 written to catch it. The working tree is copied once (its tracked and
@@ -17,7 +19,9 @@ never written, except for RESULT.txt after a full run.
 A mutation is KILLED when one of its killers fails, KILLED-ELSEWHERE when
 only other tests fail (a kill by accident: write the assertion that guards
 it), SURVIVED when every test passes, and ERROR when pytest could not run the
-tests (a collection or usage error) or the old text is not in the file. Run
+tests (a collection or usage error) or the old text is not in the file
+(SKIPPED instead for a mutation marked ``optional``: code that only some
+branches have). Run
 by hand, not by ``make test`` (pytest does not collect this directory: no file
 here is named test_*.py). The tests of the unmutated copy must pass first.
 """
@@ -133,11 +137,14 @@ def main(argv=None) -> int:
                 status, detail = "ERROR", f"no file {m['file']}"
             else:
                 original = path.read_text()
-                n = original.count(m["old"])
-                if n != 1:
-                    status, detail = "ERROR", f"old text found {n} times in {m['file']}"
+                olds, news = ([m["old"]], [m["new"]]) if isinstance(m["old"], str) else (m["old"], m["new"])
+                found = [(o, n) for o, n in zip(olds, news) if original.count(o) == 1]
+                if not found:
+                    counts = "/".join(str(original.count(o)) for o in olds)
+                    status = "SKIPPED" if m.get("optional") else "ERROR"
+                    detail = f"old text found {counts} times in {m['file']}"
                 else:
-                    path.write_text(original.replace(m["old"], m["new"]))
+                    path.write_text(original.replace(*found[0]))
                     try:
                         t0 = time.time()
                         code, out = run_tests(copy, pytest_args(m))
@@ -168,7 +175,7 @@ def main(argv=None) -> int:
             header = (f"# tests/mutations/run.py on {rev}{' with uncommitted changes' if dirty else ''}, "
                       f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
             (HERE / "RESULT.txt").write_text(header + "\n".join(lines) + "\n")
-        return 0 if counts.get("KILLED", 0) == len(mutations) else 1
+        return 0 if counts.get("KILLED", 0) + counts.get("SKIPPED", 0) == len(mutations) else 1
     finally:
         if args.keep:
             print(f"scratch copy kept in {copy}")
