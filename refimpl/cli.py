@@ -37,7 +37,7 @@ def _kind_list(text: str) -> list[str]:
 def _golden_export(args) -> int:
     from refimpl import golden
 
-    manifest = golden.export(args.directory, kinds=args.kinds, missing_only=args.missing)
+    manifest = golden.export(args.directory, kinds=args.kinds, missing_only=args.missing, progress=True)
     if args.missing:
         print(f"the golden set in {args.directory} now holds {len(manifest['cases'])} cases")
     else:

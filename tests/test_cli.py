@@ -24,7 +24,7 @@ COMMITTED = ROOT / "tests" / "golden"
 UNWRITABLE = "/proc/refimpl-no-such-dir"      # cannot be created, even by root
 
 
-GOLDEN_PROGRESS = re.compile(r"golden (check|verify): \d+/\d+ cases \[")
+GOLDEN_PROGRESS = re.compile(r"golden (check|verify|export): \d+/\d+ cases \[")
 
 
 def cli(argv, capsys):

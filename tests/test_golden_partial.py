@@ -26,7 +26,7 @@ from tests.test_golden_port import write_hand_set
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "tests" / "golden"
 PORTING = ROOT / "PORTING.md"
-PROGRESS_LINE = re.compile(r"^golden (verify|check): \d+/\d+ cases \[\d\d:\d\d<\d\d:\d\d, [\d.]+ cases/s\]$")
+PROGRESS_LINE = re.compile(r"^golden (verify|check|export): \d+/\d+ cases \[\d\d:\d\d<\d\d:\d\d, [\d.]+ cases/s\]$")
 
 ONE_KIND = '''
 import numpy as np
@@ -384,3 +384,11 @@ def test_check_case_marks_an_unimplemented_kind():
     assert verdict.summary() == "orth_disjoint: not implemented (the backend has no 'orth')"
     assert check_case(COMMITTED, "gauss", one_kind()).ok
     assert not check_case(COMMITTED, "gauss", one_kind(1 + 2e-6)).ok
+
+
+def test_cli_export_reports_progress_on_stderr(tmp_path, capsys):
+    rc = main(["golden", "export", str(tmp_path / "set"), "--kinds", "matmul,gauss"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and out == f"wrote 2 golden cases to {tmp_path / 'set'}\n"
+    assert err.splitlines() and all(PROGRESS_LINE.match(line) for line in err.splitlines())
+    assert err.splitlines()[-1].startswith("golden export: 2/2 cases [")
