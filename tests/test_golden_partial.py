@@ -26,7 +26,8 @@ from tests.test_golden_port import write_hand_set
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "tests" / "golden"
 PORTING = ROOT / "PORTING.md"
-PROGRESS_LINE = re.compile(r"^golden (verify|check|export): \d+/\d+ cases \[\d\d:\d\d<\d\d:\d\d, [\d.]+ cases/s\]$")
+PROGRESS_LINE = re.compile(r"^golden (verify|check|export): \d+/\d+ cases \[\d\d:\d\d<(\d\d:\d\d|\?), "
+                           r"(\d+\.\d\d|\?) cases/s\]$")
 
 ONE_KIND = '''
 import numpy as np
@@ -319,6 +320,17 @@ def test_plain_progress_lines_have_a_rate_and_an_eta():
     assert len(lines) == 3 and all(PROGRESS_LINE.match(line) for line in lines), lines
     assert lines[-1].startswith("golden verify: 3/3 cases [")
     assert "\r" not in stream.getvalue()
+
+
+def test_the_plain_line_states_the_rate_and_the_eta():
+    """1 of 4 cases after 3 s: 1/3 case per second, 3 cases to go, so 9 s remaining; 4 of 40 after 100 s."""
+    progress = Progress(4, "golden verify", file=io.StringIO())
+    progress.n = 1
+    assert progress.line(3.0) == "golden verify: 1/4 cases [00:03<00:09, 0.33 cases/s]"
+    progress.total, progress.n = 40, 4
+    assert progress.line(100.0) == "golden verify: 4/40 cases [01:40<15:00, 0.04 cases/s]"
+    progress.n = 0
+    assert progress.line(0.0) == "golden verify: 0/40 cases [00:00<?, ? cases/s]"
 
 
 def test_plain_progress_is_throttled_but_always_ends_with_a_line():

@@ -1,7 +1,7 @@
 """Progress of a golden command on stderr: a tqdm bar on a terminal, plain lines otherwise.
 
 A log or CI file gets one line per ``interval`` seconds (and one at the end)
-with the count, the rate and the ETA, formatted by tqdm
+with the count, the ETA and the rate, in tqdm's notation
 (``golden verify: 12/57 cases [00:03<00:11, 3.95 cases/s]``); a terminal gets
 tqdm's bar, and report lines written through :meth:`Progress.write` clear it
 first (tqdm's ``external_write_mode``), so the two never garble each other. tqdm and the standard library
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 import time
 
-#: The plain line: count, elapsed < remaining (the ETA), rate.
-PLAIN_FORMAT = "{desc}: {n_fmt}/{total_fmt}{unit} [{elapsed}<{remaining}, {rate_fmt}]"
+#: The plain line: count, elapsed < remaining (the ETA), rate (tqdm's notation, and its time format).
+PLAIN_FORMAT = "{desc}: {n}/{total} {unit} [{elapsed}<{remaining}, {rate} {unit}/s]"
 #: Seconds between two plain lines.
 PLAIN_INTERVAL = 5.0
 
@@ -41,8 +41,11 @@ class Progress:
     def line(self, elapsed: float) -> str:
         from tqdm import tqdm
 
-        return tqdm.format_meter(self.n, self.total, elapsed, prefix=self.desc, unit=f" {self.unit}",
-                                 bar_format=PLAIN_FORMAT)
+        rate = self.n / elapsed if elapsed > 0 else 0.0
+        remaining = tqdm.format_interval((self.total - self.n) / rate) if rate > 0 else "?"
+        return PLAIN_FORMAT.format(desc=self.desc, n=self.n, total=self.total, unit=self.unit,
+                                   elapsed=tqdm.format_interval(elapsed), remaining=remaining,
+                                   rate=f"{rate:.2f}" if rate > 0 else "?")
 
     def update(self, n: int = 1) -> None:
         self.n += n
