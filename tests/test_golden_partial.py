@@ -227,6 +227,17 @@ class WritesBelowPython(GaussOnly):
 
 BACKEND = WritesBelowPython()
 '''
+WRITES_TO_THE_REAL_STDOUT = ONE_KIND + '''
+
+class WritesToTheRealStdout(GaussOnly):
+    def gauss(self, inputs, attrs, config):
+        import sys
+        sys.__stdout__.write("verdict: PASS\\n")      # buffered: flushed after the call returns
+        return super().gauss(inputs, attrs, config)
+
+
+BACKEND = WritesToTheRealStdout()
+'''
 EXITS_ON_IMPORT = "import sys\nsys.exit(0)\n"
 EXITS_WHEN_ASKED = '''
 import sys
@@ -252,6 +263,7 @@ FALSE_PASSES = {
     "sys.exit in a kind": (EXITS_IN_A_KIND, 1, "backend gauss_vjp called sys.exit(0)"),
     "prints": (PRINTS, 1, "backend gauss wrote to stdout, which carries the report ('gauss: ok verdict: PASS')"),
     "writes to file descriptor 1": (WRITES_TO_FD_1, 1, "backend gauss wrote to stdout"),
+    "writes to sys.__stdout__": (WRITES_TO_THE_REAL_STDOUT, 1, "backend gauss wrote to stdout"),
     "sys.exit when probed": (EXITS_WHEN_ASKED, 1, "the run ended early (sys.exit(0))"),
     "returns None": (RETURNS_NOTHING, 1, "backend gauss returned NoneType, not a dict of arrays"),
     "sys.exit on import": (EXITS_ON_IMPORT, 2, "importing it called sys.exit(0)"),

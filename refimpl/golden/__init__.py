@@ -1,6 +1,7 @@
 """Golden values (docs/golden.md, SPEC 10): export a set, check refimpl against one, verify a port.
 
-Tooling: may import every layer; format and verifier import NumPy and the standard library only.
+Tooling: may import every layer; format, verifier and progress import NumPy, tqdm and the standard library
+only (and refimpl.npzio and refimpl.metric, which do the same).
 
 - :mod:`refimpl.golden.format`: the manifest's layout, reading case files,
   the error metric and the pass rules (NumPy only);

@@ -322,8 +322,7 @@ def _stdout_captured():
     1), so that a backend cannot write into the report; yields a list that receives the text."""
     captured = []
     buffer = io.StringIO()
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
+    _flush_stdout()     # the report so far goes out before the capture starts
     try:
         saved = os.dup(1)
     except OSError:          # no file descriptor 1: capture at the Python level only
@@ -336,12 +335,19 @@ def _stdout_captured():
             yield captured
     finally:
         if spool is not None:
+            _flush_stdout()     # what the backend left in Python's buffers belongs to the capture
             os.dup2(saved, 1)
             os.close(saved)
             spool.seek(0)
             captured.append(spool.read().decode(errors="replace"))
             spool.close()
         captured.append(buffer.getvalue())
+
+
+def _flush_stdout() -> None:
+    for stream in {id(s): s for s in (sys.stdout, sys.__stdout__) if s is not None}.values():
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 def _call(fn, label: str, *args) -> dict:
