@@ -20,7 +20,7 @@ import pytest
 
 from refimpl.cli import main
 from refimpl.golden import check_case, golden_cases, read_manifest, verify
-from refimpl.golden.progress import Progress
+from refimpl.runtime import Progress
 from tests.test_golden_port import write_hand_set
 
 ROOT = Path(__file__).resolve().parent.parent

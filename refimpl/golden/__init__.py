@@ -1,14 +1,13 @@
 """Golden values (docs/golden.md, SPEC 10): export a set, check refimpl against one, verify a port.
 
-Tooling: may import every layer; format, verifier and progress import NumPy, tqdm and the standard library
-only (and refimpl.npzio and refimpl.metric, which do the same).
+Tooling: may import every layer; format and verifier import NumPy and the standard library only
+(and refimpl.npzio, refimpl.metric and refimpl.runtime, which do the same; tqdm for progress).
 
 - :mod:`refimpl.golden.format`: the manifest's layout, reading case files,
   the error metric and the pass rules (NumPy only);
 - :mod:`refimpl.golden.verifier`: the port author's verifier, ``verify(dir,
   backend)`` and the pytest helpers, and the result types, limits and
   summaries the checker shares (NumPy only: no refimpl compute, no autograd);
-- :mod:`refimpl.golden.progress`: progress lines on stderr (tqdm);
 - :mod:`refimpl.golden.contract`: what export and check add (a case to
   export, an evaluator's result, the cotangent seeding, the source hash);
 - :mod:`refimpl.golden.primitive` and :mod:`refimpl.golden.composed`: the

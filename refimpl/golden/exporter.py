@@ -28,8 +28,8 @@ from refimpl.golden.catalog import all_cases, check_kinds, evaluate, evaluators
 from refimpl.golden.contract import CaseSpec, case_rng, source_sha256
 from refimpl.golden.format import (DEFAULT_RTOL, MANIFEST_FILE, SCHEMA_VERSION, GoldenError, cast_floats,
                                    read_case, read_manifest, rel_error, sha256_array)
-from refimpl.golden.progress import Progress
 from refimpl.npzio import atomic_write_bytes, current_umask, write_npz
+from refimpl.runtime import Progress
 
 
 def export(directory, kinds: list[str] | None = None, missing_only: bool = False, progress: bool = False) -> dict:

@@ -256,7 +256,7 @@ def run_cases(report: Report, entries: list[dict], judge_case, log=None, progres
     emit = (lambda text: None) if log is None else log
     bar = None
     if progress:
-        from refimpl.golden.progress import Progress
+        from refimpl.runtime import Progress
         bar = Progress(len(entries), desc)
         emit = (lambda text, log=emit: bar.write(log, text))
     try:
