@@ -18,8 +18,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from refimpl.reference import update_step as step_oracle
-from refimpl.reference.meta_loss import center_labels_vectorized as centred_labels
-from refimpl.reference.meta_loss import meta_loss_vectorized
+from refimpl.reference.meta_loss import center_labels_vectorized as centred_labels, meta_loss_vectorized
 from refimpl.reference.normalize import row_normalize_vectorized
 from refimpl.reference.ridge import ridge_solve_vectorized
 

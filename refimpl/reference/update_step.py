@@ -16,14 +16,20 @@ import numpy as np
 from refimpl.reference.activations import activation_vectorized
 from refimpl.reference.batchnorm import batchnorm_vectorized
 from refimpl.reference.conv import conv_vectorized as conv
-from refimpl.reference.elementwise import (gate_vectorized, gauss_reference, signed_square_reference,
-                                          soft_sqrt_reference)
+from refimpl.reference.elementwise import gate_vectorized, gauss_reference, signed_square_reference, soft_sqrt_reference
 from refimpl.reference.lowrr import lowrr_vectorized as lowrr
-from refimpl.reference.normalize import (channel_rms_normalize_vectorized, column_normalize_vectorized,
-                                         frobenius_normalize_vectorized)
-from refimpl.reference.normalize import plane_normalize_vectorized as plane_norm
-from refimpl.reference.planes import (bias_centre_vectorized, cross_cov_vectorized, orth_vectorized,
-                                      sym_zero_diag_vectorized as sym_zero_diag)
+from refimpl.reference.normalize import (
+    channel_rms_normalize_vectorized,
+    column_normalize_vectorized,
+    frobenius_normalize_vectorized,
+    plane_normalize_vectorized as plane_norm,
+)
+from refimpl.reference.planes import (
+    bias_centre_vectorized,
+    cross_cov_vectorized,
+    orth_vectorized,
+    sym_zero_diag_vectorized as sym_zero_diag,
+)
 from refimpl.reference.weight_stats import weight_stats_vectorized
 
 
