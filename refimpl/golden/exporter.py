@@ -26,8 +26,17 @@ import scipy
 import refimpl
 from refimpl.golden.catalog import all_cases, check_kinds, evaluate, evaluators
 from refimpl.golden.contract import CaseSpec, case_rng, source_sha256
-from refimpl.golden.format import (DEFAULT_RTOL, MANIFEST_FILE, SCHEMA_VERSION, GoldenError, cast_floats,
-                                   read_case, read_manifest, rel_error, sha256_array)
+from refimpl.golden.format import (
+    DEFAULT_RTOL,
+    MANIFEST_FILE,
+    SCHEMA_VERSION,
+    GoldenError,
+    cast_floats,
+    read_case,
+    read_manifest,
+    rel_error,
+    sha256_array,
+)
 from refimpl.npzio import atomic_write_bytes, current_umask, write_npz
 from refimpl.runtime import Progress
 

@@ -43,8 +43,15 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl.golden.format import (GoldenError, array_limit, cast_floats, read_case, read_manifest, rel_error,
-                                   split_roles)
+from refimpl.golden.format import (
+    GoldenError,
+    array_limit,
+    cast_floats,
+    read_case,
+    read_manifest,
+    rel_error,
+    split_roles,
+)
 from refimpl.npzio import atomic_write_bytes
 
 __all__ = ["ArrayVerdict", "CaseVerdict", "Report", "VerifyReport", "verify", "check_case", "golden_cases",
