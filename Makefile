@@ -4,7 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench golden clean venv
+DOCS_STAMP := $(VENV)/.installed-docs
+SITE   := docs/_build/html
+
+.PHONY: demo test bench golden clean venv docs docs-test
 
 venv: $(STAMP)
 
@@ -13,6 +16,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,distributed]'
 	touch $(STAMP)
+
+# The docs extra on top of the test environment (re-run when pyproject.toml changes).
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test,distributed,docs]'
+	touch $(DOCS_STAMP)
+
+# The site, offline, nitpicky, warnings as errors; then every internal link of the result.
+docs: $(DOCS_STAMP)
+	$(PY) -m sphinx -n -W --keep-going -q -b html -c docs . $(SITE)
+	$(PY) docs/check_links.py $(SITE)
+	@echo "the site: $(SITE)/index.html"
+
+# The checks that need the built site: maths typeset in a headless browser, a broken link fails.
+docs-test: docs
+	$(PY) -m pytest -m docs tests/test_docs_site.py
 
 demo: $(STAMP)
 	$(PY) -m refimpl demo
@@ -29,4 +47,4 @@ golden: $(STAMP)
 	$(PY) -m refimpl golden export tests/golden
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis docs/_build
