@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from refimpl.ops.activations import ACTIVATIONS
 from refimpl.validate import check_int, check_positive, fail
@@ -25,7 +25,7 @@ from refimpl.validate import check_int, check_positive, fail
 N_STATS = 4
 
 
-def check_kernel_size(name: str, k) -> int:
+def check_kernel_size(name: str, k: int) -> int:
     """A convolution kernel size must be a positive odd int ("same" padding needs a centre tap)."""
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0 or k % 2 == 0:
         fail("config", f"kernel size {name} must be a positive odd integer, got {k!r}")
@@ -41,6 +41,9 @@ _INT_FIELDS = ("batch_size", "delta_dims", "h_dims", "computeh_size", "topd_size
                "readout_rank", "n_eval")
 _POSITIVE_FLOAT_FIELDS = ("lr_phi", "ridge", "eps_phi", "eps_theta", "eps_d", "eps_s",
                           "eps_w", "eps_p")
+
+
+_Fields = TypeVar("_Fields", bound="JsonFields")
 
 
 class JsonFields:
@@ -59,7 +62,7 @@ class JsonFields:
         return cls(**d)
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls: type[_Fields], d: dict[str, Any]) -> _Fields:
         """Inverse of ``to_dict``. Every field must be present, no other key."""
         if not isinstance(d, dict):
             fail(cls._ERROR_PREFIX, f"expected a mapping of fields, got {type(d).__name__}")
@@ -77,14 +80,14 @@ class JsonFields:
         return json.dumps(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_json(cls, text: str):
+    def from_json(cls: type[_Fields], text: str) -> _Fields:
         try:
             d = json.loads(text)
         except (TypeError, json.JSONDecodeError) as e:
             fail(cls._ERROR_PREFIX, f"not valid JSON: {e}")
         return cls.from_dict(d)
 
-    def replace(self, **changes):
+    def replace(self: _Fields, **changes: Any) -> _Fields:
         """A copy with some fields changed (validated like a new instance)."""
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - names)
@@ -92,7 +95,7 @@ class JsonFields:
             fail(self._ERROR_PREFIX, f"unknown field(s) {unknown}")
         return dataclasses.replace(self, **changes)
 
-    def diff(self, other) -> list[str]:
+    def diff(self, other: JsonFields) -> list[str]:
         """Names of the fields where ``self`` and ``other`` differ."""
         return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
@@ -176,7 +179,7 @@ PRESET_EXTRAS: dict[str, dict[str, int]] = {
 }
 
 
-def check_config(op: str, config) -> "Config":
+def check_config(op: str, config: object) -> "Config":
     """``config`` must be a :class:`Config` (a stage's boundary check)."""
     if not isinstance(config, Config):
         fail(op, f"argument 'config' must be a Config, got {type(config).__name__}")

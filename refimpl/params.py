@@ -16,9 +16,10 @@ intact; they are read with ``allow_pickle=False``.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
+import numpy.typing as npt
 
 from refimpl.npzio import read_npz, write_npz
 from refimpl.config import KERNEL, N_STATS, TOPD_KERNEL0, Config
@@ -51,7 +52,7 @@ def theta_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     K = KERNEL
     shapes: dict[str, tuple[int, ...]] = {}
 
-    def conv_bn(prefix, i, w_shape, bn_width):
+    def conv_bn(prefix: str, i: int, w_shape: tuple[int, ...], bn_width: int) -> None:
         shapes[f"{prefix}/conv{i}/w"] = w_shape
         shapes[f"{prefix}/bn{i}/gamma"] = (bn_width,)
         shapes[f"{prefix}/bn{i}/beta"] = (bn_width,)
@@ -103,7 +104,8 @@ def param_shapes(kind: str, config: Config) -> dict[str, tuple[int, ...]]:
 # ---------------------------------------------------------------------------------
 # initialisation
 # ---------------------------------------------------------------------------------
-def truncated_normal(rng: np.random.Generator, shape, std: float, at: float = TRUNCATE_AT) -> np.ndarray:
+def truncated_normal(rng: np.random.Generator, shape: int | tuple[int, ...], std: float,
+                     at: float = TRUNCATE_AT) -> np.ndarray:
     """N(0, std^2) entries truncated at ``at`` std by redrawing the ones outside (float64).
 
     Vectorised: every round redraws all entries still out of range at once.
@@ -127,7 +129,7 @@ def _check_init_args(fn: str, config, rng, dtype) -> np.dtype:
     return dtype
 
 
-def init_theta(config: Config, rng: np.random.Generator, dtype=np.float64) -> dict[str, np.ndarray]:
+def init_theta(config: Config, rng: np.random.Generator, dtype: npt.DTypeLike = np.float64) -> dict[str, np.ndarray]:
     """theta per SPEC 9: conv weights N(0, 1/(K*Cin)); readouts, errprop/w, bias/w N(0, 1/Hd);
     errprop/b, topd/conv5/b 0; gamma 1, beta 0; merge/w 0.1. Drawn in SPEC 9 order
     (in float64, then cast, so float32 and float64 inits hold the same values)."""
@@ -153,7 +155,7 @@ def init_theta(config: Config, rng: np.random.Generator, dtype=np.float64) -> di
     return theta
 
 
-def init_phi(config: Config, rng: np.random.Generator, dtype=np.float64) -> dict[str, np.ndarray]:
+def init_phi(config: Config, rng: np.random.Generator, dtype: npt.DTypeLike = np.float64) -> dict[str, np.ndarray]:
     """phi per SPEC 2: W, V ~ N(0, 0.01^2), b ~ N(0, 0.1^2), each truncated at 2 std by
     redrawing. Drawn in SPEC 9 order (layer1/W, layer1/V, layer1/b, layer2/W, ...)."""
     dtype = _check_init_args("init_phi", config, rng, dtype)
@@ -172,8 +174,8 @@ def _check_kind(fn: str, kind) -> None:
         raise ValueError(f"{fn}: argument 'kind' must be 'theta' or 'phi', got {kind!r}")
 
 
-def validate_params(kind: str, arrays, config: Config, *, fn: str | None = None,
-                    dtype=None, finite: bool = True) -> np.dtype:
+def validate_params(kind: str, arrays: Mapping[str, np.ndarray], config: Config, *, fn: str | None = None,
+                    dtype: npt.DTypeLike | None = None, finite: bool = True) -> np.dtype:
     """Check a theta or phi mapping against ``config``; return its (common) dtype.
 
     Raises ValueError naming every missing name, every unexpected name, every
@@ -234,12 +236,12 @@ def validate_params(kind: str, arrays, config: Config, *, fn: str | None = None,
     return common
 
 
-def validate_theta(theta, config: Config, **kwargs) -> np.dtype:
+def validate_theta(theta: Mapping[str, np.ndarray], config: Config, **kwargs: Any) -> np.dtype:
     """:func:`validate_params` for theta (refuses a theta built for another batch size)."""
     return validate_params("theta", theta, config, **kwargs)
 
 
-def validate_phi(phi, config: Config, **kwargs) -> np.dtype:
+def validate_phi(phi: Mapping[str, np.ndarray], config: Config, **kwargs: Any) -> np.dtype:
     """:func:`validate_params` for phi."""
     return validate_params("phi", phi, config, **kwargs)
 
@@ -247,7 +249,7 @@ def validate_phi(phi, config: Config, **kwargs) -> np.dtype:
 # ---------------------------------------------------------------------------------
 # save / load
 # ---------------------------------------------------------------------------------
-def save_params(path, arrays, config: Config, kind: str) -> None:
+def save_params(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], config: Config, kind: str) -> None:
     """Write a validated theta/phi to ``path`` (.npz) with the config and kind embedded.
 
     The archive is written to a temporary file in the same directory and then
@@ -273,7 +275,8 @@ def _read_string(path: str, data: dict, key: str, what: str) -> str:
     return str(value[()])
 
 
-def load_params(path, kind: str | None = None, config: Config | None = None):
+def load_params(path: str | os.PathLike, kind: str | None = None,
+                config: Config | None = None) -> tuple[dict[str, np.ndarray], Config]:
     """Read a file written by :func:`save_params`; return ``(arrays, config)``.
 
     ``kind`` (optional) must match the stored kind; ``config`` (optional) must
