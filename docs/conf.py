@@ -71,7 +71,9 @@ napoleon_numpy_docstring = True
 napoleon_use_rtype = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
-autodoc_default_options = {"members": False}
+autodoc_typehints_format = "short"
+# Annotations are strings (``from __future__ import annotations``): show the aliases as written.
+autodoc_type_aliases = {"npt.DTypeLike": "numpy.typing.DTypeLike", "npt.ArrayLike": "numpy.typing.ArrayLike"}
 
 # Nitpicky mode (-n) runs without intersphinx (no network): names from NumPy, the standard
 # library and the shapes written in docstring type fields have no target on this site.
@@ -81,8 +83,17 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(ndarray|ArrayLike|NDArray|DTypeLike|dtype|Generator|RandomState)"),
     (r"py:.*", r"(argparse|collections\.abc|typing|pathlib|os|io|concurrent\.futures)\..*"),
     (r"py:.*", r"(Path|PathLike|Callable|Iterable|Iterator|Mapping|Sequence|Any|NamedTuple|Namespace)"),
-    (r"py:.*", r"(optional|default.*|shape.*|array.*|array_like|scalar|callable|mapping|sequence|"
+    (r"py:class", r"(optional|default.*|shape.*|array.*|array_like|path-like|scalar|callable|mapping|sequence|"
                r"of|or|and|\[.*\]|\(.*\)|[A-Z0-9, ]+)"),
+    # what a type field says beside the types: "ndarray, shape [B, N^0]", "[K k, K + n_reg]",
+    # "str or path-like", "{'theta', 'phi'}": shape letters and words, never names of objects
+    (r"py:class", r"[A-Z](\^(\w|\{[\w+-]+\}))?"),
+    (r"py:class", r"[a-z_][a-z0-9_-]*"),
+    (r"py:class", r".*[^\w.].*"),
+    # the constructor's argument of Dataset: the sources are internal to refimpl.data
+    (r"py:class", r"refimpl\.data\.base\.Source"),
+    # the type variable of JsonFields' constructors (Config.from_json returns a Config)
+    (r"py:class", r"refimpl\.config\._Fields"),
 ]
 
 html_theme = "furo"
@@ -98,3 +109,8 @@ mathjax3_config = {
     "loader": {"load": ["[tex]/textmacros"]},
     "tex": {"packages": {"[+]": ["textmacros"]}},
 }
+
+
+def setup(app):
+    # MathJax on every page: the sidebar's titles carry maths on pages that have none of their own.
+    app.set_html_assets_policy("always")

@@ -114,7 +114,57 @@ def _check_step_inputs(theta, phi, x, config) -> None:
 
 
 def update_step(theta: dict, phi: dict, x: np.ndarray, config) -> dict:
-    """phi_next = UnsupervisedUpdate(phi, x; theta)."""
+    r"""One unsupervised step of the learned rule: phi_next = UnsupervisedUpdate(phi, x; theta).
+
+    SPEC 4 and 5, in order: the base model's forward pass on ``x``; TopD's top-down signal
+    d^L; the downward pass computing h^l and propagating d^{l-1} through V^l; the weight and
+    bias changes of every layer from the ten planes; and the moving average
+
+    .. math::
+
+        W \leftarrow (1 - \text{lr}_\phi) W + \text{lr}_\phi\, \Delta W_\text{final}
+
+    (the same for V and b). No labels are used. The arguments are validated once, here.
+
+    Parameters
+    ----------
+    theta : Mapping[str, ndarray]
+        The rule's parameters, every SPEC 9 theta name for ``config``
+        (:func:`refimpl.init_theta`).
+    phi : Mapping[str, ndarray]
+        The base MLP's parameters: ``layer<l>/W`` and ``layer<l>/V`` [N^{l-1}, N^l],
+        ``layer<l>/b`` [N^l] for l = 1..L (:func:`refimpl.init_phi`).
+    x : ndarray, shape [B, N^0]
+        One unlabeled batch, B = ``config.batch_size``.
+    config : Config
+        The sizes and rates (SPEC 1).
+
+    Returns
+    -------
+    dict[str, ndarray]
+        phi after the step, the same names and shapes.
+
+    Raises
+    ------
+    ValueError
+        If a name is missing, a shape or the batch size does not match ``config``, the
+        arrays do not share one float dtype, or an entry is not finite.
+
+    See Also
+    --------
+    refimpl.meta_gradient : the gradient of the meta-objective through an unroll of this step.
+
+    Examples
+    --------
+    >>> import numpy as np, refimpl
+    >>> config = refimpl.preset("tiny")
+    >>> rng = np.random.default_rng(0)
+    >>> theta, phi = refimpl.init_theta(config, rng), refimpl.init_phi(config, rng)
+    >>> x = rng.standard_normal((config.batch_size, config.layer_sizes[0]))
+    >>> phi_next = refimpl.update_step(theta, phi, x, config)
+    >>> phi_next["layer1/W"].shape
+    (15, 9)
+    """
     return update_step_forward(theta, phi, x, config)[0]
 
 
