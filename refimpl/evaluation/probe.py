@@ -45,8 +45,8 @@ def probe_rule(theta, config: Config, inner_steps=(0, 25, 50, 100), probe: dict 
     list of dict
         One row per step: ``step``, ``J`` (the SPEC 6 meta-objective on the probe), ``J_classes``
         (the same on the class columns alone), ``accuracy`` and
-        :func:`~refimpl.evaluation.diagnostics.feature_diagnostics` of the support features; a row ``{"step", "diverged": True}`` ends the list if phi became
-        non-finite.
+        :func:`~refimpl.evaluation.diagnostics.feature_diagnostics` of the support features; a
+        row ``{"step", "diverged": True}`` ends the list if phi became non-finite.
     """
     from refimpl.model.base_model import base_forward
     from refimpl.rule.update_step import update_step
