@@ -48,7 +48,7 @@ def probe_rule(theta, config: Config, inner_steps=(0, 25, 50, 100), probe: dict 
         :func:`~refimpl.evaluation.diagnostics.feature_diagnostics` of the support features; a
         row ``{"step", "diverged": True}`` ends the list if phi became non-finite.
     """
-    from refimpl.model.base_model import base_forward
+    from refimpl.base_model.mlp import base_forward
     from refimpl.rule.update_step import update_step
 
     steps = sorted(int(s) for s in inner_steps)
