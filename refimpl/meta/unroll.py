@@ -23,9 +23,11 @@ forwards and U VJPs in all. Derivation: derivations/unroll.md.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from refimpl.config import Config
 from refimpl.meta.meta_objective import (check_labeled_pairs, meta_objective_backward,
@@ -67,7 +69,8 @@ class UnrollBatches(NamedTuple):
     def U(self) -> int:
         return int(np.shape(self.x)[0])
 
-    def validate(self, config: Config, *, n_cls, dtype=None, op: str = "UnrollBatches") -> int:
+    def validate(self, config: Config, *, n_cls: int, dtype: npt.DTypeLike | None = None,
+                 op: str = "UnrollBatches") -> int:
         """Check shapes, dtypes and labels against ``config``; return U.
 
         B must equal config.batch_size (TopD is tied to it), n_eval config.n_eval,
@@ -96,7 +99,7 @@ class UnrollBatches(NamedTuple):
         check_labeled_pairs(op, self.x_a, self.y_a, self.x_b, self.y_b, config, n_cls, dtype, lead=(U,))
         return U
 
-    def step(self, u: int):
+    def step(self, u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(x, x_a, y_a, x_b, y_b) of step u."""
         return self.x[u], self.x_a[u], self.y_a[u], self.x_b[u], self.y_b[u]
 
@@ -160,7 +163,8 @@ def _step_forward(theta, phi, batches, u, config, n_cls):
     return phi_next, step_cache, float(loss), accuracy, mo_cache
 
 
-def unroll_forward(theta, phi, batches: UnrollBatches, config: Config, *, n_cls):
+def unroll_forward(theta: Mapping[str, np.ndarray], phi: Mapping[str, np.ndarray], batches: UnrollBatches,
+                   config: Config, *, n_cls: int) -> tuple[float, dict[str, np.ndarray], list[float], list[float]]:
     """The unroll without a gradient (evaluation): returns (J, phi_final, losses, accuracies).
 
     Keeps nothing but the current phi; raises NonFiniteError on NaN/Inf."""
@@ -173,7 +177,8 @@ def unroll_forward(theta, phi, batches: UnrollBatches, config: Config, *, n_cls)
     return sum(losses) / len(losses), phi, losses, accuracies
 
 
-def meta_gradient(theta, phi, batches: UnrollBatches, config: Config, *, n_cls) -> MetaGradient:
+def meta_gradient(theta: Mapping[str, np.ndarray], phi: Mapping[str, np.ndarray], batches: UnrollBatches,
+                  config: Config, *, n_cls: int) -> MetaGradient:
     """SPEC 7 meta-gradient of one truncated unroll (derivations/unroll.md eq. 1-6).
 
     theta, phi: SPEC 9 mappings of one dtype (phi is the truncation's start,

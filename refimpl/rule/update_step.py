@@ -9,11 +9,12 @@ stage backwards (derivations/update_step.md); autograd is only the checker.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.config import check_config
+from refimpl.config import Config, check_config
 from refimpl.base_model.mlp import base_backward, base_forward_unchecked
 from refimpl.params import validate_phi, validate_theta
 from refimpl.rule.compute_h import compute_h_backward, compute_h_forward_unchecked
@@ -57,7 +58,8 @@ def _sum_shared(a, b):
     return type(a)(**fields)
 
 
-def update_step_forward(theta: dict, phi: dict, x: np.ndarray, config):
+def update_step_forward(theta: Mapping[str, np.ndarray], phi: Mapping[str, np.ndarray], x: np.ndarray,
+                        config: Config) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], UpdateStepCache]:
     """SPEC 4: returns (phi_next, deltas, cache); deltas holds dW_final, dV_final, db_final keyed like phi.
 
     theta, phi: every SPEC 9 name for ``config``; x [batch_size, N^0]; all one dtype.
@@ -67,7 +69,9 @@ def update_step_forward(theta: dict, phi: dict, x: np.ndarray, config):
     return update_step_forward_unchecked(theta, phi, x, config)
 
 
-def update_step_forward_unchecked(theta: dict, phi: dict, x: np.ndarray, config):
+def update_step_forward_unchecked(theta: Mapping[str, np.ndarray], phi: Mapping[str, np.ndarray], x: np.ndarray,
+                                  config: Config
+                                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], UpdateStepCache]:
     """update_step_forward for arguments the caller has validated (the unroll does, once)."""
     L = len(config.layer_sizes) - 1
     xs, zs, base_cache = base_forward_unchecked(phi, x, config)
@@ -113,7 +117,8 @@ def _check_step_inputs(theta, phi, x, config) -> None:
         fail(OP, f"theta, phi and x must share one dtype, got {theta_dtype}, {phi_dtype}, {x_dtype}")
 
 
-def update_step(theta: dict, phi: dict, x: np.ndarray, config) -> dict:
+def update_step(theta: Mapping[str, np.ndarray], phi: Mapping[str, np.ndarray], x: np.ndarray,
+                config: Config) -> dict[str, np.ndarray]:
     r"""One unsupervised step of the learned rule: phi_next = UnsupervisedUpdate(phi, x; theta).
 
     SPEC 4 and 5, in order: the base model's forward pass on ``x``; TopD's top-down signal
@@ -168,7 +173,8 @@ def update_step(theta: dict, phi: dict, x: np.ndarray, config) -> dict:
     return update_step_forward(theta, phi, x, config)[0]
 
 
-def update_step_vjp(dphi_next: dict, cache: UpdateStepCache):
+def update_step_vjp(dphi_next: Mapping[str, np.ndarray],
+                    cache: UpdateStepCache) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Cotangents for theta and phi, given cotangents for phi_next (missing names are zero).
 
     derivations/update_step.md: EMA, then per layer the weight and bias changes
