@@ -200,6 +200,50 @@ def meta_objective_backward(dloss: float | np.ndarray, cache: MetaObjectiveCache
 
 def meta_objective(phi: Mapping[str, np.ndarray], x_a: np.ndarray, y_a: np.ndarray, x_b: np.ndarray, y_b: np.ndarray,
                    config: Config, *, n_cls: int) -> tuple[float, float]:
-    """(loss as a float, accuracy) without keeping anything for a backward."""
+    r"""The SPEC 6 meta-objective of phi on n_eval labeled pairs, and the readout's accuracy.
+
+    For each pair e, x_a and x_b go through the base model in two independent forward passes;
+    a ridge regression fitted on the features of x_a predicts the targets of x_b:
+
+    .. math::
+
+        A = [x^L(x_a), 1], \qquad C = \text{RidgeSolve}(A, \hat Y_a, \text{ridge}), \qquad
+        \hat P = \text{RowNormalize}\big([x^L(x_b), 1]\, C\big),
+
+    .. math::
+
+        J_e = \frac{1}{n_\text{label}} \sum_{i=1}^{n_\text{label}} \big\lVert \hat P[i] - \hat Y_b[i] \big\rVert^2,
+
+    with :math:`\hat Y_a`, :math:`\hat Y_b` the centred and scaled targets (each with its own
+    statistics); the result is the mean of :math:`J_e` over the pairs. Nothing is kept for a backward (see ``meta_objective_forward`` and
+    ``meta_objective_backward`` in ``refimpl.meta.meta_objective`` for the VJP).
+
+    Parameters
+    ----------
+    phi : Mapping[str, ndarray]
+        The base model's parameters for ``config``.
+    x_a, x_b : ndarray, shape [n_eval, n_label, N^0]
+        The inputs of each pair's two batches (n_eval = ``config.n_eval``).
+    y_a, y_b : ndarray, shape [n_eval, n_label, K + n_reg]
+        Their targets: one-hot classes in the first K = ``n_cls`` columns, then n_reg regression
+        targets in [-1, 1].
+    config : Config
+        The base model's sizes, the ridge penalty and eps_p.
+    n_cls : int
+        K >= 2, the class columns of the targets (it cannot be read from their width).
+
+    Returns
+    -------
+    loss : float
+        The meta-objective.
+    accuracy : float
+        The fraction of rows of x_b whose predicted class (the argmax of the K class columns of
+        the prediction) is right, over all pairs; not differentiated.
+
+    Raises
+    ------
+    ValueError
+        If a shape, the dtype or the one-hot class columns do not match.
+    """
     loss, accuracy, _ = meta_objective_forward(phi, x_a, y_a, x_b, y_b, config, n_cls=n_cls)
     return float(loss), accuracy
