@@ -74,6 +74,15 @@ def rendered_dom(page: Path, tmp_path: Path) -> str:
 
 @needs_site
 @needs_chromium
+def test_maths_in_the_sidebar_is_typeset_on_a_page_without_maths(tmp_path):
+    """The derivations' titles carry maths; MathJax must run on every page, not only on pages with maths."""
+    page = SITE / "docs" / "api.html"
+    assert TEX_LEFT.search(page.read_text()), "the sidebar should list a title with maths"
+    assert typesetting_problems(rendered_dom(page, tmp_path)) == []
+
+
+@needs_site
+@needs_chromium
 def test_maths_is_typeset_in_a_headless_browser(tmp_path):
     static = MATHS_PAGE.read_text()
     assert typesetting_problems(static), "the built page should hold raw TeX until MathJax runs"
@@ -114,6 +123,23 @@ def test_the_walkthrough_page_shows_its_executed_outputs():
     figures = len(re.findall(r'<img[^>]+src="[^"]*_images/[^"]+\.png"', page))
     assert outputs >= 8 and figures >= 5, (outputs, figures)
     assert "Traceback" not in page
+
+
+@needs_site
+def test_every_derivation_links_the_code_and_a_test_it_names():
+    pages = sorted((SITE / "derivations").glob("*.html"))
+    assert len(pages) > 30
+    for page in pages:
+        if page.name == "README.html":
+            continue
+        links = re.findall(r'href="\.\./_repo/([^"#]+)\.html(?:#L-\d+)?"', page.read_text())
+        assert any(p.startswith("refimpl/") for p in links), f"{page.name} links no code"
+        assert any(p.startswith("tests/") for p in links), f"{page.name} links no test"
+    # a test named with ::name links to the line that defines it
+    fast = (SITE / "derivations" / "conv_batch.html").read_text()
+    line = re.search(r'_repo/tests/test_fast_paths\.py\.html#L-(\d+)"', fast)
+    source = (ROOT / "tests" / "test_fast_paths.py").read_text().splitlines()
+    assert line and source[int(line.group(1)) - 1].lstrip().startswith("def test_conv_tap_form_equals_im2col")
 
 
 BROKEN_PAGE = """# A page
