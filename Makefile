@@ -3,23 +3,25 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The pinned versions (constraints.txt); `make venv CONSTRAINTS=` installs unpinned.
+CONSTRAINTS ?= constraints.txt
 
 DOCS_STAMP := $(VENV)/.installed-docs
 SITE   := docs/_build/html
 
-.PHONY: demo test bench golden clean venv docs docs-test
+.PHONY: demo test lint bench golden results clean venv docs docs-test
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,distributed]'
+	$(PY) -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[test,distributed]'
 	touch $(STAMP)
 
 # The docs extra on top of the test environment (re-run when pyproject.toml changes).
-$(DOCS_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[test,distributed,docs]'
+$(DOCS_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e '.[test,distributed,docs]'
 	touch $(DOCS_STAMP)
 
 # The site, offline, nitpicky, warnings as errors; then every internal link of the result.
@@ -38,6 +40,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
 bench: $(STAMP)
 	$(PY) benchmarks/ops.py --dtype float32
 	$(PY) benchmarks/update_step.py
@@ -46,5 +51,9 @@ bench: $(STAMP)
 golden: $(STAMP)
 	$(PY) -m refimpl golden export tests/golden
 
+# docs/results.md and the README's results summary, from docs/transfer/evaluation/report.json.
+results: $(STAMP)
+	$(PY) -m refimpl.evaluation.results_page
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis docs/_build
+	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis .ruff_cache docs/_build

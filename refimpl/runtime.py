@@ -18,11 +18,10 @@ EXIT_INTERRUPTED = 130
 def blas_single_thread():
     """A context manager limiting BLAS to one thread (threadpoolctl, a scikit-learn dependency).
 
-    The matrices of a meta-step are small: with OpenBLAS's default thread
-    pool one small-preset unroll took 3.1 s instead of 0.24 s on this 2-core
-    machine while it was loaded by other processes (threads spin-waiting),
-    and a fixed thread count removes one possible source of run-to-run
-    differences. Without threadpoolctl: no limit.
+    The matrices of a meta-step are small, and OpenBLAS's default thread pool
+    spin-waits on a loaded machine (benchmarks/RESULTS.md, "One BLAS thread
+    for meta-training and evaluation"); a fixed thread count also removes one
+    possible source of run-to-run differences. Without threadpoolctl: no limit.
     """
     try:
         from threadpoolctl import threadpool_limits

@@ -8,10 +8,10 @@ import pytest
 import refimpl.meta.meta_objective as mo_module
 from refimpl import golden
 from refimpl.config import PRESET_EXTRAS, preset
-from refimpl.reference.gradcheck import rel_error
 from refimpl.meta.meta_objective import meta_objective, meta_objective_backward, meta_objective_forward
 from refimpl.params import init_phi
 from refimpl.reference import meta_objective as ref
+from refimpl.reference.gradcheck import rel_error
 
 TINY = preset("tiny")
 N_LABEL, N_CLS = PRESET_EXTRAS["tiny"]["n_label"], PRESET_EXTRAS["tiny"]["n_cls"]   # 16, 5

@@ -21,8 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from refimpl.golden.catalog import case_kinds, cast_floats, check_kinds, evaluate, evaluators
-from refimpl.golden.format import (GoldenError, float32_enforced, float32_limit, float64_limit, read_case,
-                                   read_manifest, rel_error, split_roles)
+from refimpl.golden.format import (
+    GoldenError,
+    float32_enforced,
+    float32_limit,
+    float64_limit,
+    read_case,
+    read_manifest,
+    rel_error,
+    split_roles,
+)
 
 
 @dataclass

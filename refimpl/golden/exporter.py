@@ -20,8 +20,16 @@ import scipy
 import refimpl
 from refimpl.golden.catalog import all_cases, cast_floats, check_kinds, evaluate, evaluators
 from refimpl.golden.contract import CaseSpec, case_rng, source_sha256
-from refimpl.golden.format import (DEFAULT_RTOL, MANIFEST_FILE, SCHEMA_VERSION, GoldenError, read_case,
-                                   read_manifest, rel_error, sha256_array)
+from refimpl.golden.format import (
+    DEFAULT_RTOL,
+    MANIFEST_FILE,
+    SCHEMA_VERSION,
+    GoldenError,
+    read_case,
+    read_manifest,
+    rel_error,
+    sha256_array,
+)
 from refimpl.npzio import atomic_write_bytes, current_umask, write_npz
 
 

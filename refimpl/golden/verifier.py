@@ -28,8 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl.golden.format import (GoldenError, float32_enforced, float32_limit, float64_limit, read_case,
-                                   read_manifest, rel_error, split_roles)
+from refimpl.golden.format import (
+    GoldenError,
+    float32_enforced,
+    float32_limit,
+    float64_limit,
+    read_case,
+    read_manifest,
+    rel_error,
+    split_roles,
+)
 
 __all__ = ["ArrayVerdict", "CaseVerdict", "VerifyReport", "verify", "check_case", "golden_cases", "load_backend"]
 
