@@ -33,6 +33,7 @@ include_patterns = [
     "derivations/*.md",
     "PORTING.md",
     "examples/walkthrough.py",
+    "refimpl/pretrained/rules/*.md",     # the shipped rules' cards, which the results page cites
 ]
 exclude_patterns = [".git", ".venv", "docs/_build", "runs", "**/__pycache__", ".hypothesis", "*.egg-info",
                     "tests/golden", "build"]
