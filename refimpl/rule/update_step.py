@@ -22,7 +22,7 @@ from refimpl.rule.topd import topd_backward, topd_forward_unchecked
 from refimpl.rule.weight_update import (
     bias_update_backward, bias_update_forward_unchecked, matrix_update_backward,
     matrix_update_forward_unchecked, shared_planes_backward, shared_planes_forward_unchecked)
-from refimpl.validate import check_inputs, fail
+from refimpl.validate import check_inputs, fail, trusted_inputs
 
 OP = "update_step"
 
@@ -64,7 +64,8 @@ def update_step_forward(theta: dict, phi: dict, x: np.ndarray, config):
     Validated here once; the stages below trust what this checked.
     """
     _check_step_inputs(theta, phi, x, config)
-    return update_step_forward_unchecked(theta, phi, x, config)
+    with trusted_inputs():
+        return update_step_forward_unchecked(theta, phi, x, config)
 
 
 def update_step_forward_unchecked(theta: dict, phi: dict, x: np.ndarray, config):
