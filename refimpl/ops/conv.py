@@ -32,6 +32,7 @@ Derivation: derivations/conv_batch.md (ConvUnit: derivations/conv_unit.md).
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -204,6 +205,24 @@ def _edge_units(N: int, P: int) -> np.ndarray:
     return np.unique(np.concatenate([np.arange(min(P, N)), np.arange(max(N - P, 0), N)]))
 
 
+@functools.lru_cache(maxsize=256)
+def _edge_plan(N: int, K: int) -> tuple:
+    """(edge units, ((k, which edge units tap k reaches in range, the units it reads), ...)) for
+    the ConvUnit edge recomputation of eq. 8; a function of N and K only, so built once per pair."""
+    P = (K - 1) // 2
+    edge = _edge_units(N, P)
+    taps = []
+    for k in range(K):
+        s = k - P
+        src = edge + s
+        ok = (s != 0) & (src >= 0) & (src < N)
+        if ok.any():
+            taps.append((k, ok, src[ok]))
+    for a in [edge] + [a for _, ok, src in taps for a in (ok, src)]:
+        a.setflags(write=False)
+    return edge, tuple(taps)
+
+
 def _tap_sum(m, w, axis: int) -> np.ndarray:
     """sum_k shift_k(m) @ w[k] (eq. 7), [B*N, Cout]: one matmul per tap on row ranges of m's [B*N, C] view."""
     B, N, C = m.shape
@@ -227,14 +246,10 @@ def _tap_sum(m, w, axis: int) -> np.ndarray:
         # eq. 8: the first and last P units read, in the flattened order, a neighbouring batch
         # element; recompute their outputs from the in-range taps only.
         m3, y3 = m2.reshape(B, N, C), y.reshape(B, N, Cout)
-        edge = _edge_units(N, P)
+        edge, taps = _edge_plan(N, K)
         acc = m3[:, edge] @ w[P]
-        for k in range(K):
-            s = k - P
-            src = edge + s
-            ok = (s != 0) & (src >= 0) & (src < N)
-            if ok.any():
-                acc[:, ok] += m3[:, src[ok]] @ w[k]
+        for k, ok, src in taps:
+            acc[:, ok] += m3[:, src] @ w[k]
         y3[:, edge] = acc
     return y
 
