@@ -106,7 +106,10 @@ def main():
 
     import refimpl
     from refimpl.train import init_state, meta_step, train_preset
-    import refimpl.model.unroll  # noqa: F401  (loaded so that its stage functions are found)
+    try:                                     # loaded so that its stage functions are found
+        import refimpl.meta.unroll  # noqa: F401
+    except ImportError:                      # a revision from before refimpl/meta/
+        import refimpl.model.unroll  # noqa: F401
 
     tc = train_preset(args.preset)
     state = init_state(tc)

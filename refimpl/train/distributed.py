@@ -1,11 +1,16 @@
 """The meta-batch on Dask distributed (optional extra ``refimpl[distributed]``).
 
 The driver (:func:`refimpl.train.trainer.run`, the loop) keeps theta, Adam, every
-task's state and every random generator; it draws each slot's batches
-itself, so the random streams are those of the single-process run. Only
-:func:`refimpl.train.step.run_task` (a pure function of theta and one
-slot's inputs) runs on the workers; the results are gathered in slot order,
-so a run on N workers ends with exactly the theta of the single-process run.
+task's state and every random generator's state. A worker runs
+:func:`refimpl.train.step.run_slot` for one slot: it rebuilds the slot's
+generator from the state the job carries, draws the slot's U and batches
+with it, computes the meta-gradient, and returns the result with the
+generator's advanced state; the driver continues the slot's stream from that
+state. run_slot is a pure function of its arguments, and the results are
+gathered in slot order, so a run on N workers ends with exactly the theta
+(and every generator state) of the single-process run. What travels is
+theta, the slot's phi and task definition and a generator state (tens to
+hundreds of KiB), not its batches.
 
     with DaskTasks(workers=2) as tasks:               # a LocalCluster of 2 worker processes
         run(run_dir, tc, run_tasks=tasks)
@@ -24,7 +29,7 @@ import logging
 import time
 from concurrent.futures import CancelledError
 
-from refimpl.train.step import run_task
+from refimpl.train.step import run_slot
 
 #: Seconds to wait for the scheduler (connecting, or silent during a meta-step) before giving up.
 DEFAULT_TIMEOUT = 30.0
@@ -45,12 +50,12 @@ def _import_distributed():
     return distributed
 
 
-def _run_task_single_thread(theta, job, meta_gradient_fn):
-    """run_task with BLAS limited to one thread, as in the single-process trainer."""
+def _run_slot_single_thread(theta, job, meta_gradient_fn):
+    """run_slot with BLAS limited to one thread, as in the single-process trainer."""
     from refimpl.runtime import blas_single_thread
 
     with blas_single_thread():
-        return run_task(theta, job, meta_gradient_fn)
+        return run_slot(theta, job, meta_gradient_fn)
 
 
 class DaskTasks:
@@ -109,15 +114,11 @@ class DaskTasks:
         self._handlers = ()
 
     def __call__(self, theta, jobs, meta_gradient_fn=None):
-        """[run_task(theta, job, meta_gradient_fn) for job in jobs], computed on the cluster, in order.
-
-        Each job is submitted as soon as ``jobs`` yields it, so the workers start while the
-        driver draws the next slot's batches.
-        """
+        """[run_slot(theta, job, meta_gradient_fn) for job in jobs], computed on the cluster, in order."""
         import distributed
 
         client = self.client
-        futures = [client.submit(_run_task_single_thread, theta, job, meta_gradient_fn, pure=False,
+        futures = [client.submit(_run_slot_single_thread, theta, job, meta_gradient_fn, pure=False,
                                  retries=self.retries) for job in jobs]
         try:
             results, lost_since = [], None
