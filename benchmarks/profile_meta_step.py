@@ -60,18 +60,20 @@ class StageTimer:
         self.originals = []
 
     def install(self):
+        """Wrap every function object so named (outside refimpl.reference, the oracles) wherever a
+        refimpl module holds it."""
         mods = [m for name, m in list(sys.modules.items()) if name.startswith("refimpl") and m is not None]
         for stage, names in STAGES.items():
+            wrapped = {}
             for fname in names:
-                fn = next((getattr(m, fname) for m in mods if callable(getattr(m, fname, None))), None)
-                if fn is None:
-                    continue
-                wrapped = self._wrap(stage, fn)
                 for m in mods:
-                    if getattr(m, fname, None) is fn:
-                        self.originals.append((m, fname, fn))
-                        setattr(m, fname, wrapped)
-                break
+                    fn = getattr(m, fname, None)
+                    if not callable(fn) or str(getattr(fn, "__module__", "")).startswith("refimpl.reference"):
+                        continue
+                    if id(fn) not in wrapped:
+                        wrapped[id(fn)] = self._wrap(stage, fn)
+                    self.originals.append((m, fname, fn))
+                    setattr(m, fname, wrapped[id(fn)])
 
     def uninstall(self):
         for m, fname, fn in self.originals:
