@@ -71,7 +71,7 @@ def _json_float(x):
 
 
 class TaskJob(NamedTuple):
-    """One slot's share of a meta-step, drawn on the driver: everything a (possibly remote) worker needs."""
+    """One slot's drawn unroll: U, the phi it starts from, its batches, the rule config and n_cls."""
     U: int
     phi: dict
     batches: object          # refimpl.meta.unroll.UnrollBatches
