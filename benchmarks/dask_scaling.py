@@ -79,9 +79,9 @@ def main():
         projection[M] = {W: 1 / step_time(m, M, W) for W in WORKERS}
         print(f"\nprojected meta-steps/s, {M} tasks per meta-step:")
         for W in WORKERS:
-            mark = "  <- " + ("measured above" if W <= 2 else "projection") if W in (1, 2, 8, 32, 128) else ""
+            mark = "   <- asked for" if W in (8, 32, 128) else ""
             print(f"  {W:>4} workers: {projection[M][W]:8.3f}  ({projection[M][W] / projection[M][1]:5.1f}x one "
-                  f"worker){mark if W in (8, 32, 128) else ''}")
+                  f"worker){mark}")
         serial = m["driver_s"]["2"] + M * m["driver_per_task_s"]
         print(f"  limit with unlimited workers: {1 / (serial + max(m['task_compute_s']) + m['round_trip_s']):.3f} "
               f"(the driver's {serial * 1e3:.0f} ms per meta-step plus the slowest task)")
