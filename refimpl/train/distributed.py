@@ -33,6 +33,8 @@ from refimpl.train.step import run_slot
 
 #: Seconds to wait for the scheduler (connecting, or silent during a meta-step) before giving up.
 DEFAULT_TIMEOUT = 30.0
+#: Seconds between looks at the tasks in flight (a few ms against tasks of 0.1-1 s).
+POLL_SECONDS = 0.003
 #: How often a task that raised is submitted again before the meta-step fails.
 DEFAULT_RETRIES = 2
 
@@ -114,27 +116,49 @@ class DaskTasks:
         self._handlers = ()
 
     def __call__(self, theta, jobs, meta_gradient_fn=None):
-        """[run_slot(theta, job, meta_gradient_fn) for job in jobs], computed on the cluster, in order."""
-        import distributed
+        """[run_slot(theta, job, meta_gradient_fn) for job in jobs], computed on the cluster, in order.
 
+        At most one task per worker thread is in flight: the next slot is submitted when a task
+        finishes, so each slot goes to the first worker that is free (the scheduler would
+        otherwise hand out every slot at once, two per one-thread worker, whatever their sizes).
+        """
         client = self.client
-        futures = [client.submit(_run_slot_single_thread, theta, job, meta_gradient_fn, pure=False,
-                                 retries=self.retries) for job in jobs]
+        jobs = list(jobs)
+        slots = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+        results = [None] * len(jobs)
+        inflight, next_slot, submitted = {}, 0, []
+        lost_since = None
+
+        def submit():
+            nonlocal next_slot
+            future = client.submit(_run_slot_single_thread, theta, jobs[next_slot], meta_gradient_fn, pure=False,
+                                   retries=self.retries)
+            inflight[future] = next_slot
+            submitted.append(future)
+            next_slot += 1
+
         try:
-            results, lost_since = [], None
-            for future in futures:                    # in slot order
-                while True:
-                    try:
-                        results.append(future.result(timeout=0.5))
-                        break
-                    except TimeoutError:
-                        pass
+            while next_slot < len(jobs) and len(inflight) < slots:
+                submit()
+            checked = time.monotonic()
+            while inflight:
+                done = [f for f in inflight if f.done()]
+                if not done:
+                    time.sleep(POLL_SECONDS)
+                    if time.monotonic() - checked < 0.5:
+                        continue
+                    checked = time.monotonic()
                     if client.status == "running":
                         lost_since = None
                     else:
                         lost_since = lost_since or time.monotonic()
                         if time.monotonic() - lost_since > self.timeout:
                             raise self._lost("no answer")
+                    continue
+                for future in done:
+                    results[inflight.pop(future)] = future.result()
+                    if next_slot < len(jobs):
+                        submit()
             return results
         except DistributedError:
             raise
@@ -143,7 +167,7 @@ class DaskTasks:
                 raise
             raise self._lost(type(e).__name__) from None
         finally:
-            for f in futures:
+            for f in submitted:
                 f.release()
 
     def _lost(self, why: str) -> DistributedError:
