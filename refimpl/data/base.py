@@ -142,12 +142,32 @@ class BatchRequest(NamedTuple):
 
 
 class Dataset:
-    """A view of a :class:`Source`: some of its classes, in a fixed order, optionally permuted inputs.
+    """A view of a dataset's source: some of its classes, in a fixed order, optionally permuted inputs.
 
-    Attributes: ``name``, ``n_features``, ``n_classes``, ``n_reg``,
-    ``image_shape`` (of the unpermuted input, or None), ``class_names``,
-    ``classes`` (the source class ids, in label order), ``perm`` (None or the
-    input permutation), ``augmented``.
+    Made by :func:`refimpl.get_dataset`; :meth:`subset`, :meth:`sample_classes` and
+    :meth:`permuted` derive other views without copying the data.
+
+    Attributes
+    ----------
+    name : str
+        The dataset's name.
+    n_features : int
+        N^0, the input size.
+    n_classes : int
+        K, the classes of this view (labels 0..K-1 in the order of ``classes``).
+    n_reg : int
+        Regression targets appended to the one-hot labels (0 for most datasets).
+    image_shape : tuple of int or None
+        The shape of an unpermuted input as an image.
+    class_names : tuple of str
+        The names of the view's classes, in label order.
+    classes : tuple of int
+        The source's class ids, in label order.
+    perm : ndarray or None
+        The permutation applied to the input features.
+    augmented : bool
+        Whether the source draws augmented examples (then examples may repeat with fresh
+        augmentation).
     """
 
     def __init__(self, source: Source, classes=None, perm=None):
@@ -197,7 +217,7 @@ class Dataset:
                 f"test={self.n_examples('test')}{perm})")
 
     # -- views --------------------------------------------------------------------
-    def subset(self, classes) -> "Dataset":
+    def subset(self, classes) -> Dataset:
         """The view restricted to ``classes`` (indices into this view's classes, or class names),
         relabelled 0..n-1 in the order given."""
         classes = list(np.atleast_1d(np.asarray(classes, dtype=object)))
@@ -220,14 +240,14 @@ class Dataset:
             raise ValueError(f"subset: repeated classes in {classes}")
         return Dataset(self.source, [self.classes[i] for i in ids], self.perm)
 
-    def sample_classes(self, rng, n_way: int) -> "Dataset":
+    def sample_classes(self, rng, n_way: int) -> Dataset:
         """A random ``n_way``-class subset (classes in random order)."""
         n_way = _check_count("n_way", n_way)
         if n_way > self.n_classes:
             raise ValueError(f"n_way={n_way} is larger than the {self.n_classes} classes of {self.name}")
         return self.subset(as_rng(rng).permutation(self.n_classes)[:n_way].tolist())
 
-    def permuted(self, perm) -> "Dataset":
+    def permuted(self, perm) -> Dataset:
         """The view whose inputs are ``x[:, perm]``; composes with an existing permutation."""
         perm = np.asarray(perm)
         if (perm.shape != (self.n_features,) or perm.dtype.kind not in "iu"
@@ -246,17 +266,50 @@ class Dataset:
         return x if self.perm is None else np.ascontiguousarray(x[:, self.perm])
 
     def unlabeled_batch(self, rng, batch_size: int, split: str = "train", dtype=None) -> np.ndarray:
-        """``x [batch_size, n_features]``: examples drawn i.i.d. uniformly (with replacement)."""
+        """Examples drawn i.i.d. uniformly (with replacement), without labels.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator or int
+            The source of the draws (an int is a seed).
+        batch_size : int
+            B, the examples to draw.
+        split : {"train", "test"}
+            The split to draw from.
+        dtype : dtype, optional
+            The floating dtype of the result (float32 by default).
+
+        Returns
+        -------
+        ndarray, shape [B, n_features]
+        """
         split, dtype = check_split(split), check_dtype(dtype)
         return self.realise([self.unlabeled_request(rng, batch_size, split)], split, dtype)[0]
 
     def labeled_batch(self, rng, k_per_class: int, split: str = "train", dtype=None):
-        """``(x [n_classes*K, n_features], y [n_classes*K, n_classes + n_reg])``, class-major order.
+        """A labeled batch of ``k_per_class`` examples of every class, class-major order.
 
-        Each class contributes K distinct examples. An augmented source draws
-        an example again (with fresh augmentation) only when K exceeds its
-        count, after using every example of the class; any other source
-        raises ``ValueError`` if K exceeds the count of some class.
+        Each class contributes k distinct examples. An augmented source draws an example again
+        (with fresh augmentation) only when k exceeds its count, after using every example of
+        the class; any other source raises ``ValueError`` if k exceeds the count of some class.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator or int
+            The source of the draws (an int is a seed).
+        k_per_class : int
+            k, the examples of each class.
+        split : {"train", "test"}
+            The split to draw from.
+        dtype : dtype, optional
+            The floating dtype of the result (float32 by default).
+
+        Returns
+        -------
+        x : ndarray, shape [K k, n_features]
+            The inputs, the k examples of class 0 first.
+        y : ndarray, shape [K k, K + n_reg]
+            One-hot labels, then the regression targets.
         """
         split, dtype = check_split(split), check_dtype(dtype)
         return self.realise([self.labeled_request(rng, k_per_class, split)], split, dtype)[0]

@@ -49,7 +49,7 @@ def _sigmoid_pair(z):
     return np.where(pos, r, er), np.where(pos, er, r)
 
 
-def activation_forward(z, *, name):
+def activation_forward(z: np.ndarray, *, name: str) -> tuple[np.ndarray, ActivationCache]:
     """Activation forward (derivations/activations.md eq. 1-8).
 
     z: any shape, e.g. [B, N] (base model) or [B, N, C] (the rule's gate).
@@ -62,7 +62,7 @@ def activation_forward(z, *, name):
                  f"(z shape {z.shape})")
     aux = ()
     if name == "relu":
-        x = np.maximum(z, 0)   # eq. 1; ~10x faster than np.where with a scalar branch
+        x = np.maximum(z, 0)   # eq. 1; not np.where: benchmarks/RESULTS.md, "relu: np.maximum"
     elif name == "leaky_relu":
         x = np.where(z > 0, z, LEAKY_SLOPE * z)                                     # eq. 2
     elif name == "elu":
@@ -84,7 +84,7 @@ def activation_forward(z, *, name):
     return x, ActivationCache(name, kept_z, x, aux)
 
 
-def activation_backward(dx, cache: ActivationCache) -> ActivationGrads:
+def activation_backward(dx: np.ndarray, cache: ActivationCache) -> ActivationGrads:
     """VJP of activation_forward: dz = dx * f'(z).
 
     f' reuses the forward's sigmoid(z) and sigmoid(-z) (sigmoid, swish) and

@@ -47,7 +47,7 @@ def _contract(a, b, a_axes, b_axes):
     return np.dot(at.reshape(at.shape[0], -1), bt.reshape(-1, bt.shape[-1]))
 
 
-def lowrr_forward(ha, hb, pa, pb):
+def lowrr_forward(ha: np.ndarray, hb: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> tuple[np.ndarray, LowRRCache]:
     """LowRR forward.
 
     ha [B, Na, Hd], hb [B, Nb, Hd], pa [Hd, R], pb [Hd, R].
@@ -75,7 +75,7 @@ def lowrr_forward(ha, hb, pa, pb):
     return y, LowRRCache(ha, hb, pa, pb, ra, rb, scale)
 
 
-def lowrr_backward(dy, cache: LowRRCache) -> LowRRGrads:
+def lowrr_backward(dy: np.ndarray, cache: LowRRCache) -> LowRRGrads:
     """VJP of lowrr_forward: dy [Na, Nb] -> LowRRGrads(ha, hb, pa, pb), each shaped like its input."""
     ha, hb, pa, pb, ra, rb, scale = cache
     B, Na, R = ra.shape

@@ -13,22 +13,29 @@ batch norm in place on the conv output with relu applied in place on its
 output, and a backward that takes the relu mask from the output and the
 batch-norm means from dbeta and dgamma (derivations/batchnorm.md eq. 7); the
 cache keeps the centred conv output (xhat = centred * inv_std is never
-stored). 6 + 8 passes over [B, N, Cout] instead of 10 + 11 (the plain form
-counting its finiteness checks of m, the conv output and the BN output),
-besides the convolution's own. tests/test_topd.py
-compares the two in both dtypes.
+stored): fewer full passes over [B, N, Cout] than the plain form (counted in
+benchmarks/RESULTS.md, "Where the time of an update step goes").
+tests/test_topd.py compares the two in both dtypes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
 from refimpl.ops.activations import ActivationCache, activation_backward, activation_forward
 from refimpl.ops.batchnorm import BatchNormCache, batchnorm_backward, batchnorm_forward
-from refimpl.ops.conv import (ConvCache, conv_backward, conv_batch_backward, conv_batch_forward,
-                              conv_forward_unchecked, conv_unit_backward, conv_unit_forward)
+from refimpl.ops.conv import (
+    ConvCache,
+    conv_backward,
+    conv_batch_backward,
+    conv_batch_forward,
+    conv_forward_unchecked,
+    conv_unit_backward,
+    conv_unit_forward,
+)
 
 #: BatchNormTheta axes: per channel, over batch and units (SPEC 3).
 BN_AXES = (0, 1)
@@ -62,21 +69,23 @@ class ConvBnReluFusedCache(NamedTuple):
 FUSED_DTYPES = (np.dtype(np.float32),)
 
 
-def conv_bn_relu_forward(m, w, gamma, beta, *, axis: int, eps: float):
+def conv_bn_relu_forward(m: np.ndarray, w: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *, axis: int, eps: float
+                         ) -> tuple[np.ndarray, ConvBnReluCache | ConvBnReluFusedCache]:
     """One rule block, fused for float32 (:func:`conv_bn_relu_fused_forward`), plain otherwise."""
     if m.dtype in FUSED_DTYPES:
         return conv_bn_relu_fused_forward(m, w, gamma, beta, axis=axis, eps=eps)
     return conv_bn_relu_plain_forward(m, w, gamma, beta, axis=axis, eps=eps)
 
 
-def conv_bn_relu_backward(dy, cache):
+def conv_bn_relu_backward(dy: np.ndarray, cache: ConvBnReluCache | ConvBnReluFusedCache) -> ConvBnReluGrads:
     """VJP of conv_bn_relu_forward, in the form its forward used."""
     if isinstance(cache, ConvBnReluFusedCache):
         return conv_bn_relu_fused_backward(dy, cache)
     return conv_bn_relu_plain_backward(dy, cache)
 
 
-def conv_bn_relu_fused_forward(m, w, gamma, beta, *, axis: int, eps: float):
+def conv_bn_relu_fused_forward(m: np.ndarray, w: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *, axis: int,
+                               eps: float) -> tuple[np.ndarray, ConvBnReluFusedCache]:
     """conv_bn_relu_plain_forward's result (up to rounding) for validated arguments, in place where it can be."""
     B, N, _ = m.shape
     c, conv_cache = conv_forward_unchecked(m, w, None, axis)              # topd.md eq. 1a
@@ -91,7 +100,7 @@ def conv_bn_relu_fused_forward(m, w, gamma, beta, *, axis: int, eps: float):
     return y, ConvBnReluFusedCache(conv_cache, centred, inv_std, gamma, y, axis)
 
 
-def conv_bn_relu_fused_backward(dy, cache: ConvBnReluFusedCache) -> "ConvBnReluGrads":
+def conv_bn_relu_fused_backward(dy: np.ndarray, cache: ConvBnReluFusedCache) -> ConvBnReluGrads:
     """VJP of conv_bn_relu_fused_forward (topd.md eq. 4; batchnorm.md eq. 7)."""
     centred, inv_std, gamma = cache.centred, cache.inv_std, cache.gamma
     n = centred.shape[0]
@@ -109,7 +118,8 @@ def conv_bn_relu_fused_backward(dy, cache: ConvBnReluFusedCache) -> "ConvBnReluG
     return ConvBnReluGrads(g_conv.m, g_conv.w, dgamma, dbeta)
 
 
-def conv_bn_relu_plain_forward(m, w, gamma, beta, *, axis: int, eps: float):
+def conv_bn_relu_plain_forward(m: np.ndarray, w: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *, axis: int,
+                               eps: float) -> tuple[np.ndarray, ConvBnReluCache]:
     """One rule block: relu(BatchNormTheta(Conv(m, w); gamma, beta, eps)).
 
     m [B, N, Cin]; w [K, Cin, Cout]; gamma, beta [Cout]; axis 0 = ConvBatch,
@@ -123,7 +133,7 @@ def conv_bn_relu_plain_forward(m, w, gamma, beta, *, axis: int, eps: float):
     return y, ConvBnReluCache(conv_cache, bn_cache, act_cache, axis)
 
 
-def conv_bn_relu_plain_backward(dy, cache: ConvBnReluCache) -> ConvBnReluGrads:
+def conv_bn_relu_plain_backward(dy: np.ndarray, cache: ConvBnReluCache) -> ConvBnReluGrads:
     """VJP of conv_bn_relu_plain_forward: dy [B, N, Cout] -> grads for m, w, gamma, beta."""
     _, conv_bwd = _CONV[cache.axis]
     dn = activation_backward(dy, cache.act).z                              # topd.md eq. 4a
@@ -132,7 +142,8 @@ def conv_bn_relu_plain_backward(dy, cache: ConvBnReluCache) -> ConvBnReluGrads:
     return ConvBnReluGrads(g_conv.m, g_conv.w, g_bn.gamma, g_bn.beta)
 
 
-def conv_bn_relu_chain_forward(m, theta, prefix: str, axes, *, eps: float):
+def conv_bn_relu_chain_forward(m: np.ndarray, theta: Mapping[str, np.ndarray], prefix: str, axes: Sequence[int], *,
+                               eps: float) -> tuple[np.ndarray, tuple[ConvBnReluCache | ConvBnReluFusedCache, ...]]:
     """Blocks i = 0, 1, ... in a row, block i reading ``<prefix>/conv<i>/w`` and
     ``<prefix>/bn<i>/gamma|beta`` with conv axis ``axes[i]``.
 
@@ -146,7 +157,8 @@ def conv_bn_relu_chain_forward(m, theta, prefix: str, axes, *, eps: float):
     return m, tuple(caches)
 
 
-def conv_bn_relu_chain_backward(dy, caches, prefix: str):
+def conv_bn_relu_chain_backward(dy: np.ndarray, caches: Sequence[ConvBnReluCache | ConvBnReluFusedCache], prefix: str
+                                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """VJP of conv_bn_relu_chain_forward: (dm, {``<prefix>/conv<i>/w``, ``<prefix>/bn<i>/*``: grad})."""
     dtheta = {}
     dm = dy

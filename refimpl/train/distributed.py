@@ -122,6 +122,7 @@ class DaskTasks:
         finishes, so each slot goes to the first worker that is free (the scheduler would
         otherwise hand out every slot at once, two per one-thread worker, whatever their sizes).
         """
+
         client = self.client
         jobs = list(jobs)
         slots = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
