@@ -33,7 +33,7 @@ from refimpl.train.step import run_slot
 
 #: Seconds to wait for the scheduler (connecting, or silent during a meta-step) before giving up.
 DEFAULT_TIMEOUT = 30.0
-#: Seconds between looks at the tasks in flight (a few ms against tasks of 0.1-1 s).
+#: Seconds between looks at the tasks in flight (short against the compute time of a task).
 POLL_SECONDS = 0.003
 #: How often a task that raised is submitted again before the meta-step fails.
 DEFAULT_RETRIES = 2
