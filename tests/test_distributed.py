@@ -69,14 +69,27 @@ def test_two_workers_end_with_the_single_process_theta(reference, cluster, tmp_p
     assert_same_run(tmp_path, ref_dir, ref_state)
 
 
+def _call_number(calls) -> int:
+    """This call's number 1, 2, ... among all processes: the first ``calls.<n>`` it can create.
+
+    Exclusive creation is atomic, so two workers starting their tasks at the same moment get
+    different numbers (counting the lines of ``calls`` after appending can give both the same)."""
+    n = 1
+    while True:
+        try:
+            os.close(os.open(f"{calls}.{n}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return n
+        except FileExistsError:
+            n += 1
+
+
 def killing_meta_gradient(theta, phi, batches, config, *, n_cls, calls, marker, kill_at):
     """The real meta-gradient, except that call number ``kill_at`` SIGKILLs its own worker process, once."""
     from refimpl.meta.unroll import meta_gradient
 
     with open(calls, "a") as f:
         f.write(f"{os.getpid()}\n")
-    n_calls = len(Path(calls).read_text().split())
-    if n_calls == kill_at and not os.path.exists(marker):
+    if _call_number(calls) == kill_at and not os.path.exists(marker):
         Path(marker).write_text(str(os.getpid()))
         os.kill(os.getpid(), signal.SIGKILL)
     return meta_gradient(theta, phi, batches, config, n_cls=n_cls)
