@@ -58,7 +58,9 @@ class TrainConfig(JsonFields):
     """Meta-training settings. Ranges are inclusive ``(lo, hi)`` pairs.
 
     Task distribution (SPEC 7): ``datasets`` (names for
-    :func:`refimpl.data.get_dataset`, drawn uniformly), ``n_way`` (classes
+    :func:`refimpl.data.get_dataset`, drawn uniformly: built in, registered
+    with :func:`refimpl.data.register_dataset` in the process that trains,
+    or dataset ``.npz`` paths; a name may repeat to weight it), ``n_way`` (classes
     per task, uniform integer), ``k_shot`` (examples per class in each
     labeled batch, so n_label = n_way * k_shot), ``depth`` (number of hidden
     layers between the input and the top layer, uniform integer; the base
@@ -132,10 +134,11 @@ class TrainConfig(JsonFields):
         ds = tuple(ds)
         if not ds or not all(isinstance(d, str) and d for d in ds):
             _fail(f"field 'datasets' must be a non-empty sequence of names, got {ds!r}")
-        from refimpl.data import DATASETS
-        unknown = [d for d in ds if d not in DATASETS]
+        from refimpl.data import is_dataset_name, list_datasets
+        unknown = [d for d in ds if not is_dataset_name(d)]
         if unknown:
-            _fail(f"unknown dataset(s) {unknown}; known: {', '.join(DATASETS)}")
+            _fail(f"unknown dataset(s) {unknown}; known: {', '.join(list_datasets())}, a name given to "
+                  f"refimpl.data.register_dataset, or the path of a dataset .npz")
         object.__setattr__(self, "datasets", ds)
         if self.split not in ("train", "test"):
             _fail(f"field 'split' must be 'train' or 'test', got {self.split!r}")
