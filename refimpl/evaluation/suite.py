@@ -86,7 +86,7 @@ def dataset_label(dataset) -> str:
     return dataset.name if isinstance(dataset, Dataset) else str(dataset)
 
 
-def check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_trials) -> list:
+def check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_trials, k_query: int = 10) -> list:
     """Validate everything before any work; returns the Dataset objects. Raises ValueError (one line).
 
     ``datasets``: names (built in, registered, dataset ``.npz`` paths) or
@@ -129,6 +129,12 @@ def check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_tr
         raise ValueError(f"{fn}: n_way {n_way} is more classes than any dataset has ({sizes}); n_way applies to "
                          f"datasets with more classes than it (the default {DEFAULT_N_WAY} to those with more than "
                          f"{DEFAULT_N_WAY})")
+    for label, ds in zip(labels, loaded):
+        counts = ds.class_counts("test")
+        if not ds.augmented and counts.min() < k_shot + k_query:
+            c = int(np.argmin(counts))
+            raise ValueError(f"{fn}: dataset {label} has {counts[c]} test examples of class {ds.class_names[c]!r}; "
+                             f"each trial draws k_shot + k_query = {k_shot} + {k_query} per class")
     return loaded
 
 
@@ -169,7 +175,7 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
 
     inner_steps = tuple(inner_steps)
     baselines = tuple(dict.fromkeys(list(baselines) + ["ink"]))
-    loaded = check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_trials)
+    loaded = check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_trials, k_query)
     names = [dataset_label(d) for d in datasets]
     theta, config, label, info = resolve_rule(rule)
     skipped = dict(skipped or {})
