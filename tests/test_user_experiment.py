@@ -410,3 +410,31 @@ def test_reduced_budgets_are_named_in_the_titles(monkeypatch):
     for fig in _figures(monkeypatch, report).values():
         assert "REDUCED baseline budgets: VAE 30 steps, supervised 20 steps" in fig._suptitle.get_text()
     assert any("REDUCED baseline budgets" in n for n in report["notes"])
+
+
+@pytest.mark.parametrize("values, window", [([1.0, 2.0, np.nan, 4.0, 7.0, 3.0], 3), ([5.0], 1),
+                                            ([np.nan, np.nan, 1.0, 1.5], 2), (list(np.linspace(0, 1, 9)), 4)])
+def test_the_training_curves_band_is_the_standard_error_of_the_trailing_mean(values, window):
+    from refimpl.train.plot import smooth_se
+
+    v = np.asarray(values)
+    expected = []
+    for i in range(len(v)):
+        part = v[max(0, i - window + 1):i + 1]
+        part = part[np.isfinite(part)]
+        expected.append(part.std(ddof=1) / np.sqrt(len(part)) if len(part) > 1 else np.nan)
+    np.testing.assert_allclose(smooth_se(v, window), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_the_training_curves_legend_is_beside_the_axes_and_names_the_band(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from refimpl.train import plot
+
+    assert run(tmp_path / "r", train_preset("tiny"), n_steps=4, meta_gradient_fn=stub_meta_gradient) == 0
+    figs = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: figs.append(self))
+    plot.plot_run(tmp_path / "r", window=2)
+    ax = figs[0].axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "± 1 s.e. of that mean" in labels and ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1
