@@ -284,5 +284,5 @@ def test_golden_meta_gradient_export_and_check(tmp_path):
     assert loss_cot.shape == () and float(loss_cot) == 1.0
     for float32 in (False, True):
         report = golden.check(tmp_path / "set", float32=float32, only=["meta_gradient"], log=lambda *a: None)
-        assert report.ok and report.cases_run == 2, [(r.array, r.rel, r.limit) for r in report.results
+        assert report.ok and report.cases_run == 2, [(r.array, r.error, r.limit) for r in report.results
                                                      if not r.passed]
