@@ -11,7 +11,7 @@ import pytest
 
 import refimpl
 from refimpl.data import from_arrays, get_dataset, load_npz, register_dataset, unregister_dataset
-from refimpl.evaluation import reporting, suite
+from refimpl.evaluation import reporting
 from refimpl.npzio import atomic_write_bytes, remove_stale_temp_files
 from refimpl.train import run, train_preset
 from tests.helpers import stub_meta_gradient
@@ -343,11 +343,9 @@ def test_demo_starts_from_scratch_or_says_it_continues(tmp_path):
 
 
 def test_demo_names_skipped_datasets_and_the_part_ctrl_c_interrupted(tmp_path, monkeypatch, capsys):
+    import refimpl.data as data
     from refimpl.data import FashionMNISTNotFoundError
     from refimpl.evaluation import demo
-
-    real = demo.demo_datasets.__globals__  # noqa: F841 - the module whose get_dataset is patched below
-    import refimpl.data as data
 
     original = data.get_dataset
 

@@ -127,11 +127,8 @@ def plot_inner_steps(report: dict, path) -> Path:
 
     fig = Figure(figsize=(10.0, 3.9))
     ax_acc, ax_rank = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    n_points = 0
-    for name, res in report["datasets"].items():
-        rows = res["summary"]
-        rule = sorted((int(r["method"].split("@")[1]), r) for r in rows if r["method"].startswith("rule@"))
-        n_points = max(n_points, len(rule))
+    n_points = max((sum(r["method"].startswith("rule@") for r in res["summary"])
+                    for res in report["datasets"].values()), default=0)
     log_axis = n_points >= 4
     for name, res in report["datasets"].items():
         rows = res["summary"]
