@@ -11,7 +11,7 @@ import pytest
 
 import refimpl
 from refimpl.data import from_arrays, get_dataset, load_npz, register_dataset, unregister_dataset
-from refimpl.evaluation import reporting
+from refimpl.evaluation import reporting, suite
 from refimpl.npzio import atomic_write_bytes, remove_stale_temp_files
 from refimpl.train import run, train_preset
 from tests.helpers import stub_meta_gradient
@@ -436,3 +436,24 @@ def test_the_training_curves_legend_is_beside_the_axes_and_names_the_band(tmp_pa
     ax = figs[0].axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "± 1 s.e. of that mean" in labels and ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1
+
+
+def test_an_interrupted_eval_says_where_and_how_to_continue(tmp_path, capsys, monkeypatch):
+    from refimpl.evaluation.benchmark import benchmark
+
+    calls = []
+
+    def interrupted_on_the_second(*a, **kw):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return benchmark(*a, **kw)
+
+    monkeypatch.setattr(suite, "benchmark", interrupted_on_the_second)
+    out = tmp_path / "ev"
+    code, _, err = cli(["eval", "random", "--datasets", "moons", "--seeds", "2", "--inner-steps", "0",
+                        "--baselines", "raw", "--trials", "1", "--out", str(out)], capsys)
+    last = err.strip().splitlines()[-1]
+    assert code == 130
+    assert last == (f"refimpl eval: interrupted during moons seed 1 (1 of 2 seeds done); the finished seeds are "
+                    f"kept in {out / 'partial'}, continue with --resume (resume=True)")

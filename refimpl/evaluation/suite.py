@@ -193,6 +193,7 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
     run = benchmark if benchmark_fn is None else benchmark_fn
     results = {}
     bar = Progress(len(names) * seeds, desc="eval", unit="seeds") if progress else None
+    where = ["before the first seed"]
     try:
         with blas_single_thread():   # small matrices (benchmarks/RESULTS.md, "One BLAS thread for meta-training ...")
             for index, (name, ds) in enumerate(zip(names, loaded)):
@@ -205,6 +206,8 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
                 for seed in range(seeds):
                     part = None if store is None else store.load(index, seed)
                     if part is None:
+                        where[0] = f"during {name} seed {seed} ({index * seeds + seed} of {len(names) * seeds} " \
+                                   f"seeds done)"
                         part = run(theta, config, ds, seeds=[seed], k_shot=k_shot, k_query=k_query,
                                    n_trials=n_trials, inner_steps=inner_steps, n_way=way, baselines=baselines,
                                    vae_steps=vae_steps, supervised_steps=supervised_steps, progress=progress)
@@ -220,6 +223,10 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
                         bar.update(1)
                 per_seed = [r for part in parts for r in part["per_seed"]]
                 results[name] = {**parts[-1], "per_seed": per_seed, "summary": summarize(per_seed)}
+    except KeyboardInterrupt:
+        kept = (f"; the finished seeds are kept in {store.partial}, continue with --resume (resume=True)"
+                if store is not None else "")
+        raise KeyboardInterrupt(f"{where[0]}{kept}") from None
     finally:
         if bar is not None:
             bar.close()
