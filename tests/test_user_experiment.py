@@ -368,7 +368,7 @@ def test_demo_names_skipped_datasets_and_the_part_ctrl_c_interrupted(tmp_path, m
                       train_fn=lambda *a: 0, plot_fn=lambda d: [], out=err)
     assert "fashion_mnist14" not in seen["datasets"] and "fashion_mnist14" in seen["skipped"]
     assert "demo: skipped dataset fashion_mnist14: not installed" in err.getvalue()
-    assert str(e.value).startswith("during 1/3 transfer (1/3 transfer: rule random on digits, moons")
+    assert str(e.value).startswith("during 1/3 transfer: rule random on digits, moons")
     monkeypatch.setattr(demo, "run_demo", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt("during 2/3 x")))
     code, out, err = cli(["demo", "--run-dir", str(tmp_path / "d2")], capsys)
     assert code == 130 and err.strip() == "demo: interrupted during 2/3 x"

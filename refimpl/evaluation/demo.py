@@ -197,7 +197,7 @@ def run_demo(run_dir="runs/demo", *, rule: str = DEMO_RULE, minutes: float = DEM
         result["meta_steps"] = train_fn(train_dir, minutes)
     except KeyboardInterrupt as e:
         detail = f"; {e}" if str(e) else ""
-        raise KeyboardInterrupt(f"during {stage[0].split(':')[0]} ({stage[0]}){detail}") from None
+        raise KeyboardInterrupt(f"during {stage[0]}{detail}") from None
     for i, p in enumerate(plot_fn(train_dir) or []):
         result["paths"][f"training_plot{i}"] = Path(p)
     result["seconds"]["meta_training"] = round(time.perf_counter() - t2, 1)
