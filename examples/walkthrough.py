@@ -315,7 +315,7 @@ for k, g in result.dtheta.items():
 fig, ax = plt.subplots(figsize=(7, 3))
 ax.bar(list(groups), np.sqrt(list(groups.values())), color="#3a5a8c")
 ax.set_ylabel("||dJ/dtheta||")
-ax.set_title(f"meta-gradient by part of the rule (tiny, U = {U})")
+ax.set_title(f"meta-gradient by part of the rule (tiny, U = {U}; one draw of the batches, so no error bars)")
 save(fig, "meta_gradient.png")
 
 # %% [markdown]

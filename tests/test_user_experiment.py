@@ -457,3 +457,10 @@ def test_an_interrupted_eval_says_where_and_how_to_continue(tmp_path, capsys, mo
     assert code == 130
     assert last == (f"refimpl eval: interrupted during moons seed 1 (1 of 2 seeds done); the finished seeds are "
                     f"kept in {out / 'partial'}, continue with --resume (resume=True)")
+
+
+def test_a_one_seed_plot_says_it_has_no_error_bars(monkeypatch):
+    report = refimpl.evaluate_rule("random", ["moons"], **{**QUICK, "seeds": 1})
+    for fig in _figures(monkeypatch, report).values():
+        title = fig._suptitle.get_text()
+        assert "no error bars: one seed" in title and ", 1 seed" in title and "1 seeds" not in title

@@ -79,9 +79,13 @@ def _save(fig, path: Path) -> None:
 ERROR_BARS = "error bars: ± 1 standard error over seeds"
 
 
+def _error_bars(report: dict) -> str:
+    return "no error bars: one seed" if report.get("settings", {}).get("seeds") == 1 else ERROR_BARS
+
+
 def _seeds(report: dict) -> str:
     n = report.get("settings", {}).get("seeds")
-    return f", {n} seeds" if n else ""
+    return f", {n} seed{'' if n == 1 else 's'}" if n else ""
 
 
 def _budget_title(report: dict) -> str:
@@ -113,7 +117,7 @@ def plot_accuracy(report: dict, path) -> Path:
         ax.set_title(name, fontsize=9)
         ax.set_ylabel("few-shot accuracy")
     fig.suptitle(f"{report['rule']}{_budget_title(report)}\nblue: the rule (rule@0 = phi_0); gray: baselines; "
-                 f"red: collapsed; {ERROR_BARS}", fontsize=8)
+                 f"red: collapsed; {_error_bars(report)}", fontsize=8)
     fig.tight_layout()
     _save(fig, Path(path))
     return Path(path)
@@ -155,7 +159,7 @@ def plot_inner_steps(report: dict, path) -> Path:
             ax.set_xlabel("inner steps")
         ax.set_ylabel(label)
     ax_rank.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.suptitle(f"{report['rule']}{_budget_title(report)}; {ERROR_BARS}", fontsize=8)
+    fig.suptitle(f"{report['rule']}{_budget_title(report)}; {_error_bars(report)}", fontsize=8)
     fig.tight_layout()
     _save(fig, Path(path))
     return Path(path)
