@@ -148,8 +148,43 @@ def _npz_dataset(path) -> Dataset:
 
 
 def get_dataset(name: str, **kwargs) -> Dataset:
-    """The dataset ``name`` (built in, registered, or an ``.npz`` path), all classes, unpermuted.
-    A :class:`Dataset` given as ``name`` is returned as it is."""
+    """A dataset by name (built in, registered, or a dataset ``.npz`` path), with all its classes and
+    unpermuted inputs; a :class:`Dataset` given as ``name`` is returned as it is.
+
+    Every dataset is made on this machine (rendered glyphs, scikit-learn's digits, two moons)
+    or read from a Debian package (Fashion-MNIST); nothing is downloaded.
+
+    Parameters
+    ----------
+    name : str or Dataset
+        A key of ``refimpl.data.registry.DATASETS``: ``"glyphs"`` and its variants (the
+        meta-training data), ``"digits"``, ``"moons"``, ``"fashion_mnist14"``,
+        ``"fashion_mnist28"``, ...; a name given to :func:`register_dataset`; or the path of an
+        ``.npz`` holding ``x_train, y_train, x_test, y_test`` (:func:`refimpl.data.user.load_npz`).
+    **kwargs
+        Passed to the dataset's source (e.g. ``seed`` for ``"digits"`` and ``"moons"``,
+        ``path`` for Fashion-MNIST).
+
+    Returns
+    -------
+    Dataset
+        A view that draws unlabeled batches [B, n_features] and labeled few-shot batches.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown or a keyword argument is not the source's.
+    DatasetNotFoundError
+        If the files of a packaged dataset are not on this machine (the message says how to
+        install them).
+
+    Examples
+    --------
+    >>> import numpy as np, refimpl
+    >>> digits = refimpl.get_dataset("digits")
+    >>> digits.unlabeled_batch(np.random.default_rng(0), 32).shape
+    (32, 64)
+    """
     if isinstance(name, Dataset) and not kwargs:
         return name
     if not is_dataset_name(name if not isinstance(name, os.PathLike) else str(name)):

@@ -143,30 +143,83 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
                   k_query: int = 10, vae_steps: int = 2000, supervised_steps: int = 300,
                   out_dir=None, resume: bool = False, force: bool = False, progress: bool = True,
                   benchmark_fn=None, skipped=None, reduced_budget: bool = False) -> dict:
-    """Evaluate ``rule`` on each of ``datasets``; return the report (and write it to ``out_dir``).
+    """Evaluate a rule against every baseline on each dataset, as ``refimpl eval`` does.
 
-    ``rule``: a shipped rule name, a theta ``.npz``, ``"random"``, or a
-    ``(theta, config)`` pair (a rule variant of one's own: theta a dict of
-    arrays of SPEC 9 names and shapes for the :class:`refimpl.Config`).
-    ``datasets``: names (built in, registered with
-    :func:`refimpl.data.register_dataset`, or dataset ``.npz`` paths) or
-    :class:`refimpl.data.Dataset` objects (:func:`refimpl.data.from_arrays`).
-    ``inner_steps``: the checkpoints at which the rule's features are read
-    out (0 = phi_0 is always included). ``seeds``: tasks 0..seeds-1.
-    ``baselines``: any of ``raw, ink, pca, vae, supervised``; ink is always
-    added. ``vae_steps``/``supervised_steps``: the baselines' training
-    budgets (recorded in the report; ``reduced_budget`` says in the notes
-    and plot titles that they are below a full evaluation's). ``skipped``:
-    ``{dataset: reason}`` of datasets left out by the caller, named in the
-    report. Returns ``{"rule", "config", "info", "settings", "notes",
-    "skipped", "datasets": {name: benchmark result}}``.
+    For each seed (a task), a fresh random base model phi_0 is built for the dataset, the rule is
+    applied for each of ``inner_steps`` unsupervised steps on the dataset's unlabeled train split,
+    and the top features [n, N^L] are read out by the SPEC 6 ridge readout on ``k_shot`` labeled
+    examples per class. Every baseline is scored on the same labeled examples, and each method's
+    accuracy is paired with phi_0's per seed. Runs with one BLAS thread.
 
-    With ``out_dir``: each finished (dataset, seed) is written there at once
-    (:mod:`refimpl.evaluation.store`), and at the end report.json, report.md
-    and two PNGs. ``resume=True`` continues an interrupted evaluation there
-    (same arguments; the report is the uninterrupted run's); ``force=True``
-    replaces what an earlier evaluation wrote there. Progress lines (with a
-    rate and an ETA) go to stderr unless ``progress=False``.
+    Parameters
+    ----------
+    rule : str, path-like or tuple
+        A shipped rule's name (:func:`refimpl.list_rules`), the path of a theta ``.npz``,
+        ``"random"`` (an untrained theta of the ``small`` preset: the random-theta control) or a
+        ``(theta, config)`` pair: a rule variant of one's own, theta a dict of arrays with the
+        SPEC 9 names and shapes of the :class:`refimpl.Config` (checked: one line otherwise).
+    datasets : sequence of str or Dataset
+        Each at most once: names for :func:`refimpl.get_dataset` (built in, registered with
+        :func:`refimpl.data.register_dataset`, or dataset ``.npz`` paths) or
+        :class:`refimpl.data.Dataset` objects (:func:`refimpl.data.from_arrays`).
+    k_shot : int
+        Labeled examples per class for the readout.
+    inner_steps : sequence of int
+        The checkpoints (unsupervised steps) at which the rule's features are read out; 0
+        (phi_0 itself) is always included.
+    seeds : int
+        The tasks 0..seeds-1: each has its own phi_0, class subset, input permutation and batches.
+    baselines : sequence of str
+        Any of ``"raw"``, ``"ink"``, ``"pca"``, ``"vae"``, ``"supervised"``; ``"ink"`` (the
+        one-feature baseline) is always added.
+    n_way : int or None
+        K, the classes of each task (drawn at random per seed); None uses all the dataset's
+        classes.
+    n_trials : int
+        Labeled draws per seed; the accuracy is their mean.
+    k_query : int
+        Query examples per class in each trial.
+    vae_steps, supervised_steps : int
+        The training budgets of the VAE and supervised baselines (recorded in the report).
+    out_dir : str or path-like, optional
+        If given, each finished (dataset, seed) is written there at once
+        (:mod:`refimpl.evaluation.store`), and at the end ``report.json``, ``report.md`` and two
+        figures. A directory holding a finished or an interrupted evaluation is refused unless
+        ``force`` or ``resume``.
+    resume : bool
+        Continue the interrupted evaluation in ``out_dir`` (same arguments): the report is the
+        uninterrupted run's.
+    force : bool
+        Replace what an earlier evaluation wrote in ``out_dir`` (its own files only).
+    progress : bool
+        Print a line per seed and progress lines (seeds done, rate, ETA) to stderr.
+    benchmark_fn : callable, optional
+        Replaces :func:`refimpl.evaluation.benchmark.benchmark` (tests).
+    skipped : dict, optional
+        ``{dataset: reason}`` of datasets the caller left out, named in the report's notes.
+    reduced_budget : bool
+        Say in the notes and the plots' titles that the baselines' budgets are reduced.
+
+    Returns
+    -------
+    dict
+        ``{"rule", "config", "info", "settings", "notes", "skipped", "datasets"}``; ``datasets`` maps each
+        name to the :func:`~refimpl.evaluation.benchmark.benchmark` result of that dataset.
+
+    Raises
+    ------
+    ValueError
+        One line naming the bad argument, before any work: an unknown rule, dataset or baseline,
+        a count out of range, a dataset given twice, an ``n_way`` no dataset has, a dataset that
+        is not installed or has too few test examples per class.
+
+    Examples
+    --------
+    >>> import refimpl
+    >>> report = refimpl.evaluate_rule("small-glyphs-rotation", ["moons"], inner_steps=[0, 10],
+    ...                                seeds=1, baselines=["raw"], n_trials=1, progress=False)
+    >>> [row["method"] for row in report["datasets"]["moons"]["summary"]]
+    ['rule@0', 'rule@10', 'raw', 'ink']
     """
     from refimpl.evaluation.benchmark import summarize
     from refimpl.evaluation.reporting import write_report
