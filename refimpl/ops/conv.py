@@ -206,13 +206,24 @@ def _edge_units(N: int, P: int) -> np.ndarray:
     return np.unique(np.concatenate([np.arange(min(P, N)), np.arange(max(N - P, 0), N)]))
 
 
+def _tap_geometry(B: int, N: int, K: int, axis: int) -> tuple[int, int, int, int]:
+    """(P, length, row_step, rows): the half-width, the length of the conv axis, the rows one step along
+    it moves in the flattened [B*N] order, and B*N."""
+    length, row_step = (B, N) if axis == 0 else (N, 1)
+    return (K - 1) // 2, length, row_step, B * N
+
+
+def _tap_rows(s: int, row_step: int, rows: int) -> tuple[slice, slice]:
+    """(dst, src): the flattened rows where tap offset s (|s| < length) writes and the rows it reads."""
+    off = abs(s) * row_step
+    return (slice(0, rows - off), slice(off, rows)) if s > 0 else (slice(off, rows), slice(0, rows - off))
+
+
 def _tap_sum(m, w, axis: int) -> np.ndarray:
     """sum_k shift_k(m) @ w[k] (eq. 7), [B*N, Cout]: one matmul per tap on row ranges of m's [B*N, C] view."""
     B, N, C = m.shape
     K, _, Cout = w.shape
-    P = (K - 1) // 2
-    length, row_step = (B, N) if axis == 0 else (N, 1)
-    rows = B * N
+    P, length, row_step, rows = _tap_geometry(B, N, K, axis)
     m2 = np.ascontiguousarray(m).reshape(rows, C)
     y = m2 @ w[P]                                            # the centre tap covers every row
     tmp = np.empty_like(y)
@@ -220,9 +231,8 @@ def _tap_sum(m, w, axis: int) -> np.ndarray:
         s = k - P
         if s == 0 or abs(s) >= length:                       # a tap past the whole axis reads only padding
             continue
-        off = abs(s) * row_step
-        dst, src = (slice(0, rows - off), slice(off, rows)) if s > 0 else (slice(off, rows), slice(0, rows - off))
-        part = tmp[: rows - off]
+        dst, src = _tap_rows(s, row_step, rows)
+        part = tmp[: rows - abs(s) * row_step]
         np.matmul(m2[src], w[k], out=part)
         y[dst] += part
     if axis == 1 and P > 0:
@@ -256,9 +266,7 @@ def conv_taps_vjp(dy: np.ndarray, cache: ConvCache) -> ConvGrads:
     m, w, has_bias, axis = cache
     K, C, Cout = w.shape
     B, N, _ = m.shape
-    P = (K - 1) // 2
-    length, row_step = (B, N) if axis == 0 else (N, 1)
-    rows = B * N
+    P, length, row_step, rows = _tap_geometry(B, N, K, axis)
     m2 = np.ascontiguousarray(m).reshape(rows, C)
     dy = np.ascontiguousarray(dy)
     dy2 = dy.reshape(rows, Cout)
@@ -270,8 +278,7 @@ def conv_taps_vjp(dy: np.ndarray, cache: ConvCache) -> ConvGrads:
         s = k - P
         if abs(s) >= length:
             continue
-        off = abs(s) * row_step
-        dst, src = (slice(0, rows - off), slice(off, rows)) if s > 0 else (slice(off, rows), slice(0, rows - off))
+        dst, src = _tap_rows(s, row_step, rows)
         dw[k] = m2[src].T @ dy2[dst]
         if axis == 1 and s != 0:
             # eq. 9: remove the products the flattened shift paired across batch elements
