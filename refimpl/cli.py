@@ -1,4 +1,4 @@
-"""Command line: refimpl train, refimpl plot, refimpl eval, refimpl demo, refimpl ops-report and
+"""Command line: refimpl train, refimpl plot, refimpl eval, refimpl demo, refimpl paper, refimpl ops-report and
 refimpl golden export|check|verify.
 
 Every error is one line on stderr, "refimpl COMMAND: what is wrong", and a
@@ -138,6 +138,7 @@ def _add_golden_parsers(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from refimpl.evaluation.demo import add_demo_parser
     from refimpl.evaluation.suite import add_eval_parser
+    from refimpl.paper.command import add_paper_parser
     from refimpl.train import add_plot_parser, add_train_parser
 
     parser = OneLineParser(prog="refimpl", description=__doc__,
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_golden_parsers(sub)
     add_eval_parser(sub)
     add_demo_parser(sub)
+    add_paper_parser(sub)
     report = sub.add_parser("ops-report", help="every operator checked against autograd, and timed")
     report.add_argument("--size", choices=["golden", "paper"], default="golden",
                         help="the sizes to time the operators at (default golden)")

@@ -28,6 +28,7 @@ LAYER_OF = {
     "refimpl.data": "data",
     "refimpl.train": "tooling",
     "refimpl.evaluation": "tooling",
+    "refimpl.paper": "tooling",
     "refimpl.pretrained": "tooling",
     "refimpl.golden": "tooling",
     "refimpl.cli": "tooling",
