@@ -133,8 +133,9 @@ def compare(a: dict, b: dict) -> dict:
 def run_benchmark(rules, dataset, *, seeds, inner_steps, baselines=(), config=None, **kwargs) -> dict:
     """:func:`refimpl.evaluation.benchmark.benchmark` for each rule in ``rules`` on the same seeds.
 
-    ``config``: the base model's config (default: the rule's). The first rule
-    also runs ``baselines``. Returns ``{rule.name: result}``; every result
+    ``config``: the base model's config (default: the rule's). ``inner_steps``:
+    the checkpoints, or ``{rule name: checkpoints}``. The first rule also runs
+    ``baselines``. Returns ``{rule.name: result}``; every result
     shares phi_0 (``rule@0``) and the labeled trials seed by seed.
     """
     from refimpl.evaluation.benchmark import benchmark
@@ -142,7 +143,8 @@ def run_benchmark(rules, dataset, *, seeds, inner_steps, baselines=(), config=No
     out = {}
     for i, rule in enumerate(rules):
         out[rule.name] = benchmark(rule.theta, config or rule.config, dataset, seeds=list(seeds),
-                                   inner_steps=inner_steps, baselines=baselines if i == 0 else (),
+                                   inner_steps=inner_steps[rule.name] if isinstance(inner_steps, dict)
+                                   else inner_steps, baselines=baselines if i == 0 else (),
                                    progress=False, **kwargs)
     return out
 
@@ -157,13 +159,14 @@ def step_table(results: dict, rule: Rule, control: Rule, steps) -> list[dict]:
         ra, ca = per_seed_acc(r_res, f"rule@{s}"), per_seed_acc(c_res, f"rule@{s}")
         rows.append({
             "step": int(s), "phi_0": mean_se(list(phi0.values())),
+            "control_run": any(f"rule@{s}" in r["acc"] or f"rule@{s}" in r["diverged"] for r in c_res["per_seed"]),
             "rule": mean_se(list(ra.values())), "control": mean_se(list(ca.values())),
             "rule_vs_phi_0": compare(ra, phi0), "control_vs_phi_0": compare(ca, phi0),
             "rule_vs_control": compare(ra, ca),
             "rule_rank": mean_se(list(per_seed_diag(r_res, f"rule@{s}").values())),
             "control_rank": mean_se(list(per_seed_diag(c_res, f"rule@{s}").values())),
             "rule_diverged": len(r_res["per_seed"]) - len(ra),
-            "control_diverged": len(c_res["per_seed"]) - len(ca),
+            "control_diverged": len(c_res["per_seed"]) - len(ca) if ca or not c_res["per_seed"] else 0,
         })
     return rows
 

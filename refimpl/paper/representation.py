@@ -188,7 +188,7 @@ def manifold_figure(report):
 # ---------------------------------------------------------------------------------
 # filters
 # ---------------------------------------------------------------------------------
-FILTERS_BUDGET = ("3 min on one core: digits and Fashion-MNIST 14x14, 3 seeds, 1000 inner steps of the rule and "
+FILTERS_BUDGET = ("6 min on one core: digits and Fashion-MNIST 14x14, 3 seeds, 1000 inner steps of the rule and "
                   "of the control; plus 1000 steps per meta-training snapshot when a run directory is given")
 FILTERS_FULL = {"datasets": ("digits", "fashion_mnist14"), "steps": 1000, "seeds": 3, "n_units": 16,
                 "max_snapshots": 5}
