@@ -239,10 +239,10 @@ def test_the_full_width_depth_plan_marks_every_cell_that_did_not_run(monkeypatch
         assert by[(128, 3)]["status"] == "not run: outside the sparse grid"
     digits = {(c["width"], c["depth"]): c for c in report["datasets"]["digits"]}
     assert digits[(2048, 2)]["status"] == "run"
-    assert digits[(2048, 2)]["steps"]["100"]["status"] == "not run (budget)"
+    assert digits[(2048, 2)]["steps"]["30"]["status"] == "not run (budget)"
     assert digits[(2048, 2)]["steps"]["10"]["status"] == "run"
     assert digits[(2048, 8)]["status"].startswith("not run")
-    assert digits[(8 * 8, 8)]["steps"]["100"]["rule_vs_phi_0"]["mean"] == pytest.approx(1.0)
+    assert digits[(8 * 8, 8)]["steps"]["30"]["rule_vs_phi_0"]["mean"] == pytest.approx(0.3)
     md = (tmp_path / "width-depth.md").read_text()
     assert md.count("not run") >= 10
     for w in architectures.WIDTHS:
@@ -258,3 +258,51 @@ def test_the_page_is_the_one_its_json_generates():
 
     committed = (ROOT / "docs" / "paper.md").read_text()
     assert page.generate(ROOT / "docs" / "paper") == committed
+
+
+def _reports(quick_run):
+    return {p.stem: json.loads(p.read_text()) for p in quick_run.glob("*.json")}
+
+
+def test_the_permutation_verdict_follows_its_numbers(quick_run):
+    from refimpl.paper import page
+
+    r = _reports(quick_run)
+    r["permutation"]["equivariance"]["feature_gap"] = 0.0
+    for row in r["permutation"]["rows"]:
+        row["agree"] = True
+    assert page.claim_permutation(r)[0] == "reproduced"
+    r["permutation"]["equivariance"]["feature_gap"] = 1e-3 * r["permutation"]["equivariance"]["feature_scale"]
+    assert page.claim_permutation(r)[0] == "partly"
+    r["permutation"]["rows"][-1 if r["permutation"]["rows"][-1]["theta"] != "control" else 0]["agree"] = False
+    assert page.claim_permutation(r)[0] == "not"
+
+
+def test_the_fig5_verdict_counts_significant_wins(quick_run):
+    from refimpl.paper import page
+
+    r = _reports(quick_run)
+    ds = r["inner-steps"]["datasets"]["digits"]
+    row = next(x for x in ds["rows"] if x["step"] == ds["reported_at"])
+    stats = [row["rule_vs_phi_0"]] + [b["rule_vs_this"] for b in ds["baselines"] if b["method"] in ("vae", "supervised")]
+    for s in stats:
+        s.update(mean=0.1, se=0.049)
+    assert page.claim_fig5(r)[0] == "reproduced"
+    stats[2].update(se=0.051)                     # just past 2 s.e.: no longer a win
+    assert page.claim_fig5(r)[0] == "partly"
+    for s in stats:
+        s.update(mean=-0.1)
+    assert page.claim_fig5(r)[0] == "not"
+
+
+def test_the_step_activation_part_needs_twice_phi_0(quick_run):
+    from refimpl.paper import page
+
+    r = _reports(quick_run)
+    rows = r["activations"]["activations"]["step"]["rows"]
+    at = max(x["step"] for x in rows)
+    row = next(x for x in rows if x["step"] == at)
+    row["rule"]["mean"] = 2 * row["phi_0"]["mean"]
+    assert "step reaches twice phi_0's accuracy: holds" in "\n".join(page.claim_fig8(r)[2])
+    row["rule"]["mean"] = 2 * row["phi_0"]["mean"] - 0.001
+    assert "step reaches twice phi_0's accuracy: does not hold" in "\n".join(page.claim_fig8(r)[2])

@@ -83,5 +83,6 @@ def run_all(rule="small-glyphs-rotation", out_dir=None, *, quick: bool = False, 
         reports[name] = run_experiment(name, rule, out_dir, quick=quick, progress=progress, **kw)
         if progress:
             print(f"paper all: [{i}/{len(names)}] {name} done in {reports[name]['seconds']:.0f} s "
+                  f"({reports[name]['cpu_seconds']:.0f} s of CPU) "
                   f"(total {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     return reports

@@ -178,7 +178,8 @@ class Progress:
     """Progress lines on stderr, ``paper EXPERIMENT: message [elapsed s]`` (silent when disabled)."""
 
     def __init__(self, experiment: str, enabled: bool = True):
-        self.experiment, self.enabled, self.t0 = experiment, enabled, time.perf_counter()
+        self.experiment, self.enabled = experiment, enabled
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
 
     def __call__(self, message: str) -> None:
         if self.enabled:
@@ -187,7 +188,13 @@ class Progress:
 
     @property
     def seconds(self) -> float:
+        """Wall-clock seconds since the start."""
         return round(time.perf_counter() - self.t0, 1)
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU seconds of this process since the start (what a budget on a shared machine is counted in)."""
+        return round(time.process_time() - self.c0, 1)
 
 
 def header(report: dict) -> list[str]:
@@ -199,7 +206,8 @@ def header(report: dict) -> list[str]:
             f"{s.get('k_shot', 'n/a')} shots per class, {s.get('k_query', 'n/a')} query examples per class",
             "- ± is one standard error over seeds; differences (\"vs\") are paired per seed "
             "(same phi_0, same input permutation, same labeled trials)",
-            f"- budget: {report['budget']}; measured: {report['seconds']:.0f} s"
+            f"- budget: {report['budget']}; measured: {report['cpu_seconds']:.0f} s of CPU, "
+            f"{report['seconds']:.0f} s wall-clock"
             + (" (quick mode)" if report.get("quick") else ""), ""]
 
 

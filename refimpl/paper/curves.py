@@ -15,16 +15,16 @@ from refimpl.paper.common import (Progress, compare, errorbar, fmt, header, mean
 # ---------------------------------------------------------------------------------
 # inner-steps
 # ---------------------------------------------------------------------------------
-INNER_STEPS_BUDGET = ("18 min on one core of a loaded 2-core machine: 3 seeds x 5 trials; the rule on digits and "
-                      "moons to 3000 inner steps, Fashion-MNIST 14x14 to 1000 and 28x28 to 300, the control to "
-                      "at most 1000; VAE 1000 Adam steps, supervised 200 Adam steps per trial")
+INNER_STEPS_BUDGET = ("4.5 min of CPU on one core: 3 seeds x 3 trials; the rule on digits to 3000 inner steps, "
+                      "moons to 1000, Fashion-MNIST 14x14 to 300 and 28x28 to 100, the control to at most 300; "
+                      "VAE 500 Adam steps, supervised 100 Adam steps per trial")
 INNER_STEPS_FULL = {
     "datasets": {"digits": (0, 1, 3, 10, 30, 100, 300, 1000, 3000),
-                 "moons": (0, 1, 3, 10, 30, 100, 300, 1000, 3000),
-                 "fashion_mnist14": (0, 1, 3, 10, 30, 100, 300, 1000),
-                 "fashion_mnist28": (0, 1, 3, 10, 30, 100, 300)},
-    "seeds": 3, "n_trials": 5, "k_shot": 10, "k_query": 10, "control_max_steps": 1000,
-    "baselines": ("raw", "ink", "pca", "vae", "supervised"), "vae_steps": 1000, "supervised_steps": 200,
+                 "moons": (0, 1, 3, 10, 30, 100, 300, 1000),
+                 "fashion_mnist14": (0, 1, 3, 10, 30, 100, 300),
+                 "fashion_mnist28": (0, 1, 3, 10, 30, 100)},
+    "seeds": 3, "n_trials": 3, "k_shot": 10, "k_query": 10, "control_max_steps": 300,
+    "baselines": ("raw", "ink", "pca", "vae", "supervised"), "vae_steps": 500, "supervised_steps": 100,
 }
 INNER_STEPS_QUICK = {
     "datasets": {"digits": (0, 1, 3), "moons": (0, 2)},
@@ -72,7 +72,7 @@ def inner_steps(rule="small-glyphs-rotation", out_dir=None, *, quick: bool = Fal
                           "layer_sizes": res[rule.name]["layer_sizes"], "n_classes": res[rule.name]["n_classes"]}
     report = {"experiment": "inner-steps", "title": "few-shot accuracy over inner training, with baselines",
               "rule": rule.label, "rule_name": rule.name, "control": control.label, "quick": quick,
-              "budget": INNER_STEPS_BUDGET, "seconds": log.seconds,
+              "budget": INNER_STEPS_BUDGET, "seconds": log.seconds, "cpu_seconds": log.cpu_seconds,
               "settings": {**{k: v for k, v in s.items() if k != "datasets"}, "reporting_steps": at},
               "datasets": datasets}
     log("done")
@@ -137,8 +137,9 @@ def inner_steps_figure(report):
 # ---------------------------------------------------------------------------------
 # activations
 # ---------------------------------------------------------------------------------
-ACTIVATIONS_BUDGET = "5 min on one core: digits, 8 activations x (rule, control) x 3 seeds x 5 trials, to 300 inner steps"
-ACTIVATIONS_FULL = {"dataset": "digits", "steps": (0, 10, 30, 100, 300), "seeds": 3, "n_trials": 5,
+ACTIVATIONS_BUDGET = ("1 min of CPU on one core: digits, 8 activations x (rule, control) x 3 seeds x 3 trials, to "
+                      "100 inner steps")
+ACTIVATIONS_FULL = {"dataset": "digits", "steps": (0, 10, 30, 100), "seeds": 3, "n_trials": 3,
                     "k_shot": 10, "k_query": 10, "activations": None}
 ACTIVATIONS_QUICK = {"dataset": "digits", "steps": (0, 2), "seeds": 2, "n_trials": 2, "k_shot": 5, "k_query": 5,
                      "activations": ("relu", "step")}
@@ -166,7 +167,7 @@ def activations(rule="small-glyphs-rotation", out_dir=None, *, quick: bool = Fal
                     "layer_sizes": res[rule.name]["layer_sizes"]}
     report = {"experiment": "activations", "title": f"the rule on base models with other activations ({s['dataset']})",
               "rule": rule.label, "rule_name": rule.name, "control": control.label, "quick": quick,
-              "budget": ACTIVATIONS_BUDGET, "seconds": log.seconds,
+              "budget": ACTIVATIONS_BUDGET, "seconds": log.seconds, "cpu_seconds": log.cpu_seconds,
               "settings": {**s, "reporting_steps": reporting_steps(rule)}, "activations": out}
     log("done")
     if out_dir is not None:
@@ -214,8 +215,9 @@ def activations_figure(report):
 # ---------------------------------------------------------------------------------
 # shots
 # ---------------------------------------------------------------------------------
-SHOTS_BUDGET = "3 min on one core: digits, 1/5/10/20 shots x (rule, control) x 5 seeds x 5 trials, at the reporting step"
-SHOTS_FULL = {"dataset": "digits", "shots": (1, 5, 10, 20), "seeds": 5, "n_trials": 5, "k_query": 10,
+SHOTS_BUDGET = ("0.5 min of CPU on one core: digits, 1/5/10/20 shots x (rule, control) x 3 seeds x 5 trials, at the "
+                "reporting step")
+SHOTS_FULL = {"dataset": "digits", "shots": (1, 5, 10, 20), "seeds": 3, "n_trials": 5, "k_query": 10,
               "baselines": ("raw", "pca")}
 SHOTS_QUICK = {"dataset": "digits", "shots": (1, 5), "seeds": 2, "n_trials": 2, "k_query": 5,
                "baselines": ("raw",), "steps": 2}
@@ -243,7 +245,7 @@ def shots(rule="small-glyphs-rotation", out_dir=None, *, quick: bool = False, pr
         out.append(row)
     report = {"experiment": "shots", "title": f"labeled examples per class ({s['dataset']})",
               "rule": rule.label, "rule_name": rule.name, "control": control.label, "quick": quick,
-              "budget": SHOTS_BUDGET, "seconds": log.seconds,
+              "budget": SHOTS_BUDGET, "seconds": log.seconds, "cpu_seconds": log.cpu_seconds,
               "settings": {**s, "k_shot": "1, 5, 10, 20" if not quick else list(s["shots"])}, "rows": out}
     log("done")
     if out_dir is not None:

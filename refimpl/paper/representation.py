@@ -52,8 +52,8 @@ def _eval_cfg(rule, dataset):
 # ---------------------------------------------------------------------------------
 # manifold
 # ---------------------------------------------------------------------------------
-MANIFOLD_BUDGET = "4 min on one core: moons and digits, 3 seeds, 1000 inner steps of the rule and of the control"
-MANIFOLD_FULL = {"datasets": ("moons", "digits"), "steps": 1000, "seeds": 3, "n_trials": 5, "k_shot": 10,
+MANIFOLD_BUDGET = "0.7 min of CPU on one core: moons and digits, 3 seeds, 300 inner steps of the rule and of the control"
+MANIFOLD_FULL = {"datasets": ("moons", "digits"), "steps": 300, "seeds": 3, "n_trials": 5, "k_shot": 10,
                  "k_query": 10, "variance_levels": (0.9, 0.99)}
 MANIFOLD_QUICK = {"datasets": ("moons", "digits"), "steps": 3, "seeds": 2, "n_trials": 2, "k_shot": 5,
                   "k_query": 5, "variance_levels": (0.9, 0.99)}
@@ -129,7 +129,7 @@ def manifold(rule="small-glyphs-rotation", out_dir=None, *, quick: bool = False,
         }
     report = {"experiment": "manifold", "title": "the representation before and after the rule (PCA)",
               "rule": rule.label, "rule_name": rule.name, "control": control.label, "quick": quick,
-              "budget": MANIFOLD_BUDGET, "seconds": log.seconds, "settings": s, "datasets": out}
+              "budget": MANIFOLD_BUDGET, "seconds": log.seconds, "cpu_seconds": log.cpu_seconds, "settings": s, "datasets": out}
     log("done")
     if out_dir is not None:
         report["paths"] = write_outputs(report, manifold_markdown(report), manifold_figure(report), out_dir)
@@ -188,9 +188,9 @@ def manifold_figure(report):
 # ---------------------------------------------------------------------------------
 # filters
 # ---------------------------------------------------------------------------------
-FILTERS_BUDGET = ("6 min on one core: digits and Fashion-MNIST 14x14, 3 seeds, 1000 inner steps of the rule and "
-                  "of the control; plus 1000 steps per meta-training snapshot when a run directory is given")
-FILTERS_FULL = {"datasets": ("digits", "fashion_mnist14"), "steps": 1000, "seeds": 3, "n_units": 16,
+FILTERS_BUDGET = ("1 min of CPU on one core: digits and Fashion-MNIST 14x14, 3 seeds, 300 inner steps of the rule "
+                  "and of the control; plus 300 steps per meta-training snapshot when a run directory is given")
+FILTERS_FULL = {"datasets": ("digits", "fashion_mnist14"), "steps": 300, "seeds": 3, "n_units": 16,
                 "max_snapshots": 5}
 FILTERS_QUICK = {"datasets": ("digits",), "steps": 3, "seeds": 2, "n_units": 4, "max_snapshots": 2}
 
@@ -297,7 +297,7 @@ def filters(rule="small-glyphs-rotation", out_dir=None, *, quick: bool = False, 
                      "images_seed_0": images}
     report = {"experiment": "filters", "title": "first-layer receptive fields, input permutation undone",
               "rule": rule.label, "rule_name": rule.name, "control": control.label, "quick": quick,
-              "budget": FILTERS_BUDGET, "seconds": log.seconds,
+              "budget": FILTERS_BUDGET, "seconds": log.seconds, "cpu_seconds": log.cpu_seconds,
               "settings": {**s, "run_dir": None if run_dir is None else str(run_dir),
                            "snapshots": [stem for stem, _ in snaps]}, "datasets": out}
     log("done")
