@@ -165,8 +165,8 @@ def step_table(results: dict, rule: Rule, control: Rule, steps) -> list[dict]:
             "rule_vs_control": compare(ra, ca),
             "rule_rank": mean_se(list(per_seed_diag(r_res, f"rule@{s}").values())),
             "control_rank": mean_se(list(per_seed_diag(c_res, f"rule@{s}").values())),
-            "rule_diverged": len(r_res["per_seed"]) - len(ra),
-            "control_diverged": len(c_res["per_seed"]) - len(ca) if ca or not c_res["per_seed"] else 0,
+            "rule_diverged": sum(f"rule@{s}" in r["diverged"] for r in r_res["per_seed"]),
+            "control_diverged": sum(f"rule@{s}" in r["diverged"] for r in c_res["per_seed"]),
         })
     return rows
 
