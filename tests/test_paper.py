@@ -240,7 +240,7 @@ def test_the_full_width_depth_plan_marks_every_cell_that_did_not_run(monkeypatch
     digits = {(c["width"], c["depth"]): c for c in report["datasets"]["digits"]}
     assert digits[(2048, 2)]["status"] == "run"
     assert digits[(2048, 2)]["steps"]["30"]["status"] == "not run (budget)"
-    assert digits[(2048, 2)]["steps"]["10"]["status"] == "run"
+    assert digits[(2048, 2)]["steps"]["3"]["status"] == "run"
     assert digits[(2048, 8)]["status"].startswith("not run")
     assert digits[(8 * 8, 8)]["steps"]["30"]["rule_vs_phi_0"]["mean"] == pytest.approx(0.3)
     md = (tmp_path / "width-depth.md").read_text()
