@@ -215,10 +215,10 @@ def activations_figure(report):
 # ---------------------------------------------------------------------------------
 # shots
 # ---------------------------------------------------------------------------------
-SHOTS_BUDGET = ("0.5 min of CPU on one core: digits, 1/5/10/20 shots x (rule, control) x 3 seeds x 5 trials, at the "
-                "reporting step")
+SHOTS_BUDGET = ("0.3 min of CPU on one core: digits, 1/5/10/20 shots x (rule, control) x 3 seeds x 5 trials, at "
+                "30 inner steps")
 SHOTS_FULL = {"dataset": "digits", "shots": (1, 5, 10, 20), "seeds": 3, "n_trials": 5, "k_query": 10,
-              "baselines": ("raw", "pca")}
+              "baselines": ("raw", "pca"), "steps": 30}
 SHOTS_QUICK = {"dataset": "digits", "shots": (1, 5), "seeds": 2, "n_trials": 2, "k_query": 5,
                "baselines": ("raw",), "steps": 2}
 

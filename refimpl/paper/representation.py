@@ -52,8 +52,8 @@ def _eval_cfg(rule, dataset):
 # ---------------------------------------------------------------------------------
 # manifold
 # ---------------------------------------------------------------------------------
-MANIFOLD_BUDGET = "0.3 min of CPU on one core: moons and digits, 3 seeds, 100 inner steps of the rule and of the control"
-MANIFOLD_FULL = {"datasets": ("moons", "digits"), "steps": 100, "seeds": 3, "n_trials": 5, "k_shot": 10,
+MANIFOLD_BUDGET = "0.2 min of CPU on one core: moons and digits, 3 seeds, 30 inner steps of the rule and of the control"
+MANIFOLD_FULL = {"datasets": ("moons", "digits"), "steps": 30, "seeds": 3, "n_trials": 5, "k_shot": 10,
                  "k_query": 10, "variance_levels": (0.9, 0.99)}
 MANIFOLD_QUICK = {"datasets": ("moons", "digits"), "steps": 3, "seeds": 2, "n_trials": 2, "k_shot": 5,
                   "k_query": 5, "variance_levels": (0.9, 0.99)}
@@ -188,9 +188,9 @@ def manifold_figure(report):
 # ---------------------------------------------------------------------------------
 # filters
 # ---------------------------------------------------------------------------------
-FILTERS_BUDGET = ("0.5 min of CPU on one core: digits and Fashion-MNIST 14x14, 3 seeds, 100 inner steps of the "
-                  "rule and of the control; plus 100 steps per meta-training snapshot when a run directory is given")
-FILTERS_FULL = {"datasets": ("digits", "fashion_mnist14"), "steps": 100, "seeds": 3, "n_units": 16,
+FILTERS_BUDGET = ("0.3 min of CPU on one core: digits and Fashion-MNIST 14x14, 3 seeds, 50 inner steps of the "
+                  "rule and of the control; plus 50 steps per meta-training snapshot when a run directory is given")
+FILTERS_FULL = {"datasets": ("digits", "fashion_mnist14"), "steps": 50, "seeds": 3, "n_units": 16,
                 "max_snapshots": 5}
 FILTERS_QUICK = {"datasets": ("digits",), "steps": 3, "seeds": 2, "n_units": 4, "max_snapshots": 2}
 
