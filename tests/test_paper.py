@@ -306,3 +306,27 @@ def test_the_step_activation_part_needs_twice_phi_0(quick_run):
     assert "step reaches twice phi_0's accuracy: holds" in "\n".join(page.claim_fig8(r)[2])
     row["rule"]["mean"] = 2 * row["phi_0"]["mean"] - 0.001
     assert "step reaches twice phi_0's accuracy: does not hold" in "\n".join(page.claim_fig8(r)[2])
+
+
+@pytest.mark.parametrize("name", ["permutation", "width-depth"])
+def test_render_rewrites_the_table_from_the_json_alone(quick_run, tmp_path, name):
+    from refimpl.paper import render
+
+    report = json.loads((quick_run / f"{name}.json").read_text())
+    render(report, tmp_path)
+    assert (tmp_path / f"{name}.md").read_text() == (quick_run / f"{name}.md").read_text()
+    assert json.loads((tmp_path / f"{name}.json").read_text()) == report
+
+
+def test_combine_inner_steps_needs_the_same_settings_and_other_datasets(quick_run):
+    from refimpl.paper.curves import combine_inner_steps
+
+    r = json.loads((quick_run / "inner-steps.json").read_text())
+    a = {**r, "datasets": {"digits": r["datasets"]["digits"]}}
+    b = {**r, "datasets": {"moons": r["datasets"]["moons"]}}
+    both = combine_inner_steps([a, b])
+    assert set(both["datasets"]) == {"digits", "moons"} and both["seconds"] == pytest.approx(2 * r["seconds"], abs=0.2)
+    with pytest.raises(ValueError):
+        combine_inner_steps([a, a])
+    with pytest.raises(ValueError):
+        combine_inner_steps([a, {**b, "settings": {**b["settings"], "seeds": 99}}])

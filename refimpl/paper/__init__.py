@@ -68,6 +68,28 @@ def run_experiment(name: str, rule="small-glyphs-rotation", out_dir=None, *, qui
     return experiment_function(name)(rule, out_dir, quick=quick, progress=progress, **kwargs)
 
 
+#: experiment -> (module, Markdown function, figure function): both take the report (its JSON) alone.
+RENDERERS = {"inner-steps": ("curves", "inner_steps_markdown", "inner_steps_figure"),
+             "width-depth": ("architectures", "width_depth_markdown", "width_depth_figure"),
+             "activations": ("curves", "activations_markdown", "activations_figure"),
+             "shots": ("curves", "shots_markdown", "shots_figure"),
+             "manifold": ("representation", "manifold_markdown", "manifold_figure"),
+             "filters": ("representation", "filters_markdown", "filters_figure"),
+             "permutation": ("permutation", "permutation_markdown", "permutation_figure")}
+
+
+def render(report: dict, out_dir) -> dict:
+    """Write a report's table (JSON and Markdown) and figure again from the report alone."""
+    import importlib
+
+    from refimpl.paper.common import write_outputs
+
+    module, md, fig = RENDERERS[report["experiment"]]
+    m = importlib.import_module(f"refimpl.paper.{module}")
+    report = {k: v for k, v in report.items() if k != "paths"}
+    return write_outputs(report, getattr(m, md)(report), getattr(m, fig)(report), out_dir)
+
+
 def run_all(rule="small-glyphs-rotation", out_dir=None, *, quick: bool = False, progress: bool = True,
             names=None, run_dir=None) -> dict:
     """Every experiment (or ``names``) in order, with a progress line before and after each."""

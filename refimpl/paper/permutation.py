@@ -124,7 +124,9 @@ def permutation_markdown(report) -> str:
     lines += ["", f"Equivariance (float64, {g['steps']} inner steps, phi_0's input rows permuted with the inputs): "
               f"largest feature difference {g['feature_gap']:.2e} (features up to {g['feature_scale']:.2f}), "
               f"largest phi difference {g['phi_gap']:.2e}; the permutation moves {g['moved_fraction']:.0%} of "
-              "the inputs. The rule is neuron-local: nothing it computes depends on an input's position."]
+              "the inputs. The gap is not zero because ComputeH convolves along the unit axis and reads "
+              "positional channels (SPEC 4): the rule is not permutation-equivariant by construction; "
+              "meta-training on permuted tasks is what makes an input's position irrelevant to it."]
     return "\n".join(lines) + "\n"
 
 
