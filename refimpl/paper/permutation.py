@@ -139,8 +139,9 @@ def permutation_figure(report):
         errorbar(ax, steps, [r["unpermuted"] for r in rows], "unpermuted inputs", color="C1", ls="--")
         step_axis(ax, steps)
         ax.set_title(name if name != "control" else "random-theta control", fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
     axes[0, 0].set_ylabel("few-shot accuracy")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8)
     fig.suptitle(f"{report['rule']} on {report['settings']['dataset']}: error bars 1 s.e. over "
                  f"{report['settings']['seeds']} seeds (same phi_0 and examples in both arms)", fontsize=9)
     return fig
