@@ -286,7 +286,7 @@ def shots_markdown(report) -> str:
 
 
 def shots_figure(report):
-    fig, axes = new_figure(5.5, 3.8)
+    fig, axes = new_figure(7.5, 3.8)
     ax = axes[0, 0]
     ks = [r["k_shot"] for r in report["rows"]]
     errorbar(ax, ks, [r["rule"] for r in report["rows"]], f"rule @ {report['settings']['steps']} steps", color="C0")
@@ -297,7 +297,7 @@ def shots_figure(report):
     ax.set_xticks(ks)
     ax.set_xlabel("labeled examples per class")
     ax.set_ylabel("few-shot accuracy")
-    ax.legend(fontsize=7, loc="lower right")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right center", fontsize=7)
     ax.set_title(f"{report['settings']['dataset']}: error bars 1 s.e. over {report['settings']['seeds']} seeds",
                  fontsize=9)
     return fig
