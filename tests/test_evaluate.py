@@ -1,19 +1,17 @@
-"""Evaluation (refimpl/evaluate.py): few-shot readout, applying a rule, the comparison, the demo."""
+"""Evaluation (the refimpl.evaluation package): few-shot readout, applying a rule, the comparison, the demo."""
 from __future__ import annotations
 
 import io
 import json
-import os
 
 import numpy as np
 import pytest
 
 import refimpl.evaluation.fewshot as ev
-from refimpl.evaluation import demo, reporting, suite
 from refimpl.config import preset
-from refimpl.data import get_dataset
 from refimpl.data.base import ArraySource, Dataset
-from refimpl.params import init_phi, init_theta, load_params, save_params
+from refimpl.evaluation import demo, reporting, suite
+from refimpl.params import init_phi, init_theta
 from refimpl.rule.update_step import update_step
 
 TINY = preset("tiny")            # B=7, layer_sizes [15, 9, 14, 8]
@@ -350,10 +348,12 @@ def test_train_for_meets_a_time_budget_and_continues_the_run(tmp_path):
 def test_demo_and_eval_parsers(monkeypatch):
     import argparse
 
+    from refimpl.cli import demo as demo_command, evaluate as eval_command
+
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
-    demo.add_demo_parser(sub)
-    suite.add_eval_parser(sub)
+    demo_command.add_demo_parser(sub)
+    eval_command.add_eval_parser(sub)
     defaults = parser.parse_args(["demo"])
     assert (defaults.minutes, defaults.seeds) == (demo.DEMO_MINUTES, demo.DEMO_SEEDS)
     args = parser.parse_args(["demo", "--minutes", "0.5", "--seeds", "2"])

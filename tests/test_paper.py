@@ -47,7 +47,7 @@ def common_budget(name):
 
 def test_every_budget_is_in_the_help_and_the_docs():
     from refimpl.paper import budget
-    from refimpl.paper.command import _description
+    from refimpl.cli.paper import _description
 
     docs = (ROOT / "docs" / "paper.md").read_text()
     for name in EXPERIMENTS:

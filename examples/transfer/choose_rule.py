@@ -7,10 +7,10 @@ import os
 import sys
 import time
 
-from refimpl.params import load_params
 from refimpl.data import get_dataset
 from refimpl.evaluation.benchmark import benchmark
 from refimpl.evaluation.reporting import format_summary
+from refimpl.params import load_params
 
 out = sys.argv[1]
 done = json.load(open(out)) if os.path.exists(out) else {}
@@ -24,7 +24,8 @@ for path in sys.argv[2:]:
                   inner_steps=(25, 50, 100, 200), baselines=("ink",), progress=False)
     done[path] = r["summary"]
     print(f"## {path} [{time.time()-t:.0f}s]\n" + format_summary(r["summary"]), flush=True)
-    json.dump(done, open(out + ".tmp", "w"), indent=1); os.replace(out + ".tmp", out)
+    json.dump(done, open(out + ".tmp", "w"), indent=1)
+    os.replace(out + ".tmp", out)
 best = None
 for path, rows in done.items():
     by = {r["method"]: r for r in rows}

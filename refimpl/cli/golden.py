@@ -1,25 +1,13 @@
-"""Command line: refimpl train, refimpl plot, refimpl eval, refimpl demo, refimpl paper, refimpl ops-report and
-refimpl golden export|check|verify.
+"""``refimpl golden export|check|verify``: golden values (SPEC 10, docs/golden.md).
 
-Every error is one line on stderr, "refimpl COMMAND: what is wrong", and a
-non-zero exit: 2 for bad input (arguments, files, directories), 1 for a
-golden set that does not match.
+``verify`` needs NumPy alone: its parser and command import only refimpl.golden.verifier.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr, ``PROG: message`` (exit status 2).
-
-    Sub-command parsers made with ``add_subparsers`` are of the same class, so
-    their ``prog`` ("refimpl golden export") is the one prefix of a message.
-    """
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: {' '.join(str(message).split())}\n")
+from refimpl.runtime import directory_arg
 
 
 def _kind_list(text: str) -> list[str]:
@@ -37,15 +25,18 @@ def _kind_list(text: str) -> list[str]:
 def _golden_export(args) -> int:
     from refimpl import golden
 
-    manifest = golden.export(args.directory, kinds=args.kinds)
-    print(f"wrote {len(manifest['cases'])} golden cases to {args.directory}")
+    manifest = golden.export(args.directory, kinds=args.kinds, missing_only=args.missing, progress=True)
+    if args.missing:
+        print(f"the golden set in {args.directory} now holds {len(manifest['cases'])} cases")
+    else:
+        print(f"wrote {len(manifest['cases'])} golden cases to {args.directory}")
     return 0
 
 
 def _golden_check(args) -> int:
     from refimpl import golden
 
-    report = golden.check(args.directory, float32=args.float32, only=args.only)
+    report = golden.check(args.directory, float32=args.float32, only=args.only, progress=True)
     if report.ok:
         return 0
     print(f"{args.parser.prog}: {args.directory} does not pass: {report.summary()}", file=sys.stderr)
@@ -56,8 +47,14 @@ def _golden_verify(args) -> int:
     from refimpl.golden import verifier
 
     backend = verifier.load_backend(args.backend)
-    report = verifier.verify(args.directory, backend, include=args.include, exclude=args.exclude,
-                             float32=args.float32, log=print)
+    try:
+        report = verifier.verify(args.directory, backend, include=args.include, exclude=args.exclude,
+                                 float32=args.float32, log=print, strict=args.strict, progress=True)
+    except SystemExit as exc:     # an exit the verifier did not contain must not pass for a verdict
+        print(f"verdict: FAIL (the run ended early: sys.exit({exc.code!r}))", flush=True)
+        print(f"{args.parser.prog}: {args.directory} does not pass: the run ended early "
+              f"(sys.exit({exc.code!r}))", file=sys.stderr)
+        return 1
     if args.json is not None:
         report.write_json(args.json)
     if report.ok:
@@ -74,14 +71,16 @@ def _names(text: str) -> list[str]:
     return names
 
 
-def _add_verify_parser(gsub) -> None:
+def add_verify_parser(gsub) -> None:
     """``refimpl golden verify``: needs NumPy alone (no refimpl compute, no autograd)."""
     ver = gsub.add_parser("verify", help="verify a port's backend against a golden set (NumPy only)",
                           description="Run BACKEND (module:object or file.py:object: an object with one "
                                       "callable per kind, <kind>(inputs, attrs, config) and <kind>_vjp(inputs, "
                                       "attrs, config, cotangents); docs/golden.md section 9) on every selected "
-                                      "case of the golden set in DIRECTORY and compare. Exit status 0 when every "
-                                      "selected case passes, 1 when one does not, 2 when the set or the backend "
+                                      "case of the golden set in DIRECTORY and compare. Kinds the backend does "
+                                      "not implement are listed as not implemented, with a coverage line. Exit "
+                                      "status 0 when every implemented selected case passes (and at least one "
+                                      "is implemented), 1 when one does not, 2 when the set or the backend "
                                       "cannot be read.")
     ver.add_argument("directory", help="a directory holding manifest.json")
     ver.add_argument("--backend", required=True, metavar="MODULE:OBJECT", help="the backend to verify")
@@ -91,19 +90,15 @@ def _add_verify_parser(gsub) -> None:
                      help="verify only these kinds (default: every kind of the set)")
     ver.add_argument("--exclude", type=_names, action="extend", metavar="KIND[,KIND...]",
                      help="leave these kinds out")
+    ver.add_argument("--strict", action="store_true",
+                     help="fail when the backend does not implement a selected kind")
     ver.add_argument("--json", metavar="REPORT.json", help="also write the report as JSON")
     ver.set_defaults(func=_golden_verify, parser=ver)
 
 
-def _ops_report(args) -> int:
-    from refimpl.reference.ops_report import operator_report
-
-    return operator_report(size_name=args.size)
-
-
-def _add_golden_parsers(sub) -> None:
+def add_golden_parsers(sub) -> None:
+    """Register ``golden`` and its sub-commands export, check and verify on an argparse subparsers object."""
     from refimpl import golden
-    from refimpl.train import directory_arg
 
     kinds = ", ".join(golden.kinds())
     parser = sub.add_parser("golden", help="golden values (SPEC 10): export a set, or check refimpl against one",
@@ -118,6 +113,8 @@ def _add_golden_parsers(sub) -> None:
     exp.add_argument("--kinds", type=_kind_list, action="extend", metavar="KIND[,KIND...]",
                      help=f"export only these kinds (comma-separated, or the option repeated; default: all). "
                           f"Kinds: {kinds}")
+    exp.add_argument("--missing", action="store_true",
+                     help="add only the cases the set in DIRECTORY lacks, leaving every other file byte for byte")
     exp.set_defaults(func=_golden_export, parser=exp)
     chk = gsub.add_parser("check", help="recompute a golden set with refimpl and compare",
                           description="Recompute every case of the golden set in DIRECTORY with refimpl and "
@@ -132,66 +129,4 @@ def _add_golden_parsers(sub) -> None:
                      help=f"check only these kinds (comma-separated, or the option repeated); the others may "
                           f"be missing. Kinds: {kinds}")
     chk.set_defaults(func=_golden_check, parser=chk)
-    _add_verify_parser(gsub)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from refimpl.evaluation.demo import add_demo_parser
-    from refimpl.evaluation.suite import add_eval_parser
-    from refimpl.paper.command import add_paper_parser
-    from refimpl.train import add_plot_parser, add_train_parser
-
-    parser = OneLineParser(prog="refimpl", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_golden_parsers(sub)
-    add_eval_parser(sub)
-    add_demo_parser(sub)
-    add_paper_parser(sub)
-    report = sub.add_parser("ops-report", help="every operator checked against autograd, and timed")
-    report.add_argument("--size", choices=["golden", "paper"], default="golden",
-                        help="the sizes to time the operators at (default golden)")
-    report.set_defaults(func=_ops_report, parser=report)
-    add_train_parser(sub)
-    add_plot_parser(sub)
-    return parser
-
-
-def run_command(parser: argparse.ArgumentParser, argv=None) -> int:
-    """Parse ``argv`` and run its command; bad input (a ValueError or an OSError) is one line on stderr."""
-    args, unknown = parser.parse_known_args(argv)
-    command_parser = getattr(args, "parser", parser)
-    if unknown:   # reported by the command's own parser, so the message names the command
-        command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:   # commands that must save state on Ctrl-C (train, demo) handle it themselves
-        from refimpl.train.trainer import EXIT_INTERRUPTED
-        print(f"{command_parser.prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (ValueError, OSError) as e:
-        message = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        if isinstance(e, OSError) and e.filename:
-            message = f"{e.filename}: {message}"
-        print(f"{command_parser.prog}: {' '.join(message.split())}", file=sys.stderr)
-        return 2
-
-
-def build_verify_parser() -> argparse.ArgumentParser:
-    """The parser of ``refimpl golden verify`` alone: building it imports no compute."""
-    parser = OneLineParser(prog="refimpl")
-    sub = parser.add_subparsers(dest="command", required=True)
-    golden = sub.add_parser("golden")
-    _add_verify_parser(golden.add_subparsers(dest="golden_command", required=True))
-    return parser
-
-
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:2] == ["golden", "verify"] and not {"-h", "--help"} & set(argv):
-        return run_command(build_verify_parser(), argv)   # a port's check must not need refimpl's compute
-    return run_command(build_parser(), argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    add_verify_parser(gsub)

@@ -21,7 +21,7 @@ def _description() -> str:
 def add_paper_parser(subparsers):
     """Register ``paper`` on an argparse subparsers object."""
     from refimpl.paper import EXPERIMENTS
-    from refimpl.train import directory_arg
+    from refimpl.runtime import directory_arg
 
     p = subparsers.add_parser("paper", help="the paper's experiments (Figs. 5-8, 10) for any rule: tables, "
                                             "figures, random-theta control",
@@ -43,7 +43,7 @@ def paper_command(args) -> int:
 
     from refimpl.paper import run_all, run_experiment
     from refimpl.paper.common import rule_and_control
-    from refimpl.train.trainer import blas_single_thread, check_run_dir
+    from refimpl.runtime import blas_single_thread, check_run_dir
 
     if args.run_dir is not None and not Path(args.run_dir, "thetas").is_dir():
         raise ValueError(f"--run-dir {args.run_dir} has no thetas/ directory of snapshots")

@@ -1,6 +1,6 @@
 """The recipe of a shipped rule: a meta-training run with theta snapshots and a probe log.
 
-    python -m refimpl.pretrained.recipe RUN_DIR [--preset small] [--seed 0] [--minutes 75]
+    python -m refimpl.cli.recipe RUN_DIR [--preset small] [--seed 0] [--minutes 75]
 
 Runs :func:`refimpl.train.run` (same files as ``refimpl train``; a run
 already in RUN_DIR is continued bit for bit) and, through its ``on_step``
@@ -50,7 +50,7 @@ def snapshot_hook(run_dir, tc, every: int, probe_steps=(0, 25, 50, 100)):
 def main(argv=None) -> int:
     from refimpl.train import CHECKPOINT_FILE, run, train_preset
 
-    p = argparse.ArgumentParser(prog="python -m refimpl.pretrained.recipe", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m refimpl.cli.recipe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir")
     p.add_argument("--preset", default="small")
