@@ -55,13 +55,52 @@ def benchmark(theta, config, dataset, *, seeds=range(10), k_shot: int = 10, k_qu
               n_trials: int = 10, inner_steps=(0, 50, 100, 200), n_way=None, hidden=None,
               baselines=ALL_BASELINES, vae_steps: int = 2000, supervised_steps: int = 300,
               pool_size: int = 2000, dtype=np.float32, progress: bool = True, permute: bool = True) -> dict:
-    """Run every method on ``dataset`` for each seed; return ``{"per_seed": ..., "summary": ...}``.
+    """Every method on one dataset, for each seed: the rule at its checkpoints and every baseline.
 
-    ``config`` is the rule's config; the base model has layer sizes
-    ``[n_features, *hidden, N^L]`` (``hidden`` default: the config's hidden
-    widths). ``theta=None`` evaluates only phi_0 and the baselines. ``permute=False`` leaves the
-    inputs in their own order (the permutation is still drawn, so phi_0 and the trials' examples
-    are those of ``permute=True``: the two runs are paired).
+    The base model has layer sizes ``[n_features, *hidden, N^L]`` (N^L from ``config``). Each
+    seed draws its task (``n_way`` classes and an input permutation), its phi_0, and
+    ``n_trials`` labeled support and query sets that every method is scored on.
+
+    Parameters
+    ----------
+    theta : Mapping[str, ndarray] or None
+        The rule's parameters; None evaluates only phi_0 and the baselines.
+    config : Config
+        The rule's configuration (batch size B, N^L, ridge, ...).
+    dataset : Dataset
+        The data (:func:`refimpl.get_dataset`).
+    seeds : iterable of int
+        The tasks.
+    k_shot, k_query : int
+        Support and query examples per class in each trial.
+    n_trials : int
+        Labeled trials per seed.
+    inner_steps : sequence of int
+        The rule's checkpoints (unsupervised steps); 0 is always included.
+    n_way : int or None
+        K, the classes of each task; None uses all.
+    hidden : sequence of int, optional
+        The hidden widths of the base model (default: the config's).
+    baselines : sequence of str
+        Any of ``"raw"``, ``"ink"``, ``"pca"``, ``"vae"``, ``"supervised"``.
+    vae_steps, supervised_steps : int
+        The training budgets of the VAE and the supervised baseline.
+    pool_size : int
+        Unlabeled examples that PCA and the VAE are fitted on.
+    dtype : dtype
+        The dtype the rule runs in (float32).
+    progress : bool
+        Print a line per seed to stderr.
+    permute : bool
+        False leaves the inputs in their own order; the permutation is still drawn, so phi_0 and
+        the trials' examples are those of ``permute=True`` (the two runs are paired).
+
+    Returns
+    -------
+    dict
+        ``per_seed`` (one record per seed: accuracy and feature diagnostics of each method, the
+        checkpoints that diverged), ``summary`` (:func:`summarize`), ``layer_sizes``, ``k_shot``,
+        ``k_query``, ``n_trials``, ``dataset`` and ``n_classes``.
     """
     from refimpl.rule.update_step import update_step
 
@@ -150,9 +189,22 @@ def paired_difference(per_seed, method: str, other: str = "rule@0") -> dict:
 
 
 def summarize(per_seed) -> list[dict]:
-    """One row per method: mean and standard error of accuracy over seeds; the paired difference
-    to ``rule@0`` (phi_0): mean, standard error, seeds better; mean effective rank and
-    mean |correlation|; seeds that finished and that diverged."""
+    """One row per method from the per-seed records of :func:`benchmark`.
+
+    Parameters
+    ----------
+    per_seed : list of dict
+        The ``per_seed`` records.
+
+    Returns
+    -------
+    list of dict
+        For each method (the rule's checkpoints ``rule@<steps>`` first): ``n`` (seeds scored),
+        ``diverged``, ``acc`` and ``acc_se`` (mean and standard error over seeds), ``delta``,
+        ``delta_se`` and ``better`` (the paired difference to ``rule@0``, phi_0: mean, standard
+        error, seeds better), and the means of the features' ``effective_rank``, mean absolute
+        correlation ``mean_abs_corr`` and ``zero_rows``.
+    """
     methods = list(dict.fromkeys(m for r in per_seed for m in [*r["acc"], *r.get("diverged", [])]))
     methods = sorted((m for m in methods if m.startswith("rule@")), key=lambda m: int(m.split("@")[1])) + \
         [m for m in methods if not m.startswith("rule@")]
