@@ -264,14 +264,14 @@ def _rules(paper_dir: Path) -> list[str]:
 
 
 def _budget_table(reports: dict) -> list[str]:
-    from refimpl.paper import EXPERIMENTS
+    from refimpl.paper import EXPERIMENTS, budget as stated_budget
 
     rules = list(reports)
     lines = ["| experiment | paper | budget (full mode) | " + " | ".join(f"measured, {r} (CPU / wall)" for r in rules) + " |",
              "|---|---|---|" + "---:|" * len(rules)]
     for name, e in EXPERIMENTS.items():
         any_report = next((reports[r][name] for r in rules if name in reports[r]), None)
-        budget = any_report["budget"] if any_report else "n/a"
+        budget = any_report["budget"] if any_report else stated_budget(name)
         cells = [f"{reports[r][name]['cpu_seconds'] / 60:.1f} / {reports[r][name]['seconds'] / 60:.1f} min"
                  if name in reports[r] else "not run" for r in rules]
         lines.append(f"| {name} | {e.figure} | {budget} | " + " | ".join(cells) + " |")
