@@ -63,7 +63,10 @@ def _rows():
 
 
 def fake_benchmark(theta, config, dataset, **kw):
-    return {"per_seed": [{}] * len(kw["seeds"]), "summary": _rows(), "layer_sizes": [dataset.n_features, 4],
+    diag = {"effective_rank": 3.0, "mean_abs_corr": 0.1, "zero_rows": 0.0}
+    per_seed = [{"seed": seed, "acc": {"rule@0": 0.5, "ink": 0.25}, "diag": {"rule@0": diag, "ink": diag}}
+                for seed in kw["seeds"]]
+    return {"per_seed": per_seed, "summary": _rows(), "layer_sizes": [dataset.n_features, 4],
             "k_shot": kw["k_shot"], "k_query": kw["k_query"], "n_trials": kw["n_trials"], "dataset": dataset.name,
             "n_classes": kw["n_way"] or dataset.n_classes}
 
@@ -98,13 +101,14 @@ def test_eval_reaches_the_benchmark_with_every_option(monkeypatch, tmp_path):
     bench = Recorder(fake_benchmark)
     stub_everywhere(monkeypatch, "refimpl.evaluation.benchmark", "benchmark", bench)
     assert main(["eval", "random", *EVAL_ARGS, "--out", str(tmp_path / "out")]) == 0
-    assert [c[0][2].name for c in bench.calls] == ["moons", "digits"]
+    # one call per (dataset, seed), so that each finished seed is kept (resumable evaluation)
+    assert [(c[0][2].name, list(c[1]["seeds"])) for c in bench.calls] == [
+        (name, [seed]) for name in ("moons", "digits") for seed in range(4)]
     from refimpl.train import train_preset
     expected_theta = init_theta(train_preset("small").model, np.random.default_rng(12345), np.float32)
     for (theta, config, ds), kw in bench.calls:
         assert all(np.array_equal(theta[k], expected_theta[k]) for k in expected_theta)
         assert config == train_preset("small").model
-        assert kw["seeds"] == range(4)
         assert (kw["k_shot"], kw["k_query"], kw["n_trials"]) == (3, 10, 6)
         assert tuple(kw["inner_steps"]) == (0, 7)
         assert tuple(kw["baselines"]) == ("raw", "pca", "ink")           # ink is always added

@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refimpl.paper import EXPERIMENTS, architectures, common
-from refimpl.paper import permutation as perm_exp
-from refimpl.paper import representation
+from refimpl.paper import EXPERIMENTS, architectures, common, permutation as perm_exp, representation
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,8 +44,8 @@ def common_budget(name):
 
 
 def test_every_budget_is_in_the_help_and_the_docs():
-    from refimpl.paper import budget
     from refimpl.cli.paper import _description
+    from refimpl.paper import budget
 
     docs = (ROOT / "docs" / "paper.md").read_text()
     for name in EXPERIMENTS:
@@ -232,7 +230,7 @@ def _fake_benchmark(rules, dataset, *, seeds, inner_steps, hidden=(), **kw):
 def test_the_full_width_depth_plan_marks_every_cell_that_did_not_run(monkeypatch, tmp_path):
     monkeypatch.setattr(architectures, "run_benchmark", _fake_benchmark)
     report = architectures.width_depth("small-glyphs-rotation", tmp_path, progress=False)
-    for name, cells in report["datasets"].items():
+    for cells in report["datasets"].values():
         assert len(cells) == len(architectures.WIDTHS) * len(architectures.DEPTHS)
         by = {(c["width"], c["depth"]): c for c in cells}
         assert all(c["status"] for c in cells)

@@ -12,7 +12,8 @@ verdict per claim.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 
 class Experiment(NamedTuple):

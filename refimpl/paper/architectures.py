@@ -16,8 +16,18 @@ import time
 
 import numpy as np
 
-from refimpl.paper.common import (Progress, compare, fmt, header, mean_se, new_figure, per_seed_acc,
-                                  rule_and_control, run_benchmark, write_outputs)
+from refimpl.paper.common import (
+    Progress,
+    compare,
+    fmt,
+    header,
+    mean_se,
+    new_figure,
+    per_seed_acc,
+    rule_and_control,
+    run_benchmark,
+    write_outputs,
+)
 
 WIDTHS = (32, 64, 128, 256, 512, 1024, 2048)
 DEPTHS = (1, 2, 3, 5, 8)

@@ -8,9 +8,22 @@ is paired per seed.
 """
 from __future__ import annotations
 
-from refimpl.paper.common import (Progress, compare, errorbar, fmt, header, mean_se, new_figure,
-                                  per_seed_acc, reporting_steps, rule_and_control, run_benchmark,
-                                  step_axis, step_table, write_outputs)
+from refimpl.paper.common import (
+    Progress,
+    compare,
+    errorbar,
+    fmt,
+    header,
+    mean_se,
+    new_figure,
+    per_seed_acc,
+    reporting_steps,
+    rule_and_control,
+    run_benchmark,
+    step_axis,
+    step_table,
+    write_outputs,
+)
 
 # ---------------------------------------------------------------------------------
 # inner-steps

@@ -122,7 +122,7 @@ def claim_fig8(r):
 
     def row(a):
         return next(x for x in acts[a]["rows"] if x["step"] == at)
-    lines = ["| activation | phi_0 | rule @%d | rule vs phi_0 | > 2 s.e. | control vs phi_0 |" % at,
+    lines = [f"| activation | phi_0 | rule @{at} | rule vs phi_0 | > 2 s.e. | control vs phi_0 |",
              "|---|---:|---:|---:|---|---:|"]
     for a in acts:
         x = row(a)
@@ -289,7 +289,7 @@ def generate(paper_dir) -> str:
     labels = {r: next(iter(reports[r].values()))["rule"] for r in rules}
     controls = {r: next(iter(reports[r].values()))["control"] for r in rules}
     verdicts = {}
-    for i, (title, _, exp, _, _, fn) in enumerate(CLAIMS):
+    for i, (_title, _, exp, _, _, fn) in enumerate(CLAIMS):
         for r in rules:
             verdicts[(i, r)] = fn(reports[r]) if exp in reports[r] else ("not run", "", [])
     out = ["# The paper's claims at small scale", "",

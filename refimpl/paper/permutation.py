@@ -22,8 +22,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl.paper.common import (SIGNIFICANCE_SE, Progress, compare, errorbar, fmt, header, mean_se,
-                                  new_figure, per_seed_acc, rule_and_control, step_axis, write_outputs)
+from refimpl.paper.common import (
+    SIGNIFICANCE_SE,
+    Progress,
+    compare,
+    errorbar,
+    fmt,
+    header,
+    mean_se,
+    new_figure,
+    per_seed_acc,
+    rule_and_control,
+    step_axis,
+    write_outputs,
+)
 
 PERMUTATION_BUDGET = ("0.2 min of CPU on one core: digits, (rule, control) x (permuted, not) x 5 seeds x 5 trials "
                       "to 30 inner steps; the equivariance check 30 steps in float64")

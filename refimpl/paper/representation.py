@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl.paper.common import (Progress, compare, fmt, header, mean_se, new_figure, rule_and_control,
-                                  write_outputs)
+from refimpl.paper.common import Progress, compare, fmt, header, mean_se, new_figure, rule_and_control, write_outputs
 
 
 def _task(dataset, cfg, seed: int):
