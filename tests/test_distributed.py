@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,52 @@ def test_a_killed_worker_is_replaced_and_its_task_computed_once(reference, clust
     assert len(pids) == N_STEPS * TINY.tasks_per_step + 1     # exactly one task computed again
     assert marker.read_text() in pids
     assert_same_run(run_dir, ref_dir, ref_state)
+
+
+def failing_once_meta_gradient(theta, phi, batches, config, *, n_cls, calls, marker, fail_at):
+    """The real meta-gradient, except that call number ``fail_at`` raises, once (the worker survives)."""
+    from refimpl.meta.unroll import meta_gradient
+
+    with open(calls, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    if len(Path(calls).read_text().split()) == fail_at and not os.path.exists(marker):
+        Path(marker).write_text("raised")
+        raise RuntimeError("a task that fails once (injected)")
+    return meta_gradient(theta, phi, batches, config, n_cls=n_cls)
+
+
+def test_a_task_that_raises_once_is_retried_and_the_theta_is_the_same(reference, cluster, tmp_path):
+    ref_dir, ref_state = reference
+    calls, marker = tmp_path / "calls.txt", tmp_path / "raised.txt"
+    mg = functools.partial(failing_once_meta_gradient, calls=str(calls), marker=str(marker),
+                           fail_at=TINY.tasks_per_step + 2)          # the second task of meta-step 2
+    run_dir = tmp_path / "run"
+    assert run(run_dir, TINY, run_tasks=cluster, meta_gradient_fn=mg) == 0
+    assert marker.exists(), "no task raised"
+    assert len(calls.read_text().split()) == N_STEPS * TINY.tasks_per_step + 1     # one task computed again
+    assert_same_run(run_dir, ref_dir, ref_state)
+
+
+def slow_first_task(theta, phi, batches, config, *, n_cls, finished):
+    """A stand-in for the meta-gradient: job ``n_cls`` (the test numbers its jobs there) returns J = n_cls;
+    job 0 takes a second longer than the others, so it completes after them."""
+    if n_cls == 0:
+        time.sleep(1.5)
+    with open(finished, "a") as f:
+        f.write(f"{n_cls}\n")
+    return types.SimpleNamespace(loss=float(n_cls), dtheta={}, phi_final={}, accuracies=[])
+
+
+def test_results_are_gathered_in_task_order_when_tasks_complete_out_of_order(cluster, tmp_path):
+    from refimpl.train.step import TaskJob
+
+    finished = tmp_path / "finished.txt"
+    jobs = [TaskJob(U=1, phi={}, batches=None, config=None, n_cls=i) for i in range(4)]
+    results = cluster({}, iter(jobs), functools.partial(slow_first_task, finished=str(finished)))
+    order = [int(t) for t in finished.read_text().split()]
+    assert sorted(order) == [0, 1, 2, 3] and order.index(0) > order.index(1), order    # forced out of order
+    assert [reason for _, reason in results] == [None] * 4
+    assert [res.loss for res, _ in results] == [0.0, 1.0, 2.0, 3.0]
 
 
 def closed_port() -> int:

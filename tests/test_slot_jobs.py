@@ -7,8 +7,6 @@ and so is one that runs the slots in reverse order.
 """
 import pickle
 
-import numpy as np
-
 from refimpl.train import init_state, meta_step, train_preset
 from refimpl.train.optim import unroll_range
 from refimpl.train.step import SlotJob, draw_task_job, run_slot

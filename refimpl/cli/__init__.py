@@ -52,8 +52,8 @@ def run_command(parser: argparse.ArgumentParser, argv=None) -> int:
         command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
-    except KeyboardInterrupt:   # commands that must save state on Ctrl-C (train, demo) handle it themselves
-        return interrupted(f"{command_parser.prog}: interrupted")
+    except KeyboardInterrupt as e:   # commands that must save state on Ctrl-C (train, demo) handle it themselves
+        return interrupted(f"{command_parser.prog}: interrupted" + (f" {e}" if str(e) else ""))
     except (ValueError, OSError) as e:
         message = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         if isinstance(e, OSError) and e.filename:

@@ -315,7 +315,7 @@ class Dataset:
         return self.realise([self.labeled_request(rng, k_per_class, split)], split, dtype)[0]
 
     # -- batches in two phases: every random draw first, then the rows of many batches at once ----
-    def unlabeled_request(self, rng, batch_size: int, split: str = "train") -> "BatchRequest":
+    def unlabeled_request(self, rng, batch_size: int, split: str = "train") -> BatchRequest:
         """The random draws of :meth:`unlabeled_batch` (the same numbers from ``rng``, in its order)."""
         rng, split = as_rng(rng), check_split(split)
         batch_size = _check_count("batch_size", batch_size)
@@ -325,7 +325,7 @@ class Dataset:
         idx = pool[rng.integers(len(pool), size=batch_size)]
         return BatchRequest(idx, self.source.draw_params(rng, len(idx)), None)
 
-    def labeled_request(self, rng, k_per_class: int, split: str = "train") -> "BatchRequest":
+    def labeled_request(self, rng, k_per_class: int, split: str = "train") -> BatchRequest:
         """The random draws of :meth:`labeled_batch` (the same numbers from ``rng``, in its order)."""
         rng, split = as_rng(rng), check_split(split)
         k = _check_count("k_per_class", k_per_class)
@@ -353,7 +353,7 @@ class Dataset:
         x, reg = self.source.realise(idx, self.source.join_params([r.params for r in requests]), split, dtype)
         return (self._finish(x) if permute else x), reg
 
-    def targets(self, request: "BatchRequest", reg: np.ndarray, dtype=None) -> np.ndarray:
+    def targets(self, request: BatchRequest, reg: np.ndarray, dtype=None) -> np.ndarray:
         """``y [n, n_classes + n_reg]`` of a labeled request: its one-hot classes, then ``reg`` (its rows)."""
         n = len(request.idx)
         y = np.zeros((n, self.n_classes + self.n_reg), dtype=check_dtype(dtype))

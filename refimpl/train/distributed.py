@@ -52,6 +52,27 @@ def _import_distributed():
     return distributed
 
 
+def check_scheduler_address(address: str) -> str:
+    """``address`` if it is a Dask scheduler address (``tcp://host:port``, ``host:port``, ...); a
+    ValueError (one line) before any connection is tried otherwise: a Client built from a bad address
+    leaves a traceback behind when it is collected."""
+    distributed = _import_distributed()
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls"):
+            host, port = parse_host_port(location)
+            if not host or not port:
+                raise ValueError("needs a host and a port")
+        elif scheme not in distributed.comm.registry.backends:
+            raise ValueError(f"unknown scheme {scheme!r}")
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"--scheduler {address!r} is not a Dask scheduler address such as tcp://host:8786 "
+                         f"({' '.join(str(e).split())})") from None
+    return address
+
+
 def _run_slot_single_thread(theta, job, meta_gradient_fn):
     """run_slot with BLAS limited to one thread, as in the single-process trainer."""
     from refimpl.runtime import blas_single_thread

@@ -42,9 +42,13 @@ _DATASETS: dict = {}
 
 
 def dataset(name: str):
-    """The full (all classes, unpermuted) dataset ``name``, built once per process."""
+    """The full (all classes, unpermuted) dataset ``name``, built once per process (a registered
+    dataset or a dataset .npz is looked up each time: refimpl.data keeps those)."""
+    from refimpl.data import DATASETS, get_dataset
+
+    if name not in DATASETS:
+        return get_dataset(name)
     if name not in _DATASETS:
-        from refimpl.data import get_dataset
         _DATASETS[name] = get_dataset(name)
     return _DATASETS[name]
 
