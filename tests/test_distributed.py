@@ -18,6 +18,7 @@ import time
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("distributed")
@@ -134,25 +135,30 @@ def test_a_task_that_raises_once_is_retried_and_the_theta_is_the_same(reference,
 
 
 def slow_first_task(theta, phi, batches, config, *, n_cls, finished):
-    """A stand-in for the meta-gradient: job ``n_cls`` (the test numbers its jobs there) returns J = n_cls;
-    job 0 takes a second longer than the others, so it completes after them."""
-    if n_cls == 0:
+    """A stand-in for the meta-gradient: job ``phi["job"]`` (the test numbers its jobs there) returns
+    J = that number; job 0 takes a second longer than the others, so it completes after them."""
+    job = int(phi["job"])
+    if job == 0:
         time.sleep(1.5)
     with open(finished, "a") as f:
-        f.write(f"{n_cls}\n")
-    return types.SimpleNamespace(loss=float(n_cls), dtheta={}, phi_final={}, accuracies=[])
+        f.write(f"{job}\n")
+    return types.SimpleNamespace(loss=float(job), dtheta={}, phi_final={}, accuracies=[])
 
 
 def test_results_are_gathered_in_task_order_when_tasks_complete_out_of_order(cluster, tmp_path):
-    from refimpl.train.step import TaskJob
+    from refimpl.train import init_state
+    from refimpl.train.optim import unroll_range
+    from refimpl.train.step import SlotJob
 
     finished = tmp_path / "finished.txt"
-    jobs = [TaskJob(U=1, phi={}, batches=None, config=None, n_cls=i) for i in range(4)]
+    state = init_state(TINY)
+    jobs = [SlotJob(TINY, ts.task, {"job": np.array(i)}, ts.remaining, unroll_range(TINY, 0), ts.rng_state)
+            for i, ts in enumerate(state.tasks)]
     results = cluster({}, iter(jobs), functools.partial(slow_first_task, finished=str(finished)))
     order = [int(t) for t in finished.read_text().split()]
-    assert sorted(order) == [0, 1, 2, 3] and order.index(0) > order.index(1), order    # forced out of order
-    assert [reason for _, reason in results] == [None] * 4
-    assert [res.loss for res, _ in results] == [0.0, 1.0, 2.0, 3.0]
+    assert sorted(order) == list(range(len(jobs))) and order.index(0) > order.index(1), order   # out of order
+    assert [out.reason for out in results] == [None] * len(jobs)
+    assert [out.result.loss for out in results] == [float(i) for i in range(len(jobs))]
 
 
 def closed_port() -> int:

@@ -63,7 +63,11 @@ def _check_count(name, k, minimum=1) -> int:
 
 
 class Source:
-    """The data behind a dataset. Subclasses set the attributes and implement :meth:`draw`.
+    """The data behind a dataset. Subclasses set the attributes and implement :meth:`realise`
+    (and, when they augment at random, :meth:`draw_params`); :meth:`draw` is the two in a row.
+
+    The split lets a dataset make every random draw of many batches first and their rows in
+    one call afterwards (:meth:`Dataset.rows`), with the numbers a batch-by-batch draw gives.
 
     Attributes: ``name``, ``n_features``, ``image_shape`` (tuple or None),
     ``class_names`` (tuple of str), ``n_reg``, ``augmented`` (True when every
@@ -93,7 +97,8 @@ class Source:
         """:meth:`draw`'s result from the examples ``idx`` and their :meth:`draw_params`. A pure function
         of its arguments, row by row, so the params of several draws, joined by :meth:`join_params`,
         give the rows of those draws in one call."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement realise(idx, params, split, dtype) "
+                                  f"(and draw_params(rng, n) if it augments at random)")
 
     @staticmethod
     def join_params(params: list):
