@@ -30,6 +30,7 @@ root_doc = "docs/index"
 include_patterns = [
     "docs/*.md",
     "docs/transfer/**/*.md",
+    "docs/paper/**/*.md",               # each paper experiment's table, which docs/paper.md links
     "derivations/*.md",
     "PORTING.md",
     "examples/walkthrough.py",
