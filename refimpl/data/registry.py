@@ -70,6 +70,21 @@ DATASETS = {
                     "14x14 glyphs of the math symbols, paper augmentation"),
     "glyphs_currency": (_glyph_subset("currency", max_angle=180.0, max_shift=5.0),
                         "14x14 glyphs of the currency symbols, paper augmentation"),
+    # The same resolutions and subsets with the rotation-only augmentation of glyphs_rotation
+    # (the mixture training preset; see refimpl/train/presets.py).
+    "glyphs10_rotation": (_glyph_variant(side=10, max_shift=0.0), "10x10 glyphs rotated by up to 30 degrees, not shifted"),
+    "glyphs20_rotation": (_glyph_variant(side=20, max_shift=0.0), "20x20 glyphs rotated by up to 30 degrees, not shifted"),
+    "glyphs_letters_rotation": (_glyph_subset("letters", max_shift=0.0),
+                                "14x14 glyphs of the 52 Latin letters rotated by up to 30 degrees, not shifted"),
+    "glyphs_math_rotation": (_glyph_subset("math", max_shift=0.0),
+                             "14x14 glyphs of the math symbols rotated by up to 30 degrees, not shifted"),
+    "glyphs_currency_rotation": (_glyph_subset("currency", max_shift=0.0),
+                                 "14x14 glyphs of the currency symbols rotated by up to 30 degrees, not shifted"),
+    # The glyph evaluation reported beside the transfer datasets: held-out fonts of the "final"
+    # families (Computer Modern), letters and digits; no choice is made on it.
+    "glyphs_rotation_final": (_glyph_variant(max_shift=0.0, heldout="final"),
+                              "glyphs_rotation whose test split is the final held-out font families "
+                              "(Computer Modern), letters and digits only"),
     "digits": (_digits, "scikit-learn's 8x8 handwritten digits, 10 classes; kwargs: test_fraction, seed"),
     "moons": (_moons, "two moons, 2 features, 2 classes; kwargs: n_train, n_test, noise, seed"),
     "fashion_mnist14": (_fashion(14), "Fashion-MNIST 14x14 (2x2 area average); kwargs: path"),
@@ -81,8 +96,10 @@ def list_datasets() -> tuple:
     return tuple(DATASETS)
 
 
-def get_dataset(name: str, **kwargs) -> Dataset:
-    """The dataset ``name`` (one of :data:`DATASETS`), all classes, unpermuted."""
+def get_dataset(name: str, exclude_classes=(), **kwargs) -> Dataset:
+    """The dataset ``name`` (one of :data:`DATASETS`), unpermuted, with every class but those named in
+    ``exclude_classes`` (class names or class-set names such as ``"digits"``, see
+    :meth:`~refimpl.data.base.Dataset.without`)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     factory, _ = DATASETS[name]
@@ -90,4 +107,5 @@ def get_dataset(name: str, **kwargs) -> Dataset:
         source = factory(**kwargs)
     except TypeError as e:
         raise ValueError(f"dataset {name!r}: bad keyword arguments {sorted(kwargs)}: {e}") from e
-    return Dataset(source)
+    ds = Dataset(source)
+    return ds.without(tuple(exclude_classes)) if exclude_classes else ds

@@ -33,12 +33,13 @@ ALL_BASELINES = ("raw", "ink", "pca", "vae", "supervised")
 
 
 def _trials(task, rng, k_shot, k_query, n_trials, dtype):
+    """Labeled trials of the test split; support and query are different examples (for glyphs,
+    different fonts: :meth:`refimpl.data.base.Dataset.support_query_batch`)."""
     out = []
     n = task.n_classes
-    support = np.tile(np.arange(k_shot + k_query) < k_shot, n)
     for _ in range(n_trials):
-        x, y = task.labeled_batch(rng, k_shot + k_query, split="test", dtype=dtype)
-        out.append((x[support], y[support, :n], x[~support], y[~support, :n]))
+        xs, ys, xq, yq = task.support_query_batch(rng, k_shot, k_query, split="test", dtype=dtype)
+        out.append((xs, ys[:, :n], xq, yq[:, :n]))
     return out
 
 

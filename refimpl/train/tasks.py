@@ -49,6 +49,23 @@ def dataset(name: str):
     return _DATASETS[name]
 
 
+def training_view(tc, name: str):
+    """The classes of dataset ``name`` that tasks are sampled from: all but ``tc.exclude_classes``
+    (names a dataset does not have are ignored; a class set removes those of its classes it has)."""
+    full = dataset(name)
+    if not tc.exclude_classes:
+        return full
+
+    def known(ds):
+        return set(getattr(ds.source, "class_sets", {}) or {}) | set(ds.class_names)
+    unknown = set(tc.exclude_classes) - set().union(*(known(dataset(d)) for d in tc.datasets))
+    if unknown:
+        raise ValueError(f"exclude_classes: no dataset of {list(tc.datasets)} has a class or class set "
+                         f"named {sorted(unknown)[0]!r}")
+    names = [c for c in tc.exclude_classes if c in known(full)]
+    return full.without(names) if names else full
+
+
 class TaskDef(NamedTuple):
     """What defines a task (fixed for its lifetime)."""
     dataset: str            # name for refimpl.data.get_dataset
@@ -116,7 +133,7 @@ def sample_task(tc, k: int, rng: np.random.Generator) -> tuple[TaskDef, dict]:
     ``p_permute < 1``), permutation, architecture, phi_0, budget.
     """
     name = tc.datasets[int(rng.integers(len(tc.datasets)))]
-    full = dataset(name)
+    full = training_view(tc, name)
     if tc.n_way_choices:
         n_way = min(tc.n_way_choices[int(rng.integers(len(tc.n_way_choices)))], full.n_classes)
     else:
