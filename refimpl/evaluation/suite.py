@@ -14,9 +14,14 @@ which phi became non-finite are counted in the ``diverged`` column.
 
 The rule is a shipped name (:func:`refimpl.pretrained.list_rules`), a theta
 ``.npz`` file, or ``random`` (``init_theta`` of the ``small`` preset, seed
-12345). Datasets with more classes than ``n_way`` are evaluated on ``n_way``
-random classes per seed (glyphs); for glyphs the labeled trials come from
-the fonts held out of meta-training.
+12345). Every table of a learned rule also carries the ``random@<s>`` rows:
+``init_theta`` of the rule's own config (seed 12345) applied from the same
+phi_0 on the same batches. Datasets with more classes than ``n_way`` are
+evaluated on ``n_way`` random classes per seed (glyphs); for glyphs the
+labeled trials come from the font families held out of meta-training, support
+and query from different fonts. ``arch``: ``"rule"`` (the rule's hidden widths
+and N^L) or ``"paper"`` (:data:`PAPER_ARCH`: 4 hidden layers of 128, a top
+layer of 32).
 """
 from __future__ import annotations
 
@@ -29,6 +34,16 @@ from refimpl.evaluation.benchmark import ALL_BASELINES, benchmark
 #: The seed of the ``random`` rule's theta.
 RANDOM_RULE_SEED = 12345
 DEFAULT_INNER_STEPS = (0, 100, 300, 1000)
+#: Base nets of the evaluation: (hidden widths, top width); None = the rule's own.
+ARCHS = {"rule": None, "paper": ((128, 128, 128, 128), 32)}
+PAPER_ARCH = ARCHS["paper"]
+
+
+def random_theta_of(config):
+    """The random-theta control of a rule with ``config``: SPEC 9 ``init_theta``, seed RANDOM_RULE_SEED."""
+    from refimpl.params import init_theta
+
+    return init_theta(config, np.random.default_rng(RANDOM_RULE_SEED), np.float32)
 
 
 def resolve_rule(rule):
@@ -82,15 +97,19 @@ def check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_tr
 
 def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner_steps=DEFAULT_INNER_STEPS,
                   seeds: int = 10, baselines=ALL_BASELINES, n_way: int | None = 10, n_trials: int = 10,
-                  k_query: int = 10, vae_steps: int = 2000, supervised_steps: int = 300,
+                  k_query: int = 10, vae_steps=None, supervised_steps=None, supervised_lr=None,
+                  arch: str = "rule", random_row: bool = True,
                   out_dir=None, progress: bool = True, benchmark_fn=None) -> dict:
     """Evaluate ``rule`` on each of ``datasets``; return the report (and write it to ``out_dir``).
 
     ``inner_steps``: the checkpoints at which the rule's features are read
     out (0 = phi_0 is always included). ``seeds``: tasks 0..seeds-1.
     ``baselines``: any of ``raw, ink, pca, vae, supervised``; ink is always
-    added. ``vae_steps``/``supervised_steps``: the baselines' training
-    budgets (recorded in the report). Returns ``{"rule", "config", "info",
+    added. ``vae_steps`` (the VAE's step cap; it stops early on its
+    validation loss), ``supervised_steps``, ``supervised_lr``: override the
+    baselines' budgets (:data:`refimpl.evaluation.benchmark.VAE_DEFAULTS`,
+    ``SUPERVISED_DEFAULTS``; the budgets used are in each dataset's result).
+    ``random_row``: add the random-theta rows (not for the ``random`` rule itself). Returns ``{"rule", "config", "info",
     "settings", "notes", "datasets": {name: benchmark result}}``; with
     ``out_dir`` also writes report.json, report.md and two PNGs there.
     """
@@ -99,7 +118,11 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
     inner_steps = tuple(inner_steps)
     baselines = tuple(dict.fromkeys(list(baselines) + ["ink"]))
     loaded = check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_trials)
+    if arch not in ARCHS:
+        raise ValueError(f"evaluate_rule: unknown arch {arch!r} (known: {', '.join(ARCHS)})")
     theta, config, label, info = resolve_rule(rule)
+    hidden, top = ARCHS[arch] if ARCHS[arch] is not None else (None, None)
+    random_theta = random_theta_of(config) if (random_row and rule != "random") else None
     if out_dir is not None:
         from refimpl.train.trainer import check_run_dir
 
@@ -114,22 +137,37 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
             if progress:
                 print(f"eval: {label} on {name}, {way or ds.n_classes}-way {k_shot}-shot, {seeds} seeds, "
                       f"inner steps {list(inner_steps)}", file=sys.stderr, flush=True)
+            extra = {} if random_theta is None else {"random_theta": random_theta}
+            if hidden is not None:
+                extra.update(hidden=hidden, top=top)
+            if supervised_lr is not None:
+                extra["supervised_lr"] = supervised_lr
             results[name] = run(theta, config, ds, seeds=range(seeds), k_shot=k_shot, k_query=k_query,
                                 n_trials=n_trials, inner_steps=inner_steps, n_way=way, baselines=baselines,
-                                vae_steps=vae_steps, supervised_steps=supervised_steps, progress=progress)
+                                vae_steps=vae_steps, supervised_steps=supervised_steps, progress=progress,
+                                **extra)
+    budgets = next((r.get("budgets") for r in results.values() if r.get("budgets")), {}) or {}
+    vae_b, sup_b = budgets.get("vae"), budgets.get("supervised")
     notes = [f"rule: {label}" + (f", recommended inner steps {info['recommended_inner_steps']}"
                                  if "recommended_inner_steps" in info else ""),
              f"baselines: {', '.join(baselines)}"
-             + (f" (VAE {vae_steps} Adam steps)" if "vae" in baselines else "")
-             + (f" (supervised: {supervised_steps} Adam steps on each trial's support set)"
-                if "supervised" in baselines else ""),
+             + (f" (VAE {vae_b['hidden']} latent {vae_b['latent']}, Adam {vae_b['lr']:g}, early stopping on a "
+                f"{vae_b['valid_fraction']:g} validation part every {vae_b['eval_every']} steps, patience "
+                f"{vae_b['patience']}, cap {vae_b['max_steps']} steps)" if vae_b else "")
+             + (f" (supervised: {sup_b['steps']} Adam steps at lr {sup_b['lr']:g} on each trial's support set)"
+                if sup_b else ""),
+             f"base net: {arch}" + ("" if hidden is None else f" (hidden {list(hidden)}, top {top})"),
+             *(["random@s: a random theta (SPEC 9 init_theta of the rule's config, seed "
+                f"{RANDOM_RULE_SEED}) applied s inner steps from the same phi_0 on the same batches"]
+               if random_theta is not None else []),
              "rule@s: theta applied s inner steps to phi_0 on unlabeled train-split batches; rule@0 is phi_0; "
              "differences are paired per seed (same task, phi_0 and labeled trials); ± is one standard error "
              "over seeds"]
     report = {"rule": label, "config": config.to_dict(), "info": info, "notes": notes,
               "settings": {"k_shot": k_shot, "k_query": k_query, "inner_steps": list(inner_steps), "seeds": seeds,
                            "n_way": n_way, "n_trials": n_trials, "baselines": list(baselines),
-                           "vae_steps": vae_steps, "supervised_steps": supervised_steps},
+                           "vae_steps": vae_steps, "supervised_steps": supervised_steps,
+                           "supervised_lr": supervised_lr, "arch": arch, "random_row": random_theta is not None},
               "datasets": results}
     if out_dir is not None:
         report["paths"] = {k: str(p) for k, p in write_report(report, out_dir).items()}
@@ -180,9 +218,15 @@ def add_eval_parser(subparsers):
     p.add_argument("--n-way", type=positive_int, default=10,
                    help="classes per task for datasets with more classes (glyphs; default 10)")
     p.add_argument("--trials", type=positive_int, default=10, help="labeled draws per seed (default 10)")
-    p.add_argument("--vae-steps", type=nonneg_int, default=2000, help="VAE training steps (default 2000)")
-    p.add_argument("--supervised-steps", type=nonneg_int, default=300,
-                   help="supervised baseline training steps (default 300)")
+    p.add_argument("--vae-steps", type=nonneg_int, default=None,
+                   help="the VAE's step cap (default 20000; it stops early when its validation loss stops falling)")
+    p.add_argument("--supervised-steps", type=nonneg_int, default=None,
+                   help="supervised baseline training steps (default: chosen on held-out glyph tasks)")
+    p.add_argument("--supervised-lr", type=float, default=None,
+                   help="supervised baseline learning rate (default: chosen on held-out glyph tasks)")
+    p.add_argument("--arch", choices=tuple(ARCHS), default="rule",
+                   help="base net: the rule's widths (default) or the paper's 4 x 128 with a 32-d top")
+    p.add_argument("--no-random-row", action="store_true", help="leave out the random-theta rows")
     p.add_argument("--out", type=directory_arg, default=None, help="directory for report.json/.md and plots")
     p.set_defaults(func=eval_command, parser=p)
     return p
@@ -193,7 +237,9 @@ def eval_command(args) -> int:
 
     report = evaluate_rule(args.rule, args.datasets, k_shot=args.k_shot, inner_steps=args.inner_steps,
                            seeds=args.seeds, baselines=args.baselines, n_way=args.n_way, n_trials=args.trials,
-                           vae_steps=args.vae_steps, supervised_steps=args.supervised_steps, out_dir=args.out)
+                           vae_steps=args.vae_steps, supervised_steps=args.supervised_steps,
+                           supervised_lr=args.supervised_lr, arch=args.arch, random_row=not args.no_random_row,
+                           out_dir=args.out)
     print(format_report(report))
     for p in report.get("paths", {}).values():
         print(f"eval: wrote {p}", file=sys.stderr)
