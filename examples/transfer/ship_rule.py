@@ -12,9 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from refimpl.params import load_params
+from refimpl.pretrained.card import log_summary, selection_rows_markdown, selection_table
 from refimpl.train import read_log
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,29 +31,17 @@ theta, config = load_params(args.theta, kind="theta")          # must be a theta
 records = read_log(args.run_dir)
 suffix = Path(args.theta).stem.split("_")[-1]
 meta_step = int(suffix) if suffix.isdigit() else records[-1]["step"]     # theta.npz of the finished run: its last step
-upto = [r for r in records if r["step"] <= meta_step]
-J = np.array([r["J"] for r in upto if r["J"] is not None])
-first, last = J[:50].mean(), J[-50:].mean()
+summary = log_summary(records, meta_step)
+first, last = summary["J_mean_first_50_steps"], summary["J_mean_last_50_steps"]
 selection = json.loads(Path(args.selection).read_text())
-table = []
-for path, rows in selection.items():
-    for r in rows:
-        if r["method"].startswith("rule@") and r["method"] != "rule@0":
-            r0 = next(x for x in rows if x["method"] == "rule@0")
-            table.append({"theta": Path(path).name, "inner_steps": int(r["method"].split("@")[1]),
-                          "gain": round(r["delta"], 4), "gain_se": round(r["delta_se"], 4),
-                          "effective_rank": round(r["effective_rank"], 2),
-                          "phi0_effective_rank": round(r0["effective_rank"], 2)})
+table = selection_table(selection)
 card = {
     "name": args.name,
     "theta_snapshot": f"{Path(args.theta).name} (meta-step {meta_step})",
     "recommended_inner_steps": args.steps,
     "trained_by": {"command": args.command, "seed": 0, "commit": args.commit,
                    "train_config": json.loads((Path(args.run_dir) / "train_config.json").read_text())},
-    "log_summary": {"meta_steps": meta_step, "tasks_drawn": upto[-1]["tasks_drawn"],
-                    "wall_minutes": round(upto[-1]["wall_time"] / 60, 1),
-                    "J_mean_first_50_steps": round(float(first), 4), "J_mean_last_50_steps": round(float(last), 4),
-                    "dropped_tasks": int(upto[-1]["dropped_total"]), "final_lr": upto[-1]["lr"]},
+    "log_summary": summary,
     "chosen_by": ("glyphs_rotation, fonts held out of meta-training, 10-way 10-shot, seeds 100-104, 5 trials: "
                   "the (snapshot, inner steps) with the best paired gain over phi_0 among those whose top "
                   "features keep >= half of phi_0's effective rank; no evaluation dataset was used"),
@@ -72,7 +59,6 @@ md = [f"# Shipped rule `{args.name}`", "",
       f"- J (mean of the kept tasks): {first:.3f} over the first 50 meta-steps, {last:.3f} over the last 50",
       f"- chosen by: {card['chosen_by']}", "",
       "| snapshot | inner steps | gain vs phi_0 ± se | eff. rank (phi_0) |", "|---|---:|---:|---:|"]
-md += [f"| {t['theta']} | {t['inner_steps']} | {t['gain']:+.3f} ± {t['gain_se']:.3f} | "
-       f"{t['effective_rank']:.1f} ({t['phi0_effective_rank']:.1f}) |" for t in table]
+md += selection_rows_markdown(table)
 (out / f"{args.name}.md").write_text("\n".join(md) + "\n")
 print("\n".join(md))
