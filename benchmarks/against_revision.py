@@ -75,7 +75,10 @@ with threadpool_limits(1, "blas"):
         out["peak_bytes"] = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
     elif what == "meta_gradient":
         from meta_gradient import make_unroll, N_CLS
-        from refimpl.model.unroll import meta_gradient
+        try:
+            from refimpl.meta.unroll import meta_gradient
+        except ImportError:                      # a revision from before refimpl/meta/
+            from refimpl.model.unroll import meta_gradient
         config = preset("paper")
         theta, phi, batches = make_unroll(config, 4, np.float32)
         out["meta_gradient"] = best(lambda: meta_gradient(theta, phi, batches, config, n_cls=N_CLS), 2)

@@ -30,7 +30,7 @@ def echo_sized(theta, job, result_bytes):
 
 def steps_per_second(tc, steps, run_tasks=None):
     from refimpl.train import init_state, meta_step
-    from refimpl.train.trainer import blas_single_thread
+    from refimpl.runtime import blas_single_thread
 
     state = init_state(tc)
     with blas_single_thread():
@@ -49,8 +49,8 @@ def main():
     from refimpl.train import train_preset
     from refimpl.train.distributed import DaskTasks
     from refimpl.train.tasks import draw_unroll, rng_from_state
-    from refimpl.train.trainer import TaskJob, init_state, run_task
-    from refimpl.model.unroll import UnrollBatches
+    from refimpl.train.step import TaskJob, init_state, run_task
+    from refimpl.meta.unroll import UnrollBatches
 
     tc = train_preset("small")
     load = os.getloadavg()

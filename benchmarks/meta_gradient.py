@@ -1,7 +1,7 @@
 """The meta-gradient of a truncated unroll: hand reverse pass vs autograd, and memory in U.
 
 In one run:
-1. the hand meta-gradient (refimpl.model.unroll.meta_gradient) against autograd's
+1. the hand meta-gradient (refimpl.meta.unroll.meta_gradient) against autograd's
    gradient of the same unroll (autograd applied to the independent
    transcription in refimpl/reference/meta_objective.py), at the paper preset,
    U = 4, float32 and float64: time, peak memory (tracemalloc) and their
@@ -28,8 +28,12 @@ from refimpl.reference.gradcheck import rel_error
 from refimpl.params import init_phi, init_theta
 from refimpl.reference import meta_objective as oracle
 from refimpl.train import init_state, meta_step, train_preset
-from refimpl.train.trainer import blas_single_thread
-from refimpl.model.unroll import UnrollBatches, meta_gradient
+try:
+    from refimpl.meta.unroll import UnrollBatches, meta_gradient
+    from refimpl.runtime import blas_single_thread
+except ImportError:   # a revision from before refimpl/meta/ (benchmarks/against_revision.py imports this file there)
+    from refimpl.model.unroll import UnrollBatches, meta_gradient
+    from refimpl.train.trainer import blas_single_thread
 
 N_CLS, SHOTS = 10, 10
 

@@ -17,10 +17,10 @@ load_rule, list_rules (the shipped rules); evaluate_rule (a rule against every b
     theta, config, info = refimpl.load_rule("small-glyphs-rotation")
     report = refimpl.evaluate_rule("small-glyphs-rotation", ["digits"], inner_steps=[0, 100], seeds=10)
 
-Layers (tests/test_layers.py): validate, npzio -> ops -> config, params -> model.base_model -> rule
--> model.meta_objective -> model.unroll -> train, evaluation, golden, cli; reference beside ops.
-This package's own namespace sits above the model and data; its evaluation entry points are
-imported from the tooling only on first use.
+Layers (tests/test_layers.py, one order): validate, metric, npzio, runtime -> ops -> config, params
+-> base_model -> rule -> meta (meta_objective -> unroll) -> reference -> data -> pretrained -> train
+-> evaluation, golden -> cli. This package's own namespace sits at the top beside cli: its entry
+points are imported only on first use.
 """
 __version__ = "0.1.0"
 
@@ -32,8 +32,8 @@ def _entry_points() -> dict:
     from refimpl.config import Config, preset
     from refimpl.data import get_dataset
     from refimpl.evaluation.suite import evaluate_rule
-    from refimpl.model.meta_objective import meta_objective
-    from refimpl.model.unroll import UnrollBatches, meta_gradient
+    from refimpl.meta.meta_objective import meta_objective
+    from refimpl.meta.unroll import UnrollBatches, meta_gradient
     from refimpl.params import init_phi, init_theta, load_params, save_params
     from refimpl.pretrained import list_rules, load_rule
     from refimpl.rule.update_step import update_step

@@ -33,9 +33,9 @@ def assert_ok(fwd_err, errors, rtol=GRAD_RTOL):
 
 
 def stub_meta_gradient(theta, phi, batches, config, *, n_cls):
-    """A cheap deterministic stand-in for refimpl.model.unroll.meta_gradient, for trainer tests:
+    """A cheap deterministic stand-in for refimpl.meta.unroll.meta_gradient, for trainer tests:
     deterministic in its inputs like the real one (J from the data, dtheta from theta and J)."""
-    from refimpl.model.unroll import MetaGradient
+    from refimpl.meta.unroll import MetaGradient
     from refimpl.train.tasks import dataset
 
     U = batches.x.shape[0]

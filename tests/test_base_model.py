@@ -6,7 +6,7 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 
-from refimpl.model.base_model import base_backward, base_forward
+from refimpl.base_model.mlp import base_backward, base_forward
 from refimpl.config import ACTIVATIONS, preset
 from refimpl.reference.gradcheck import rel_error
 from refimpl.params import init_phi

@@ -401,3 +401,28 @@ def test_ctrl_c_in_a_golden_command_is_one_line_and_status_130(argv, prog, capsy
     code, _, err = cli(argv, capsys)
     assert code == 130 and err.splitlines() == [f"{prog}: interrupted"], err
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- one package, one module per command
+def test_every_command_lives_in_its_own_module_of_refimpl_cli():
+    modules = {p.prog: p.get_default("func").__module__ for p in _parsers(build_parser())
+               if p.get_default("func") is not None}
+    assert modules == {"refimpl train": "refimpl.cli.train", "refimpl plot": "refimpl.cli.plot",
+                       "refimpl eval": "refimpl.cli.evaluate", "refimpl demo": "refimpl.cli.demo",
+                       "refimpl ops-report": "refimpl.cli.ops_report", "refimpl golden export": "refimpl.cli.golden",
+                       "refimpl golden check": "refimpl.cli.golden", "refimpl golden verify": "refimpl.cli.golden"}
+
+
+def test_a_signal_makes_the_trainer_status_128_plus_its_number():
+    import signal
+
+    from refimpl.cli.signals import exit_status, signals_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with signals_interrupt() as received:
+        assert signal.getsignal(signal.SIGTERM) is not before
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before and received == [signal.SIGTERM]
+    assert exit_status(130, received) == 128 + signal.SIGTERM
+    assert exit_status(130, []) == 130 and exit_status(0, received) == 0 and exit_status(2, received) == 2

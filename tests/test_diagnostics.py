@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refimpl.model.base_model import base_forward
+from refimpl.base_model.mlp import base_forward
 from refimpl.config import Config
 from refimpl.evaluation import diagnostics as dg
 from refimpl.params import init_phi

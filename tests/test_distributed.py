@@ -71,7 +71,7 @@ def test_two_workers_end_with_the_single_process_theta(reference, cluster, tmp_p
 
 def killing_meta_gradient(theta, phi, batches, config, *, n_cls, calls, marker, kill_at):
     """The real meta-gradient, except that call number ``kill_at`` SIGKILLs its own worker process, once."""
-    from refimpl.model.unroll import meta_gradient
+    from refimpl.meta.unroll import meta_gradient
 
     with open(calls, "a") as f:
         f.write(f"{os.getpid()}\n")

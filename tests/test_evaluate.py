@@ -350,10 +350,12 @@ def test_train_for_meets_a_time_budget_and_continues_the_run(tmp_path):
 def test_demo_and_eval_parsers(monkeypatch):
     import argparse
 
+    from refimpl.cli import demo as demo_command, evaluate as eval_command
+
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
-    demo.add_demo_parser(sub)
-    suite.add_eval_parser(sub)
+    demo_command.add_demo_parser(sub)
+    eval_command.add_eval_parser(sub)
     defaults = parser.parse_args(["demo"])
     assert (defaults.minutes, defaults.seeds) == (demo.DEMO_MINUTES, demo.DEMO_SEEDS)
     args = parser.parse_args(["demo", "--minutes", "0.5", "--seeds", "2"])

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refimpl.config import preset
-from refimpl.model import unroll
+from refimpl.meta import unroll
 from refimpl.ops import conv
 from refimpl.params import init_phi, init_theta
 from refimpl.rule import conv_block

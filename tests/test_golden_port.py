@@ -154,8 +154,8 @@ def test_example_backend_passes_without_autograd_or_refimpl_compute(tmp_path):
         "from refimpl.cli import main\n"
         f"rc = main(['golden', 'verify', {str(COMMITTED)!r}, '--backend', {str(EXAMPLE) + ':BACKEND'!r},\n"
         f"           '--include', {','.join(PORT_KINDS)!r}, '--json', {str(report_path)!r}])\n"
-        "compute = sorted(m for m in sys.modules if m.startswith(('refimpl.ops', 'refimpl.rule', 'refimpl.model',\n"
-        "                 'refimpl.reference', 'refimpl.config', 'refimpl.params', 'scipy', 'autograd'))\n"
+        "compute = sorted(m for m in sys.modules if m.startswith(('refimpl.ops', 'refimpl.base_model', 'refimpl.rule',\n"
+        "                 'refimpl.meta', 'refimpl.reference', 'refimpl.config', 'refimpl.params', 'scipy', 'autograd'))\n"
         "                 and sys.modules[m] is not None)\n"
         "assert not compute, compute\n"
         "sys.exit(rc)\n")

@@ -238,7 +238,7 @@ def test_exclude_classes_round_trips_and_old_configs_load_without_it():
 
 
 def test_recipe_flag_excludes_digits_and_rejects_unknown_names(tmp_path, capsys):
-    from refimpl.pretrained.recipe import main
+    from refimpl.cli.recipe import main
 
     run_dir = tmp_path / "control"
     assert main([str(run_dir), "--preset", "tiny", "--steps", "2", "--snapshot-every", "1",

@@ -1,4 +1,4 @@
-"""The layers import one way: every import inside refimpl/ follows the table of allowed edges.
+"""The layers import one way: every import inside refimpl/ follows LAYERS, one order of the packages.
 
 Imports are read with ``ast`` (module level and inside functions, absolute and
 relative), so a lazy import cannot hide an edge against the data flow.
@@ -10,50 +10,65 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "refimpl"
 
+#: The layers, lowest first, one tuple per rank. A module may import its own layer and the layers of
+#: lower ranks, never a layer of its own rank (peers) or above; the oracles are the one further rule
+#: (ORACLE_IMPORTS). So there is no cycle between layers.
+LAYERS = (
+    ("foundation",),              # validate, metric, npzio, runtime
+    ("ops",),
+    ("config",),                  # config, params
+    ("base_model",),
+    ("rule",),
+    ("meta_objective",),
+    ("unroll",),
+    ("reference",),               # the oracles, beside the library they check
+    ("data",),
+    ("pretrained",),              # the shipped rules (data) and their loader
+    ("train",),
+    ("evaluation", "golden"),
+    ("cli", "api"),               # the command line; the package namespace's lazily imported entry points
+)
+RANK = {layer: rank for rank, group in enumerate(LAYERS) for layer in group}
+
 #: Module (or package) name -> layer. The longest matching name wins.
 LAYER_OF = {
     "refimpl": "api",  # the package __init__ only: __version__ and the lazily imported entry points
+    "refimpl.__version__": "foundation",   # ``import refimpl`` for its version or its path is no edge upwards
+    "refimpl.__file__": "foundation",
     "refimpl.validate": "foundation",
     "refimpl.metric": "foundation",
     "refimpl.npzio": "foundation",
+    "refimpl.runtime": "foundation",
     "refimpl.ops": "ops",
     "refimpl.config": "config",
     "refimpl.params": "config",
-    "refimpl.reference": "reference",
-    "refimpl.model.base_model": "base_model",
+    "refimpl.base_model": "base_model",
     "refimpl.rule": "rule",
-    "refimpl.model.meta_objective": "meta_objective",
-    "refimpl.model.unroll": "unroll",
-    "refimpl.model": "model_package",
+    "refimpl.meta": "meta_objective",      # the package __init__ (a docstring)
+    "refimpl.meta.meta_objective": "meta_objective",
+    "refimpl.meta.unroll": "unroll",
+    "refimpl.reference": "reference",
     "refimpl.data": "data",
-    "refimpl.train": "tooling",
-    "refimpl.evaluation": "tooling",
-    "refimpl.pretrained": "tooling",
-    "refimpl.golden": "tooling",
-    "refimpl.cli": "tooling",
-    "refimpl.__main__": "tooling",
+    "refimpl.pretrained": "pretrained",
+    "refimpl.train": "train",
+    "refimpl.evaluation": "evaluation",
+    "refimpl.golden": "golden",
+    "refimpl.cli": "cli",
+    "refimpl.__main__": "cli",
 }
 
-_FOUNDATION = {"foundation"}
-_BELOW_MODEL = _FOUNDATION | {"ops", "config"}
-#: Layer -> the layers it may import (itself included where it may).
-ALLOWED = {
-    "foundation": _FOUNDATION,
-    "ops": _FOUNDATION | {"ops"},
-    "config": _BELOW_MODEL,
-    # The oracles stay independent of the model and rule code they check.
-    "reference": _BELOW_MODEL | {"reference"},
-    "base_model": _BELOW_MODEL,
-    "rule": _BELOW_MODEL | {"base_model", "rule"},
-    "meta_objective": _BELOW_MODEL | {"base_model", "rule"},
-    "unroll": _BELOW_MODEL | {"base_model", "rule", "meta_objective"},
-    "model_package": _FOUNDATION,
-    "data": _FOUNDATION | {"data"},
-    # ``import refimpl`` imports nothing; its entry points (imported on first use) reach down to unroll,
-    # and up to the evaluation tooling for the shipped rules and ``evaluate_rule``.
-    "api": _BELOW_MODEL | {"base_model", "rule", "meta_objective", "unroll", "data", "model_package", "tooling"},
-    "tooling": set(LAYER_OF.values()),
-}
+#: The oracles stay independent of the model and rule code they check: below config only.
+ORACLE_IMPORTS = {"foundation", "ops", "config", "reference"}
+
+
+def allowed(layer: str) -> set[str]:
+    """The layers ``layer`` may import."""
+    if layer == "reference":
+        return ORACLE_IMPORTS
+    return {low for group in LAYERS[:RANK[layer]] for low in group} | {layer}
+
+
+ALLOWED = {layer: allowed(layer) for layer in RANK}
 
 
 def layer_of(module: str) -> str | None:
@@ -67,13 +82,27 @@ def layer_of(module: str) -> str | None:
     return None
 
 
+def target_layer(name: str) -> str | None:
+    """The layer of an imported name: ``refimpl.X`` that is no module is an entry point of the namespace."""
+    layer = layer_of(name)
+    if layer is None and name.count(".") == 1:
+        return "api"
+    return layer
+
+
 def imported_modules(module: str, source: str, is_package: bool = False) -> set[str]:
     """Every refimpl module ``source`` (the text of ``module``) imports, relative imports resolved."""
     found = set()
     package = module if is_package else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    bare = False
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
+            for alias in node.names:
+                if alias.name == "refimpl" and alias.asname is None:
+                    bare = True    # judged by what it uses: refimpl.__version__, refimpl.update_step, ...
+                else:
+                    found.add(alias.name)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
@@ -82,6 +111,10 @@ def imported_modules(module: str, source: str, is_package: bool = False) -> set[
                 target = node.module
             # ``from refimpl.x import y`` may name a submodule y: judge the deepest name.
             found.update(f"{target}.{alias.name}" for alias in node.names)
+    if bare:
+        found.update(f"refimpl.{node.attr}" for node in ast.walk(tree)
+                     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                     and node.value.id == "refimpl")
     return {name for name in found if name == "refimpl" or name.startswith("refimpl.")}
 
 
@@ -94,7 +127,7 @@ def violations(sources: dict[str, tuple[str, bool]]) -> list[str]:
             bad.append(f"{module}: no layer in LAYER_OF (add it to tests/test_layers.py)")
             continue
         for target in sorted(imported_modules(module, source, is_package)):
-            dst_layer = layer_of(target)
+            dst_layer = target_layer(target)
             if dst_layer not in ALLOWED[src_layer]:
                 bad.append(f"{module} ({src_layer}) imports {target} ({dst_layer})")
     return bad
@@ -116,10 +149,103 @@ def test_every_import_follows_the_layer_table():
     assert violations(sources) == []
 
 
+def test_every_package_has_a_layer():
+    packages = {f"refimpl.{p.name}" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    modules = {f"refimpl.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    assert {name: layer_of(name) for name in sorted(packages | modules) if layer_of(name) is None} == {}
+    assert set(LAYER_OF.values()) == set(RANK)
+
+
+#: One module of each layer, for the synthetic edges below.
+SAMPLE = {"foundation": "refimpl.validate", "ops": "refimpl.ops.conv", "config": "refimpl.params",
+          "base_model": "refimpl.base_model.mlp", "rule": "refimpl.rule.topd",
+          "meta_objective": "refimpl.meta.meta_objective", "unroll": "refimpl.meta.unroll",
+          "reference": "refimpl.reference.registry", "data": "refimpl.data.registry",
+          "pretrained": "refimpl.pretrained", "train": "refimpl.train.trainer",
+          "evaluation": "refimpl.evaluation.suite", "golden": "refimpl.golden.catalog",
+          "cli": "refimpl.cli.train", "api": "refimpl.update_step"}
+EDGES = [(low, high) for low in RANK for high in RANK if RANK[low] < RANK[high]]
+PEERS = [(a, b) for group in LAYERS for a in group for b in group if a != b]
+
+
+def test_the_samples_are_real_modules_of_their_layers():
+    sources = package_sources()
+    for layer, module in SAMPLE.items():
+        assert target_layer(module) == layer
+        assert layer == "api" or module in sources, module
+
+
+def _source_name(layer: str) -> str:
+    return "refimpl" if layer == "api" else SAMPLE[layer]
+
+
+def _importing(layer: str, target: str) -> dict:
+    """A one-module tree: the sample module of ``layer``, whose whole source is ``import target``."""
+    name = _source_name(layer)
+    return {name: (f"import {target}", name in ("refimpl", "refimpl.pretrained"))}
+
+
+@pytest.mark.parametrize("low, high", EDGES + PEERS, ids=[f"{a}->{b}" for a, b in EDGES + PEERS])
+def test_every_upward_or_sideways_edge_is_caught(low, high):
+    """For every pair of layers: an import from ``low`` of ``high`` (above it, or its peer) fails the test,
+    and the same import the other way passes (unless the two are peers, or ``high`` is the oracles)."""
+    bad = violations(_importing(low, SAMPLE[high]))
+    assert len(bad) == 1 and bad[0].startswith(f"{_source_name(low)} ({low}) imports {SAMPLE[high]} ({high})"), bad
+    downward = violations(_importing(high, SAMPLE[low]))
+    expected_ok = (low, high) not in PEERS and (high != "reference" or low in ORACLE_IMPORTS)
+    assert (downward == []) == expected_ok, downward
+
+
+def module_cycles(sources: dict[str, tuple[str, bool]]) -> list[list[str]]:
+    """Import cycles between the modules of ``sources`` (lazy imports included), each as a path m -> ... -> m."""
+    names = set(sources)
+
+    def owner(target: str) -> str | None:   # the module a name lives in
+        while target and target not in names:
+            target = target.rpartition(".")[0]
+        return target or None
+
+    graph = {m: sorted({owner(t) for t in imported_modules(m, *sources[m])} - {None, m}) for m in sources}
+    done, stack, cycles = set(), [], []
+
+    def visit(m):
+        if m in stack:
+            cycles.append(stack[stack.index(m):] + [m])
+        elif m not in done:
+            stack.append(m)
+            for n in graph[m]:
+                visit(n)
+            stack.pop()
+            done.add(m)
+
+    for m in sorted(graph):
+        visit(m)
+    return cycles
+
+
+def test_no_module_reaches_itself_through_its_imports():
+    assert module_cycles(package_sources()) == []
+
+
+def test_a_cycle_is_found():
+    sources = {"refimpl.train.a": ("def f():\n    from refimpl.train import b\n", False),
+               "refimpl.train.b": ("from refimpl.train.a import f", False),
+               "refimpl.train.c": ("from refimpl.train.b import f", False)}
+    assert module_cycles(sources) == [["refimpl.train.a", "refimpl.train.b", "refimpl.train.a"]]
+
+
+def test_import_refimpl_is_judged_by_what_it_uses():
+    version = "import refimpl\nV = refimpl.__version__, refimpl.__file__"
+    entry = "import refimpl\ndef f():\n    return refimpl.evaluate_rule\n"
+    assert violations({"refimpl.golden.synthetic": (version, False)}) == []
+    assert violations({"refimpl.golden.synthetic": (entry, False)}) == [
+        "refimpl.golden.synthetic (golden) imports refimpl.evaluate_rule (api)"]
+
+
 @pytest.mark.parametrize("source", [
     "from refimpl.reference.registry import OpInfo",
     "import refimpl.rule.topd",
-    "def f():\n    from refimpl.model import unroll\n",
+    "def f():\n    from refimpl.meta import unroll\n",
     "from ..reference import registry",
     "from .. import params",
 ])

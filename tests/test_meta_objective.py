@@ -5,11 +5,11 @@ import autograd
 import numpy as np
 import pytest
 
-import refimpl.model.meta_objective as mo_module
+import refimpl.meta.meta_objective as mo_module
 from refimpl import golden
 from refimpl.config import PRESET_EXTRAS, preset
 from refimpl.reference.gradcheck import rel_error
-from refimpl.model.meta_objective import meta_objective, meta_objective_backward, meta_objective_forward
+from refimpl.meta.meta_objective import meta_objective, meta_objective_backward, meta_objective_forward
 from refimpl.params import init_phi
 from refimpl.reference import meta_objective as ref
 

@@ -74,7 +74,7 @@ def test_stop_and_resume_in_process(reference, tmp_path):
 
 
 def _spawn(d):
-    cmd = [sys.executable, "-m", "refimpl.train", "train", "--preset", "tiny", "--run-dir", str(d),
+    cmd = [sys.executable, "-m", "refimpl", "train", "--preset", "tiny", "--run-dir", str(d),
            "--steps", str(N_STEPS), "--checkpoint-every", str(EVERY), "--quiet"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONHASHSEED": "0"})
@@ -132,7 +132,7 @@ def test_sigint_writes_a_checkpoint_then_resume(reference, tmp_path):
 
 
 def test_cli_resume_refuses_another_preset_or_seed(reference, tmp_path):
-    from refimpl.train.__main__ import main
+    from refimpl.cli import main
     ref_dir, _ = reference
     assert main(["train", "--run-dir", str(ref_dir), "--resume", "--preset", "small", "--quiet"]) == 2
     assert main(["train", "--run-dir", str(ref_dir), "--resume", "--seed", "9", "--quiet"]) == 2

@@ -8,14 +8,16 @@ import pytest
 
 from refimpl.config import preset
 from refimpl.params import load_params
+from refimpl.cli.plot import add_plot_parser
+from refimpl.cli.train import add_train_parser
 from refimpl.train import (CHECKPOINT_FILE, LOG_FILE, THETA_FILE, RunDirError, TrainConfig, adam_init,
-                           adam_step, add_plot_parser, add_train_parser, budget_scale, clip_by_global_norm,
+                           adam_step, budget_scale, clip_by_global_norm,
                            global_norm, init_state, learning_rate, load_checkpoint, meta_step, read_log, run,
                            sample_budget, save_checkpoint, train_preset, unroll_range)
 from refimpl.train.optim import budget_from_normal, mean_grads, round_half_up
 from refimpl.train.plot import plot_run, smooth
 from refimpl.train.tasks import dataset, draw_unroll, rng_from_state, sample_task
-from refimpl.model.unroll import MetaGradient, NonFiniteError
+from refimpl.meta.unroll import MetaGradient, NonFiniteError
 from tests.helpers import stub_meta_gradient
 
 TINY = train_preset("tiny")
@@ -281,7 +283,7 @@ def test_meta_step_carries_phi_and_resets_spent_tasks():
 
 
 def _batches_of(tc, ts, U):
-    from refimpl.model.unroll import UnrollBatches
+    from refimpl.meta.unroll import UnrollBatches
     rng = rng_from_state(ts.rng_state)
     rng.integers(1, 3)                                       # the U draw comes first
     return UnrollBatches(*draw_unroll(tc, ts.task, U, rng))
@@ -314,7 +316,7 @@ def test_non_finite_task_is_dropped_reset_and_counted(how):
 
 
 def _batches_of_step0(tc, ts):
-    from refimpl.model.unroll import UnrollBatches
+    from refimpl.meta.unroll import UnrollBatches
     rng = rng_from_state(ts.rng_state)
     lo, hi = unroll_range(tc, 0)
     U = min(int(rng.integers(lo, hi + 1)), ts.remaining)

@@ -9,16 +9,16 @@ import autograd
 import numpy as np
 import pytest
 
-import refimpl.model.unroll as unroll_module
+import refimpl.meta.unroll as unroll_module
 from refimpl import golden
 from refimpl.config import PRESET_EXTRAS, preset
 from refimpl.reference.gradcheck import rel_error
-from refimpl.model.meta_objective import meta_objective_backward, meta_objective_forward
+from refimpl.meta.meta_objective import meta_objective_backward, meta_objective_forward
 from refimpl.npzio import read_npz
 from refimpl.params import init_phi, init_theta
 from refimpl.reference import meta_objective as ref
 from refimpl.rule.update_step import update_step_forward, update_step_vjp
-from refimpl.model.unroll import MetaGradient, NonFiniteError, UnrollBatches, meta_gradient, unroll_forward
+from refimpl.meta.unroll import MetaGradient, NonFiniteError, UnrollBatches, meta_gradient, unroll_forward
 
 TINY = preset("tiny")
 EXTRAS = PRESET_EXTRAS["tiny"]

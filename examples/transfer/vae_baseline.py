@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     from refimpl.data import get_dataset
     from refimpl.evaluation.benchmark import benchmark
     from refimpl.evaluation.suite import ARCHS, resolve_rule
-    from refimpl.train.trainer import blas_single_thread
+    from refimpl.runtime import blas_single_thread
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out_dir")

@@ -41,7 +41,7 @@ from refimpl.evaluation.diagnostics import ink_features
 # ---------------------------------------------------------------------------------
 def init_features(phi, config) -> Callable:
     """The random base model ``phi`` (config ``config``): ``x -> x^L``."""
-    from refimpl.model.base_model import base_forward
+    from refimpl.base_model.mlp import base_forward
 
     def transform(x):
         return base_forward(phi, np.asarray(x, dtype=next(iter(phi.values())).dtype), config)[0][-1]

@@ -114,7 +114,7 @@ def run_demo(run_dir="runs/demo", *, rule: str = DEMO_RULE, minutes: float = DEM
     Returns ``{"transfer", "control", "meta_steps", "paths", "seconds"}``."""
     from refimpl.evaluation.reporting import format_report
     from refimpl.evaluation.suite import evaluate_rule, resolve_rule
-    from refimpl.train.trainer import check_run_dir
+    from refimpl.runtime import check_run_dir
 
     if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not math.isfinite(minutes) \
             or minutes < 0:
@@ -165,31 +165,3 @@ def run_demo(run_dir="runs/demo", *, rule: str = DEMO_RULE, minutes: float = DEM
         _say(out, f"wrote {p}")
     _say(out, f"done in {time.perf_counter() - t0:.0f} s")
     return result
-
-
-def add_demo_parser(subparsers):
-    """Register ``demo`` (:func:`run_demo`) on an argparse subparsers object."""
-    from refimpl.train import directory_arg, nonneg_float, positive_int
-
-    p = subparsers.add_parser(
-        "demo", help="the shipped rule against every baseline, a glyph control, and a short meta-training",
-        description="Evaluate the shipped rule on held-out digits, moons (and Fashion-MNIST when installed) "
-                    "against every baseline; the glyph control at 10-way 10-shot; then meta-train for about "
-                    "--minutes minutes and plot J. Tables and plots go to --run-dir.")
-    p.add_argument("--run-dir", type=directory_arg, default="runs/demo", help="output directory (default runs/demo)")
-    p.add_argument("--minutes", type=nonneg_float, default=DEMO_MINUTES,
-                   help=f"meta-training time (default {DEMO_MINUTES:g})")
-    p.add_argument("--seeds", type=positive_int, default=DEMO_SEEDS,
-                   help=f"number of seeds (tasks) 0..n-1 (default {DEMO_SEEDS})")
-    p.add_argument("--rule", default=DEMO_RULE, help=f"rule to evaluate (default {DEMO_RULE})")
-    p.set_defaults(func=demo_command, parser=p)
-    return p
-
-
-def demo_command(args) -> int:
-    try:
-        run_demo(args.run_dir, rule=args.rule, minutes=args.minutes, seeds=args.seeds)
-    except KeyboardInterrupt as e:
-        print(f"\ndemo: interrupted ({e})", file=sys.stderr)
-        return 130
-    return 0

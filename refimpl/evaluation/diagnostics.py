@@ -20,7 +20,7 @@ does not show that; these numbers do. Every function takes a feature matrix
   ``x.mean(axis=1)`` as an ``[n, 1]`` matrix.
 - :func:`readout_objective`: the SPEC 6 meta-objective of one labeled pair
   evaluated on given features (the same ridge readout, centring, row
-  normalisation and loss ops as :mod:`refimpl.model.meta_objective`), so any
+  normalisation and loss ops as :mod:`refimpl.meta.meta_objective`), so any
   feature extractor (raw inputs, ink, PCA, a VAE) is scored exactly as
   meta-training scores phi.
 - :func:`collapsed_phi`: a base model constructed so that every unit of every
@@ -35,7 +35,7 @@ import numpy as np
 from refimpl.config import Config
 from refimpl.ops.meta_loss import center_labels_forward, meta_loss_forward
 from refimpl.ops.normalize import row_normalize_forward
-from refimpl.model.meta_objective import ridge_readout
+from refimpl.meta.meta_objective import ridge_readout
 from refimpl.params import init_phi
 
 #: Relative size below which a singular value or a standard deviation counts as zero.
@@ -170,7 +170,7 @@ def objective_comparison(dataset, layer_sizes, n_way: int, k_shot: int, *, n_tas
     and the mean effective rank of the features on batch a. ``classes_only`` drops the
     regression targets (e.g. the glyphs' rotation and shift) from the targets.
     """
-    from refimpl.model.base_model import base_forward
+    from refimpl.base_model.mlp import base_forward
     if n_way > dataset.n_classes:
         raise ValueError(f"objective_comparison: n_way={n_way} > the {dataset.n_classes} classes of {dataset.name}")
     config = Config(layer_sizes=tuple(layer_sizes), ridge=ridge)

@@ -8,7 +8,7 @@ readout?". This module measures exactly that, with no gradients:
   on fresh unlabeled batches (``config.batch_size`` rows) of the dataset's
   train split, optionally recording the few-shot accuracy every k steps.
 - :func:`readout_accuracy`: the SPEC 6 readout as a classifier; it calls
-  :func:`refimpl.model.meta_objective.ridge_readout`, the readout the
+  :func:`refimpl.meta.meta_objective.ridge_readout`, the readout the
   meta-objective itself uses, so evaluation and meta-training read features
   out the same way.
 - :func:`few_shot_accuracy`: K labeled examples per class (the support set)
@@ -34,8 +34,8 @@ import numpy as np
 
 from refimpl.config import Config
 from refimpl.data.base import Dataset, as_rng, check_split
-from refimpl.model.base_model import base_forward
-from refimpl.model.meta_objective import ridge_readout
+from refimpl.base_model.mlp import base_forward
+from refimpl.meta.meta_objective import ridge_readout
 from refimpl.ops.meta_loss import center_labels_forward
 from refimpl.params import validate_phi, validate_theta
 from refimpl.rule.update_step import update_step

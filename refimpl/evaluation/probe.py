@@ -29,7 +29,7 @@ def probe_rule(theta, config: Config, inner_steps=(0, 25, 50, 100), probe: dict 
     columns only), ``accuracy`` and the
     feature diagnostics on the support set. ``theta=None`` leaves phi_0 unchanged (every row
     then describes phi_0)."""
-    from refimpl.model.base_model import base_forward
+    from refimpl.base_model.mlp import base_forward
     from refimpl.rule.update_step import update_step
 
     steps = sorted(int(s) for s in inner_steps)

@@ -7,7 +7,7 @@ A shipped rule ``NAME`` is ``rules/NAME.npz`` (written by
 ``save_params(..., kind="theta")``, so it carries its Config) and
 ``rules/NAME.json``: how it was made (command, seed, commit, meta-steps) and
 how to use it (``recommended_inner_steps``, chosen on glyphs in held-out
-fonts). :mod:`refimpl.pretrained.recipe` is the meta-training run that makes one.
+fonts). The meta-training run that makes one is :mod:`refimpl.cli.recipe`.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Independent transcription of SPEC 6 (meta-objective) and SPEC 7 (the
 truncated unroll's J) in ``autograd.numpy``: the oracle for
-refimpl/model/meta_objective.py and refimpl/model/unroll.py.
+refimpl/meta/meta_objective.py and refimpl/meta/unroll.py.
 
 Written from the SPEC text alone. It shares no code with ``refimpl.ops``,
-``refimpl.model.meta_objective`` or ``refimpl.model.unroll``; it uses the independent
+``refimpl.meta.meta_objective`` or ``refimpl.meta.unroll``; it uses the independent
 base model and update step of ``refimpl.reference.update_step``. The ridge
 regression is solved with a general LU solve on the normal equations (not a
 Cholesky factorisation), so autograd differentiates a different solver than

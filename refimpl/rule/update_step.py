@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import check_config
-from refimpl.model.base_model import base_backward, base_forward_unchecked
+from refimpl.base_model.mlp import base_backward, base_forward_unchecked
 from refimpl.params import validate_phi, validate_theta
 from refimpl.rule.compute_h import compute_h_backward, compute_h_forward_unchecked
 from refimpl.rule.error_prop import error_prop_backward, error_prop_forward_unchecked

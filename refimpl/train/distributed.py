@@ -1,9 +1,9 @@
 """The meta-batch on Dask distributed (optional extra ``refimpl[distributed]``).
 
-The driver (:func:`refimpl.train.trainer.run`) keeps theta, Adam, every
+The driver (:func:`refimpl.train.trainer.run`, the loop) keeps theta, Adam, every
 task's state and every random generator; it draws each slot's batches
 itself, so the random streams are those of the single-process run. Only
-:func:`refimpl.train.trainer.run_task` (a pure function of theta and one
+:func:`refimpl.train.step.run_task` (a pure function of theta and one
 slot's inputs) runs on the workers; the results are gathered in slot order,
 so a run on N workers ends with exactly the theta of the single-process run.
 
@@ -24,7 +24,7 @@ import logging
 import time
 from concurrent.futures import CancelledError
 
-from refimpl.train.trainer import run_task
+from refimpl.train.step import run_task
 
 #: Seconds to wait for the scheduler (connecting, or silent during a meta-step) before giving up.
 DEFAULT_TIMEOUT = 30.0
@@ -47,14 +47,14 @@ def _import_distributed():
 
 def _run_task_single_thread(theta, job, meta_gradient_fn):
     """run_task with BLAS limited to one thread, as in the single-process trainer."""
-    from refimpl.train.trainer import blas_single_thread
+    from refimpl.runtime import blas_single_thread
 
     with blas_single_thread():
         return run_task(theta, job, meta_gradient_fn)
 
 
 class DaskTasks:
-    """``run_tasks`` for :func:`refimpl.train.trainer.meta_step` on a Dask cluster (a context manager).
+    """``run_tasks`` for :func:`refimpl.train.step.meta_step` on a Dask cluster (a context manager).
 
     ``workers``: start a LocalCluster of that many worker processes, one
     thread each (BLAS single-threaded in each); ``scheduler``: the address of

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl.train.trainer import PLOT_FILE, read_log
+from refimpl.train.rundir import PLOT_FILE, read_log
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:

@@ -1,25 +1,13 @@
-"""Command line: refimpl train, refimpl plot, refimpl eval, refimpl demo, refimpl ops-report and
-refimpl golden export|check|verify.
+"""``refimpl golden export|check|verify``: golden values (SPEC 10, docs/golden.md).
 
-Every error is one line on stderr, "refimpl COMMAND: what is wrong", and a
-non-zero exit: 2 for bad input (arguments, files, directories), 1 for a
-golden set that does not match.
+``verify`` needs NumPy alone: its parser and command import only refimpl.golden.verifier.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr, ``PROG: message`` (exit status 2).
-
-    Sub-command parsers made with ``add_subparsers`` are of the same class, so
-    their ``prog`` ("refimpl golden export") is the one prefix of a message.
-    """
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: {' '.join(str(message).split())}\n")
+from refimpl.runtime import directory_arg
 
 
 def _kind_list(text: str) -> list[str]:
@@ -74,7 +62,7 @@ def _names(text: str) -> list[str]:
     return names
 
 
-def _add_verify_parser(gsub) -> None:
+def add_verify_parser(gsub) -> None:
     """``refimpl golden verify``: needs NumPy alone (no refimpl compute, no autograd)."""
     ver = gsub.add_parser("verify", help="verify a port's backend against a golden set (NumPy only)",
                           description="Run BACKEND (module:object or file.py:object: an object with one "
@@ -95,15 +83,9 @@ def _add_verify_parser(gsub) -> None:
     ver.set_defaults(func=_golden_verify, parser=ver)
 
 
-def _ops_report(args) -> int:
-    from refimpl.reference.ops_report import operator_report
-
-    return operator_report(size_name=args.size)
-
-
-def _add_golden_parsers(sub) -> None:
+def add_golden_parsers(sub) -> None:
+    """Register ``golden`` and its sub-commands export, check and verify on an argparse subparsers object."""
     from refimpl import golden
-    from refimpl.train import directory_arg
 
     kinds = ", ".join(golden.kinds())
     parser = sub.add_parser("golden", help="golden values (SPEC 10): export a set, or check refimpl against one",
@@ -132,64 +114,4 @@ def _add_golden_parsers(sub) -> None:
                      help=f"check only these kinds (comma-separated, or the option repeated); the others may "
                           f"be missing. Kinds: {kinds}")
     chk.set_defaults(func=_golden_check, parser=chk)
-    _add_verify_parser(gsub)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from refimpl.evaluation.demo import add_demo_parser
-    from refimpl.evaluation.suite import add_eval_parser
-    from refimpl.train import add_plot_parser, add_train_parser
-
-    parser = OneLineParser(prog="refimpl", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_golden_parsers(sub)
-    add_eval_parser(sub)
-    add_demo_parser(sub)
-    report = sub.add_parser("ops-report", help="every operator checked against autograd, and timed")
-    report.add_argument("--size", choices=["golden", "paper"], default="golden",
-                        help="the sizes to time the operators at (default golden)")
-    report.set_defaults(func=_ops_report, parser=report)
-    add_train_parser(sub)
-    add_plot_parser(sub)
-    return parser
-
-
-def run_command(parser: argparse.ArgumentParser, argv=None) -> int:
-    """Parse ``argv`` and run its command; bad input (a ValueError or an OSError) is one line on stderr."""
-    args, unknown = parser.parse_known_args(argv)
-    command_parser = getattr(args, "parser", parser)
-    if unknown:   # reported by the command's own parser, so the message names the command
-        command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:   # commands that must save state on Ctrl-C (train, demo) handle it themselves
-        from refimpl.train.trainer import EXIT_INTERRUPTED
-        print(f"{command_parser.prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (ValueError, OSError) as e:
-        message = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        if isinstance(e, OSError) and e.filename:
-            message = f"{e.filename}: {message}"
-        print(f"{command_parser.prog}: {' '.join(message.split())}", file=sys.stderr)
-        return 2
-
-
-def build_verify_parser() -> argparse.ArgumentParser:
-    """The parser of ``refimpl golden verify`` alone: building it imports no compute."""
-    parser = OneLineParser(prog="refimpl")
-    sub = parser.add_subparsers(dest="command", required=True)
-    golden = sub.add_parser("golden")
-    _add_verify_parser(golden.add_subparsers(dest="golden_command", required=True))
-    return parser
-
-
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:2] == ["golden", "verify"] and not {"-h", "--help"} & set(argv):
-        return run_command(build_verify_parser(), argv)   # a port's check must not need refimpl's compute
-    return run_command(build_parser(), argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    add_verify_parser(gsub)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.model.base_model import base_backward, base_forward_unchecked
+from refimpl.base_model.mlp import base_backward, base_forward_unchecked
 from refimpl.config import Config, check_config
 from refimpl.validate import check_array, fail
 from refimpl.ops.meta_loss import center_labels_forward, meta_loss_backward, meta_loss_forward

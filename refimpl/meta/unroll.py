@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import Config
-from refimpl.model.meta_objective import (check_labeled_pairs, meta_objective_backward,
+from refimpl.meta.meta_objective import (check_labeled_pairs, meta_objective_backward,
                                           meta_objective_forward_unchecked)
 from refimpl.validate import check_array, fail
 from refimpl.params import validate_phi, validate_theta

@@ -1,7 +1,7 @@
 """The recipe of a shipped rule: a meta-training run with theta snapshots and a probe log.
 
-    python -m refimpl.pretrained.recipe RUN_DIR [--preset small] [--seed 0] [--minutes 75]
-                                        [--steps N] [--exclude-classes digits]
+    python -m refimpl.cli.recipe RUN_DIR [--preset small] [--seed 0] [--minutes 75]
+                                 [--steps N] [--exclude-classes digits]
 
 Runs :func:`refimpl.train.run` (same files as ``refimpl train``; a run
 already in RUN_DIR is continued bit for bit, for another ``--minutes``, after
@@ -57,7 +57,7 @@ def snapshot_hook(run_dir, tc, every: int, probe_steps=(0, 25, 50, 100)):
 def main(argv=None) -> int:
     from refimpl.train import CHECKPOINT_FILE, run, train_preset
 
-    p = argparse.ArgumentParser(prog="python -m refimpl.pretrained.recipe", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m refimpl.cli.recipe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir")
     p.add_argument("--preset", default="small")
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     if args.snapshot_every < 1 or args.minutes <= 0 or (args.steps is not None and args.steps < 1):
         print("recipe: --snapshot-every and --steps must be >= 1 and --minutes > 0", file=sys.stderr)
         return 2
-    from refimpl.train.trainer import RunDirError
+    from refimpl.runtime import RunDirError
     try:
         tc = train_preset(args.preset).replace(seed=args.seed)
         excluded = tuple(t.strip() for t in args.exclude_classes.split(",") if t.strip())

@@ -1,0 +1,185 @@
+"""The meta-step (SPEC 7): the maths of one step of meta-training, a pure function of the state.
+
+One meta-step (:func:`meta_step`, a pure function of the state) at step k:
+
+1. for each task slot i (in order), with slot i's generator: draw U uniform
+   in :func:`~refimpl.train.optim.unroll_range` at k, capped at the task's
+   remaining budget; draw the U unlabeled batches and U x n_eval labeled
+   pairs; call ``meta_gradient`` from the slot's phi; keep phi_final;
+2. a task whose J, dtheta or phi_final is not finite (or whose unroll raises
+   :class:`refimpl.meta.unroll.NonFiniteError`) is *dropped*: its gradient is
+   not used, it is reset, the event is counted and logged;
+3. a task whose budget is spent is reset: a new task is drawn (with the
+   slot's generator, budget scale of step k + 1);
+4. the kept gradients are averaged, clipped to global norm ``clip_norm``,
+   and Adam takes a step with the learning rate of step k. If every task was
+   dropped, theta and Adam are left unchanged (counted as ``adam_skipped``).
+
+All randomness comes from generators whose states are in the state (one per
+slot and one for the trainer, which draws theta_0), so a run continued from
+a checkpoint is bit for bit the run that was not interrupted.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from refimpl.params import init_theta
+from refimpl.train.checkpoint import TrainState
+from refimpl.train.optim import (adam_init, adam_step, clip_by_global_norm, learning_rate, mean_grads,
+                                 unroll_range)
+from refimpl.train.presets import TrainConfig
+from refimpl.train.tasks import draw_unroll, new_task_state, rng_from_state
+
+
+def _default_meta_gradient():
+    from refimpl.meta.unroll import meta_gradient
+    return meta_gradient
+
+
+def _nonfinite_errors() -> tuple:
+    from refimpl.meta.unroll import NonFiniteError
+    return (NonFiniteError, FloatingPointError, np.linalg.LinAlgError)
+
+
+def init_state(tc: TrainConfig) -> TrainState:
+    """Step 0: theta_0 from the trainer generator, one task per slot from its own generator.
+
+    Generators: ``SeedSequence(tc.seed).spawn(1 + M)`` -> PCG64; the first is
+    the trainer's, slot i gets the (i + 1)-th.
+    """
+    seeds = np.random.SeedSequence(tc.seed).spawn(1 + tc.tasks_per_step)
+    trainer_rng = np.random.Generator(np.random.PCG64(seeds[0]))
+    theta = init_theta(tc.model, trainer_rng, tc.np_dtype)
+    tasks = tuple(new_task_state(tc, 0, np.random.Generator(np.random.PCG64(s)), serial=1)
+                  for s in seeds[1:])
+    counters = {"dropped_total": 0, "tasks_drawn": len(tasks), "adam_skipped": 0}
+    return TrainState(0, theta, adam_init(theta), tasks, trainer_rng.bit_generator.state, counters, 0.0)
+
+
+def _finite_dict(d: dict) -> bool:
+    return all(np.isfinite(v).all() for v in d.values())
+
+
+def _json_float(x):
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+class TaskJob(NamedTuple):
+    """One slot's share of a meta-step, drawn on the driver: everything a (possibly remote) worker needs."""
+    U: int
+    phi: dict
+    batches: object          # refimpl.meta.unroll.UnrollBatches
+    config: object           # the task's rule Config
+    n_cls: int
+
+
+def run_task(theta: dict, job: TaskJob, meta_gradient_fn=None):
+    """The meta-gradient of one slot: ``(result, None)``, or ``(None, reason)`` when it is dropped.
+
+    A pure function of its arguments (no state, no randomness), so a worker
+    process may run it, and run it again after a failure, with the same result.
+    """
+    mg = meta_gradient_fn or _default_meta_gradient()
+    try:
+        with np.errstate(all="ignore"):   # non-finite values are detected below, never hidden
+            res = mg(theta, job.phi, job.batches, job.config, n_cls=job.n_cls)
+    except _nonfinite_errors() as e:
+        return None, f"{type(e).__name__}: {e}"
+    if not math.isfinite(float(res.loss)):
+        return None, f"non-finite J ({float(res.loss)})"
+    if not _finite_dict(res.dtheta):
+        return None, "non-finite dtheta"
+    if not _finite_dict(res.phi_final):
+        return None, "non-finite phi_final"
+    return res, None
+
+
+def meta_step(state: TrainState, tc: TrainConfig, meta_gradient_fn=None, run_tasks=None):
+    """One meta-step; returns ``(new_state, record)`` and never modifies ``state``.
+
+    ``record`` is the JSON log line (a dict). ``meta_gradient_fn`` defaults
+    to :func:`refimpl.meta.unroll.meta_gradient` (tests pass stubs).
+    ``run_tasks(theta, jobs, meta_gradient_fn)``, when given, returns
+    ``[run_task(theta, job, meta_gradient_fn) for job in jobs]``, computed
+    elsewhere (refimpl.train.distributed); ``jobs`` is an iterator that draws
+    each slot's inputs when it is reached. Every random draw stays here.
+    """
+    from refimpl.meta.unroll import UnrollBatches
+
+    t0 = time.perf_counter()
+    k = state.step
+    lo, hi = unroll_range(tc, k)
+    lr = learning_rate(tc, k)
+    jobs, rngs = [], []
+
+    def draw_jobs():
+        """Each slot's draws, on its own generator, in slot order; yielded one by one so that a
+        distributed ``run_tasks`` can start slot i while slot i + 1 is drawn."""
+        for ts in state.tasks:
+            rng = rng_from_state(ts.rng_state)
+            U = min(int(rng.integers(lo, hi + 1)), ts.remaining)
+            x, x_a, x_b, y_a, y_b = draw_unroll(tc, ts.task, U, rng)
+            jobs.append(TaskJob(U, ts.phi, UnrollBatches(x, x_a, x_b, y_a, y_b), ts.task.config(tc.model),
+                                ts.task.n_way))
+            rngs.append(rng)
+            yield jobs[-1]
+
+    if run_tasks is None:
+        outcomes = [run_task(state.theta, job, meta_gradient_fn) for job in draw_jobs()]
+    else:
+        outcomes = run_tasks(state.theta, draw_jobs(), meta_gradient_fn)
+    grads, tasks = [], []
+    rec_J, rec_acc, rec_U, dropped, resets = [], [], [], [], []
+    counters = dict(state.counters)
+    for i, (ts, rng, job, (res, reason)) in enumerate(zip(state.tasks, rngs, jobs, outcomes)):
+        U = job.U
+        rec_U.append(U)
+        if reason is None:
+            grads.append(res.dtheta)
+            rec_J.append(float(res.loss))
+            acc = float(np.mean(res.accuracies)) if len(res.accuracies) else None
+            rec_acc.append(acc)
+            ts = ts._replace(phi=res.phi_final, steps_done=ts.steps_done + U)
+        else:
+            rec_J.append(None)
+            rec_acc.append(None)
+            dropped.append({"slot": i, "serial": ts.serial, "reason": reason})
+        if reason is not None or ts.remaining <= 0:
+            resets.append(i)
+            ts = new_task_state(tc, k + 1, rng, serial=ts.serial + 1)
+            counters["tasks_drawn"] += 1
+        else:
+            ts = ts._replace(rng_state=rng.bit_generator.state)
+        tasks.append(ts)
+
+    counters["dropped_total"] += len(dropped)
+    grad_norm = None
+    theta, adam = state.theta, state.adam
+    if grads:
+        clipped, grad_norm = clip_by_global_norm(mean_grads(grads), tc.clip_norm)
+        theta, adam = adam_step(theta, clipped, adam, lr, beta1=tc.adam_beta1, beta2=tc.adam_beta2,
+                                eps=tc.adam_eps)
+    else:
+        counters["adam_skipped"] += 1
+    step_time = time.perf_counter() - t0
+    kept_J = [j for j in rec_J if j is not None]
+    kept_acc = [a for a in rec_acc if a is not None]
+    new_state = TrainState(k + 1, theta, adam, tuple(tasks), state.trainer_rng, counters,
+                           state.elapsed + step_time)
+    record = {
+        "step": k + 1, "J": _json_float(float(np.mean(kept_J))) if kept_J else None,
+        "J_tasks": [_json_float(j) for j in rec_J],
+        "accuracy": _json_float(float(np.mean(kept_acc))) if kept_acc else None,
+        "acc_tasks": [_json_float(a) for a in rec_acc],
+        "U": rec_U, "U_range": [lo, hi], "lr": lr,
+        "grad_norm": _json_float(grad_norm), "clipped": bool(grad_norm is not None and grad_norm > tc.clip_norm),
+        "dropped": len(dropped), "dropped_total": counters["dropped_total"], "drop_events": dropped,
+        "resets": resets, "tasks_drawn": counters["tasks_drawn"],
+        "step_time": step_time, "wall_time": new_state.elapsed,
+    }
+    return new_state, record
+
