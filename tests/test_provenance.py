@@ -40,6 +40,21 @@ def problems(info: dict, markdown: str, root: Path = ROOT) -> list[str]:
         want = selection_table(json.loads((root / prov["selection"]).read_text()))
         if want != info["selection_table"]:
             out.append("selection_table is not the selection JSON's")
+    check = info.get("heldout_check")
+    if check is not None:
+        if not (root / check["file"]).is_file():
+            out.append(f"{check['file']} (the held-out check) is not in the repository")
+        else:
+            (rows,) = json.loads((root / check["file"]).read_text()).values()
+            by = {r["method"]: r for r in rows}
+            for m, v in check["rows"].items():
+                want = {"acc": round(by[m]["acc"], 4), "gain": round(by[m]["delta"], 4),
+                        "gain_se": round(by[m]["delta_se"], 4), "effective_rank": round(by[m]["effective_rank"], 2)}
+                if v != want:
+                    out.append(f"heldout_check row {m} {v} is not the file's {want}")
+                line = f"| {m} | {v['acc']:.3f} | {v['gain']:+.3f} ± {v['gain_se']:.3f} | {v['effective_rank']:.1f} |"
+                if line not in markdown:
+                    out.append(f"the Markdown card lacks the held-out check row {line!r}")
     # the Markdown card prints the JSON card's numbers
     for row in selection_rows_markdown(info.get("selection_table", [])):
         if row not in markdown:
@@ -93,3 +108,15 @@ def test_the_provenance_check_can_fail(tmp_path):
     assert any("does not say" in p for p in problems(bad, md, tmp_path))
     bad["provenance"]["note"] = "the run's log was not kept"
     assert problems(bad, md + f"\nThe log summary is {NOT_BACKED}.", tmp_path) == []
+    # a held-out check row typed in by hand
+    rows = [{"method": "rule@0", "acc": 0.4, "delta": 0.0, "delta_se": 0.0, "effective_rank": 14.0},
+            {"method": "rule@100", "acc": 0.8, "delta": 0.4, "delta_se": 0.03, "effective_rank": 10.0}]
+    (tmp_path / "check.json").write_text(json.dumps({"theta.npz": rows}))
+    good = {**info, "heldout_check": {"file": "check.json", "rows": {
+        "rule@100": {"acc": 0.8, "gain": 0.4, "gain_se": 0.03, "effective_rank": 10.0}}}}
+    line = "| rule@100 | 0.800 | +0.400 ± 0.030 | 10.0 |"
+    assert problems(good, md + "\n" + line, tmp_path) == []
+    bad = copy.deepcopy(good)
+    bad["heldout_check"]["rows"]["rule@100"]["gain"] = 0.41
+    assert any("heldout_check row" in p for p in problems(bad, md + "\n" + line, tmp_path))
+    assert any("held-out check row" in p for p in problems(good, md, tmp_path))
