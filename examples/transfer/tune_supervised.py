@@ -1,6 +1,6 @@
 """Choose the supervised baseline's Adam steps and learning rate on held-out glyph tasks.
 
-    OMP_NUM_THREADS=1 python examples/transfer/tune_supervised.py [OUT_JSON] [--quick]
+    OMP_NUM_THREADS=1 python examples/transfer/tune_supervised.py [OUT_JSON] [--tasks 10] [--trials 2] [--quick]
 
 The tasks are those of ``refimpl eval`` on glyphs_rotation (10-way 10-shot, 10
 query examples per class, random input permutation), from the ``select``
@@ -78,9 +78,14 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     quick = "--quick" in argv
     args = [a for a in argv if a != "--quick"]
+    kw = dict(n_tasks=2, n_trials=1, steps=(5, 10), lrs=(1e-3, 1e-2)) if quick else {}
+    for flag, key in (("--tasks", "n_tasks"), ("--trials", "n_trials")):
+        if flag in args:
+            i = args.index(flag)
+            kw[key] = int(args[i + 1])
+            del args[i:i + 2]
     out = Path(args[0]) if args else Path("docs/transfer/supervised_tuning.json")
     t0 = time.perf_counter()
-    kw = dict(n_tasks=2, n_trials=1, steps=(5, 10), lrs=(1e-3, 1e-2)) if quick else {}
     cells = tune(**kw)
     nets = sorted({k[0] for k in cells})
     chosen = {}
@@ -99,7 +104,7 @@ def main(argv=None) -> int:
                  for k, v in sorted(cells.items())],
         "chosen": chosen,
         "seconds": round(time.perf_counter() - t0, 1),
-        "command": "OMP_NUM_THREADS=1 python examples/transfer/tune_supervised.py" + (" --quick" if quick else ""),
+        "command": "OMP_NUM_THREADS=1 python examples/transfer/tune_supervised.py " + " ".join(argv),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
