@@ -29,8 +29,8 @@ def echo_sized(theta, job, result_bytes):
 
 
 def steps_per_second(tc, steps, run_tasks=None):
-    from refimpl.train import init_state, meta_step
     from refimpl.runtime import blas_single_thread
+    from refimpl.train import init_state, meta_step
 
     state = init_state(tc)
     with blas_single_thread():
@@ -46,11 +46,11 @@ def main():
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
 
+    from refimpl.meta.unroll import UnrollBatches
     from refimpl.train import train_preset
     from refimpl.train.distributed import DaskTasks
-    from refimpl.train.tasks import draw_unroll, rng_from_state
     from refimpl.train.step import TaskJob, init_state, run_task
-    from refimpl.meta.unroll import UnrollBatches
+    from refimpl.train.tasks import draw_unroll, rng_from_state
 
     tc = train_preset("small")
     load = os.getloadavg()

@@ -24,10 +24,11 @@ import autograd
 import numpy as np
 
 from refimpl.config import preset
-from refimpl.reference.gradcheck import rel_error
 from refimpl.params import init_phi, init_theta
 from refimpl.reference import meta_objective as oracle
+from refimpl.reference.gradcheck import rel_error
 from refimpl.train import init_state, meta_step, train_preset
+
 try:
     from refimpl.meta.unroll import UnrollBatches, meta_gradient
     from refimpl.runtime import blas_single_thread
@@ -75,7 +76,7 @@ def main():
           f"n_eval={config.n_eval}, labeled batches {N_CLS}x{SHOTS}; BLAS single-threaded")
     with blas_single_thread():
         if not args.skip_autograd:
-            print(f"\n1. hand vs autograd meta-gradient, U = 4")
+            print("\n1. hand vs autograd meta-gradient, U = 4")
             print(f"{'dtype':<8}{'hand s':>9}{'autograd s':>12}{'time ratio':>12}{'hand MB':>9}{'ag MB':>8}"
                   f"{'mem ratio':>11}{'max rel err':>13}")
             for dtype in (np.float32, np.float64):
@@ -92,7 +93,7 @@ def main():
                       f"{hand_peak / 2**20:>9.0f}{ag_peak / 2**20:>8.0f}{hand_peak / ag_peak:>11.2f}{err:>13.1e}")
                 del hand, ag
 
-        print(f"\n2. hand meta-gradient peak memory in U (float32)")
+        print("\n2. hand meta-gradient peak memory in U (float32)")
         peaks = {}
         for U in (2, 8, 15):
             theta, phi, batches = make_unroll(config, U, np.float32)
@@ -100,7 +101,7 @@ def main():
             print(f"  U = {U:>2}: peak {peaks[U] / 2**20:7.1f} MB, {seconds:6.2f} s ({seconds / U:.2f} s per step)")
         print(f"  peak(15) / peak(2) = {peaks[15] / peaks[2]:.3f}   (target <= 1.3)")
 
-        print(f"\n3. meta-steps per second, `small` training preset")
+        print("\n3. meta-steps per second, `small` training preset")
         tc = train_preset("small")
         state = init_state(tc)
         state, _ = meta_step(state, tc)                                           # warm up (glyph cache)

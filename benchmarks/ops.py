@@ -11,8 +11,8 @@ import argparse
 
 import numpy as np
 
-from refimpl.reference.registry import PAPER_SIZE, all_ops
 from refimpl.reference.ops_report import time_op, timing_table
+from refimpl.reference.registry import PAPER_SIZE, all_ops
 
 
 def main():

@@ -56,11 +56,11 @@ def module_times(profile) -> dict:
     root = refimpl.__file__.rsplit("/", 1)[0] + "/"
     stats = pstats.Stats(profile).stats
     own = defaultdict(float)
-    for (path, _, _), (_, _, tt, ct, callers) in stats.items():
+    for (path, _, _), (_, _, tt, _ct, callers) in stats.items():
         if path.startswith(root):
             own[path[len(root):]] += tt
             continue
-        for (cpath, _, _), (_, _, ctt, cct) in callers.items():
+        for (cpath, _, _), (_, _, _ctt, cct) in callers.items():
             if cpath.startswith(root):
                 own[cpath[len(root):]] += cct
     return own

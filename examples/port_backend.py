@@ -1,8 +1,12 @@
 """An example port backend for ``refimpl golden verify``: five kinds written from docs/SPEC.md and
 docs/golden.md alone, in plain NumPy, sharing no code with refimpl.
 
+    .venv/bin/refimpl golden verify tests/golden --backend examples/port_backend.py:BACKEND
     .venv/bin/refimpl golden verify tests/golden --backend examples/port_backend.py:BACKEND \\
-        --include matmul,gauss,soft_sqrt,batchnorm,ridge_solve
+        --include matmul,gauss,soft_sqrt,batchnorm,ridge_solve --strict
+
+The first run lists the kinds it does not implement as not implemented and passes on the
+six cases it does; the second selects only its five kinds, where ``--strict`` passes too.
 
 A backend is an object with, per kind, ``<kind>(inputs, attrs, config) -> outputs`` and
 ``<kind>_vjp(inputs, attrs, config, cotangents) -> grads`` (docs/golden.md section 9).

@@ -176,7 +176,7 @@ PRESET_EXTRAS: dict[str, dict[str, int]] = {
 }
 
 
-def check_config(op: str, config) -> "Config":
+def check_config(op: str, config) -> Config:
     """``config`` must be a :class:`Config` (a stage's boundary check)."""
     if not isinstance(config, Config):
         fail(op, f"argument 'config' must be a Config, got {type(config).__name__}")

@@ -16,12 +16,12 @@ intact; they are read with ``allow_pickle=False``.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
-from refimpl.npzio import read_npz, write_npz
 from refimpl.config import KERNEL, N_STATS, TOPD_KERNEL0, Config
+from refimpl.npzio import read_npz, write_npz
 from refimpl.validate import FLOAT_DTYPES
 
 KINDS = ("theta", "phi")

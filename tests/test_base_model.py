@@ -8,9 +8,9 @@ import pytest
 
 from refimpl.base_model.mlp import base_backward, base_forward
 from refimpl.config import ACTIVATIONS, preset
-from refimpl.reference.gradcheck import rel_error
 from refimpl.params import init_phi
 from refimpl.reference import update_step as oracle
+from refimpl.reference.gradcheck import rel_error
 
 TINY = preset("tiny")
 DEPTHS = {1: (15, 9), 2: (15, 9, 14), 4: (15, 9, 14, 8, 6)}

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, strategies as st
 
 from refimpl.config import preset
-from refimpl.reference.gradcheck import rel_error
 from refimpl.params import init_theta
 from refimpl.reference import update_step as oracle
+from refimpl.reference.gradcheck import rel_error
 from refimpl.rule.compute_h import compute_h_backward, compute_h_forward, positional_channels
 from tests.helpers import GRAD_RTOL, assert_ok, grad_errors
 

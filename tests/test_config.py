@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 
 from refimpl import config as config_module
-from refimpl.config import (ACTIVATIONS, KERNEL, N_STATS, PRESET_EXTRAS, PRESETS, TOPD_KERNEL0, Config,
-                            check_kernel_size, preset)
+from refimpl.config import (
+    ACTIVATIONS,
+    KERNEL,
+    N_STATS,
+    PRESET_EXTRAS,
+    PRESETS,
+    TOPD_KERNEL0,
+    Config,
+    check_kernel_size,
+    preset,
+)
 
 SPEC1_FIELDS = ["batch_size", "layer_sizes", "delta_dims", "h_dims", "computeh_size", "topd_size",
                 "readout_rank", "lr_phi", "ridge", "n_eval", "activation", "eps_phi", "eps_theta",

@@ -5,16 +5,22 @@ from __future__ import annotations
 import gzip
 import os
 
-
 import numpy as np
 import pytest
 
-from refimpl.data import (Dataset, DatasetNotFoundError, FashionMNISTNotFoundError,
-                          IDXFormatError, get_dataset, list_datasets, read_idx, write_idx)
-from refimpl.data import fashion_mnist as fm
+from refimpl.data import (
+    Dataset,
+    DatasetNotFoundError,
+    FashionMNISTNotFoundError,
+    IDXFormatError,
+    fashion_mnist as fm,
+    get_dataset,
+    list_datasets,
+    read_idx,
+    write_idx,
+)
 from refimpl.data.glyphs import GlyphSource
 from refimpl.data.idx import encode_idx
-
 
 # ---------------------------------------------------------------------------------------
 # IDX files

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from refimpl.config import preset
-from refimpl.reference.gradcheck import rel_error
 from refimpl.reference import update_step as oracle
+from refimpl.reference.gradcheck import rel_error
 from refimpl.rule.error_prop import ErrorPropGrads, error_prop_backward, error_prop_forward
 
 TINY = preset("tiny")

@@ -1,19 +1,17 @@
-"""Evaluation (refimpl/evaluate.py): few-shot readout, applying a rule, the comparison, the demo."""
+"""Evaluation (the refimpl.evaluation package): few-shot readout, applying a rule, the comparison, the demo."""
 from __future__ import annotations
 
 import io
 import json
-import os
 
 import numpy as np
 import pytest
 
 import refimpl.evaluation.fewshot as ev
-from refimpl.evaluation import demo, reporting, suite
 from refimpl.config import preset
-from refimpl.data import get_dataset
 from refimpl.data.base import ArraySource, Dataset
-from refimpl.params import init_phi, init_theta, load_params, save_params
+from refimpl.evaluation import demo, reporting, suite
+from refimpl.params import init_phi, init_theta
 from refimpl.rule.update_step import update_step
 
 TINY = preset("tiny")            # B=7, layer_sizes [15, 9, 14, 8]

@@ -12,8 +12,7 @@ Each comparison is checked to fail on an error just past its tolerance.
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from refimpl.config import preset
 from refimpl.meta import unroll

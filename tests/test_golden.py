@@ -24,9 +24,9 @@ def quiet(*args):
 
 def test_refimpl_matches_committed_golden_set():
     report = golden.check(COMMITTED, log=quiet)
-    failed = [(r.case, r.array, r.rel) for r in report.results if not r.passed]
-    assert report.ok, f"problems {report.problems}, failed {failed}"
-    assert report.cases_run == report.cases_listed > 0
+    failed = [(r.case, r.array, r.error) for r in report.results if not r.passed]
+    assert report.ok, f"problems {report.reasons()}, failed {failed}"
+    assert report.cases_run == len(report.cases) > 0
     assert set(report.counts) == set(golden.kinds())
     assert all(expected == listed == ran > 0 for expected, listed, ran in report.counts.values())
     assert any(r.array.startswith("grad/") for r in report.results)
@@ -42,7 +42,7 @@ def test_committed_set_lists_every_case():
 
 def test_float32_rule_passes_on_committed_set():
     report = golden.check(COMMITTED, float32=True, log=quiet)
-    assert report.ok, [(r.case, r.array, r.rel, r.limit) for r in report.failed]
+    assert report.ok, [(r.case, r.array, r.error, r.limit) for r in report.failed_arrays]
     by_case = {}
     for r in report.results:
         by_case.setdefault(r.case, []).append(r)
@@ -134,7 +134,7 @@ def test_drift_past_rtol_fails_and_within_passes(primitive_export, tmp_path, pre
     report = golden.check(directory, only=KINDS, log=quiet)
     result = _result(report, "batchnorm_theta", array)
     assert result.limit == SPEC_RTOL and result.passed is passes and report.ok is passes
-    assert result.rel == pytest.approx(factor * SPEC_RTOL, rel=1e-3)
+    assert result.error == pytest.approx(factor * SPEC_RTOL, rel=1e-3)
 
 
 def test_manifest_cannot_loosen_rtol(primitive_export, tmp_path):
@@ -221,8 +221,8 @@ def test_extra_array_in_a_case_file_is_reported(primitive_export, tmp_path):
     arrays = read_npz(directory / entry["file"])
     write_npz(directory / entry["file"], {**arrays, "grad/unlisted": np.zeros(3)})
     report = golden.check(directory, only=KINDS, log=quiet)
-    assert not report.ok and report.cases_run == report.cases_listed - 1
-    assert any("does not list: grad/unlisted" in p for p in report.problems)
+    assert not report.ok and report.cases_run == len(report.cases) - 1
+    assert any("does not list: grad/unlisted" in p for p in report.reasons())
 
 
 def test_missing_array_in_a_case_file_is_reported(primitive_export, tmp_path):
@@ -232,7 +232,7 @@ def test_missing_array_in_a_case_file_is_reported(primitive_export, tmp_path):
     dropped = _first(directory, "ridge_solve", "grad/")
     write_npz(directory / entry["file"], {k: v for k, v in arrays.items() if k != dropped})
     report = golden.check(directory, only=KINDS, log=quiet)
-    assert not report.ok and any(f"missing from ridge_solve.npz: {dropped}" in p for p in report.problems)
+    assert not report.ok and any(f"missing from ridge_solve.npz: {dropped}" in p for p in report.reasons())
 
 
 def test_check_fails_on_hash_mismatch(primitive_export, tmp_path):
@@ -243,8 +243,8 @@ def test_check_fails_on_hash_mismatch(primitive_export, tmp_path):
     arrays[key] = arrays[key] + 1e-12
     write_npz(directory / case["file"], arrays)
     report = golden.check(directory, only=KINDS, log=quiet)
-    assert not report.ok and report.cases_run < report.cases_listed
-    assert any("sha256" in p for p in report.problems)
+    assert not report.ok and report.cases_run < len(report.cases)
+    assert any("sha256" in p for p in report.reasons())
 
 
 def test_cases_removed_with_their_manifest_entries_fail(primitive_export, tmp_path):
@@ -253,7 +253,7 @@ def test_cases_removed_with_their_manifest_entries_fail(primitive_export, tmp_pa
     manifest["cases"] = [c for c in manifest["cases"] if c["kind"] != "conv_batch"]
     _save_manifest(directory, manifest)
     report = golden.check(directory, only=KINDS, log=quiet)
-    assert not report.ok and report.cases_run == report.cases_listed
+    assert not report.ok and report.cases_run == len(report.cases)
     assert any(p.startswith("kind conv_batch:") for p in report.problems)
     assert report.counts["conv_batch"][1:] == (0, 0) and report.counts["conv_batch"][0] > 0
     # narrowing the check explicitly is the way to check part of a set
@@ -281,7 +281,7 @@ def test_check_fails_when_a_case_cannot_run(primitive_export, tmp_path):
     manifest["cases"].append(dict(manifest["cases"][-1], name="from_the_future", kind="no_such_kind"))
     _save_manifest(directory, manifest)
     report = golden.check(directory, log=quiet)
-    assert not report.ok and report.cases_run == report.cases_listed - 2
+    assert not report.ok and report.cases_run == len(report.cases) - 2
 
 
 MALFORMED = {
@@ -416,4 +416,108 @@ def test_a_case_file_linked_from_outside_the_set_is_not_run(primitive_export, tm
     (directory / entry["file"]).rename(outside)
     (directory / entry["file"]).symlink_to(outside)
     report = golden.check(directory, only=KINDS, log=quiet)
-    assert not report.ok and any("leads outside the set's directory" in p for p in report.problems)
+    assert not report.ok and any("leads outside the set's directory" in p for p in report.reasons())
+
+
+# ---------------------------------------------------------------- coverage by kind and case count, not by name
+@pytest.fixture(scope="module")
+def orth_export(tmp_path_factory):
+    """The three orth cases (a multi-case kind) and gauss, as refimpl exports them."""
+    directory = tmp_path_factory.mktemp("orth") / "set"
+    golden.export(directory, kinds=["orth", "gauss"])
+    return directory
+
+
+def test_a_set_missing_one_case_of_a_multi_case_kind_fails(orth_export, tmp_path):
+    directory = _copy(orth_export, tmp_path / "short")
+    manifest = _manifest(directory)
+    manifest["cases"] = [c for c in manifest["cases"] if c["name"] != "orth_shrinking"]
+    _save_manifest(directory, manifest)
+    report = golden.check(directory, only=["orth", "gauss"], log=quiet)
+    assert not report.ok and report.cases_run == 3 and not report.failed
+    assert report.counts["orth"] == (3, 2, 2)
+    assert report.summary().startswith("kind orth: 1 of 3 case(s) missing from the set (it holds 2;")
+    assert golden.check(orth_export, only=["orth", "gauss"], log=quiet).ok
+
+
+def test_coverage_counts_cases_per_kind_and_ignores_their_names(orth_export, tmp_path):
+    """A case renamed (entry and file) still counts for its kind; its arrays decide."""
+    directory = _copy(orth_export, tmp_path / "renamed")
+    manifest = _manifest(directory)
+    entry = _entry(manifest, "orth_shrinking")
+    (directory / entry["file"]).rename(directory / "my own name.npz")
+    entry.update(name="my own name", file="my own name.npz")
+    _save_manifest(directory, manifest)
+    assert golden.check(directory, only=["orth", "gauss"], log=quiet).ok
+    _perturb(directory, "my own name", "grad/Mf", 2 * SPEC_RTOL)
+    report = golden.check(directory, only=["orth", "gauss"], log=quiet)
+    assert not report.ok and [(r.case, r.array) for r in report.failed_arrays] == [("my own name", "grad/Mf")]
+
+
+@pytest.mark.parametrize("only", [["orth"], None])
+def test_an_empty_selection_fails_with_no_case_selected(orth_export, tmp_path, only):
+    directory = _copy(orth_export, tmp_path / "empty")
+    manifest = _manifest(directory)
+    manifest["cases"] = [c for c in manifest["cases"] if c["kind"] != "orth"] if only else []
+    _save_manifest(directory, manifest)
+    lines = []
+    report = golden.check(directory, only=only, log=lines.append)
+    assert not report.ok and report.summary().startswith("no case selected")
+    assert lines[-1].startswith("verdict: FAIL (no case selected")
+
+
+def test_a_wrong_shape_array_is_a_failed_array_not_an_error(orth_export, tmp_path):
+    """A stored output of another shape (its manifest entry consistent with it) fails as an array."""
+    directory = _copy(orth_export, tmp_path / "shape")
+    manifest = _manifest(directory)
+    entry = _entry(manifest, "orth")
+    arrays = read_npz(directory / entry["file"])
+    arrays["out/y"] = arrays["out/y"].T.copy()
+    write_npz(directory / entry["file"], arrays)
+    entry["arrays"]["out/y"].update(shape=list(arrays["out/y"].shape), sha256=golden.sha256_array(arrays["out/y"]))
+    _save_manifest(directory, manifest)
+    report = golden.check(directory, only=["orth", "gauss"], log=quiet)
+    assert not report.ok and report.cases_run == 4
+    [failed] = report.failed_arrays
+    assert (failed.case, failed.array, failed.note) == ("orth", "out/y", "shape [6, 5], golden [5, 6]")
+
+
+def test_check_reports_progress_on_stderr_when_asked(orth_export, capsys):
+    report = golden.check(orth_export, only=["orth", "gauss"], log=quiet, progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert report.ok and err[-1].startswith("golden check: 4/4 cases [") and "cases/s]" in err[-1]
+
+
+# ---------------------------------------------------------------- adding the cases a set lacks
+def test_export_missing_adds_only_the_missing_cases(orth_export, tmp_path):
+    directory = _copy(orth_export, tmp_path / "grow")
+    manifest = _manifest(directory)
+    manifest["cases"] = [c for c in manifest["cases"] if c["name"] != "orth_disjoint"]
+    _save_manifest(directory, manifest)
+    (directory / "orth_disjoint.npz").unlink()
+    # the kept files hold other bytes than this machine would write: they must survive untouched
+    entry = _entry(manifest, "gauss")
+    arrays = read_npz(directory / entry["file"])
+    arrays["out/y"] = arrays["out/y"] * (1 + 1e-12)
+    write_npz(directory / entry["file"], arrays)
+    entry["arrays"]["out/y"]["sha256"] = golden.sha256_array(arrays["out/y"])
+    _save_manifest(directory, manifest)
+    before = {p.name: p.read_bytes() for p in directory.iterdir() if p.suffix == ".npz"}
+    grown = golden.export(directory, kinds=["orth", "gauss"], missing_only=True)
+    assert [c["name"] for c in grown["cases"]] == [c["name"] for c in _manifest(orth_export)["cases"]]
+    assert {p.name: p.read_bytes() for p in directory.iterdir() if p.suffix == ".npz" and p.name in before} \
+        == before
+    assert (directory / "orth_disjoint.npz").read_bytes() == (orth_export / "orth_disjoint.npz").read_bytes()
+    assert _entry(grown, "gauss") == entry
+    assert golden.check(directory, only=["orth", "gauss"], log=quiet).ok
+
+
+def test_export_missing_refuses_a_set_whose_files_do_not_match(orth_export, tmp_path):
+    directory = _copy(orth_export, tmp_path / "bad")
+    (directory / "gauss.npz").write_bytes(b"not what the manifest says")
+    before = _snapshot(directory)
+    with pytest.raises(golden.GoldenError, match="gauss in .* do not match the manifest"):
+        golden.export(directory, missing_only=True)
+    assert _snapshot(directory) == before
+    with pytest.raises(golden.GoldenError, match="holds no golden set to add missing cases to"):
+        golden.export(tmp_path / "new", missing_only=True)

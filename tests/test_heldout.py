@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refimpl.data import DATASETS, get_dataset
-from refimpl.data import glyphs
+from refimpl.data import DATASETS, get_dataset, glyphs
 from refimpl.data.glyphs import FAMILIES, FAMILY_SPLITS, GlyphSource, family_of, split_fonts
 
 GLYPH_DATASETS = [n for n in DATASETS if n.startswith("glyphs")]
@@ -150,8 +149,8 @@ def test_a_class_with_one_heldout_font_cannot_give_support_and_query():
 @pytest.mark.parametrize("where", ["fewshot", "benchmark", "probe", "objective"])
 def test_every_glyph_evaluation_draws_support_and_query_from_different_fonts(where, monkeypatch):
     """Each evaluation path draws its labeled rows through support_query_batch only."""
-    from refimpl.data.base import Dataset
     from refimpl.config import Config
+    from refimpl.data.base import Dataset
 
     calls = {"sq": 0}
     original = Dataset.support_query_batch

@@ -8,10 +8,10 @@ import pytest
 import refimpl.meta.meta_objective as mo_module
 from refimpl import golden
 from refimpl.config import PRESET_EXTRAS, preset
-from refimpl.reference.gradcheck import rel_error
 from refimpl.meta.meta_objective import meta_objective, meta_objective_backward, meta_objective_forward
 from refimpl.params import init_phi
 from refimpl.reference import meta_objective as ref
+from refimpl.reference.gradcheck import rel_error
 
 TINY = preset("tiny")
 N_LABEL, N_CLS = PRESET_EXTRAS["tiny"]["n_label"], PRESET_EXTRAS["tiny"]["n_cls"]   # 16, 5
@@ -218,5 +218,5 @@ def test_golden_meta_objective_export_and_check(tmp_path):
         assert {f"grad/phi/{k}" for k in init_phi(config, np.random.default_rng(0))} <= set(arrays)
     for float32 in (False, True):
         report = golden.check(tmp_path / "set", float32=float32, only=["meta_objective"], log=lambda *a: None)
-        assert report.ok and report.cases_run == 2, [(r.array, r.rel, r.limit) for r in report.results
+        assert report.ok and report.cases_run == 2, [(r.array, r.error, r.limit) for r in report.results
                                                      if not r.passed]

@@ -7,8 +7,7 @@ import pytest
 
 from refimpl.config import preset
 from refimpl.data.base import ArraySource, Dataset
-from refimpl.evaluation import baselines as bl
-from refimpl.evaluation import benchmark as bm
+from refimpl.evaluation import baselines as bl, benchmark as bm
 from refimpl.params import init_theta
 
 

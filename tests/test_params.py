@@ -7,8 +7,16 @@ import pytest
 
 from refimpl import params as params_module
 from refimpl.config import PRESETS, preset
-from refimpl.params import (init_phi, init_theta, load_params, phi_shapes, save_params, theta_shapes,
-                            validate_phi, validate_theta)
+from refimpl.params import (
+    init_phi,
+    init_theta,
+    load_params,
+    phi_shapes,
+    save_params,
+    theta_shapes,
+    validate_phi,
+    validate_theta,
+)
 
 TINY = preset("tiny")
 # SPEC 9 readout names, transcribed (the expected value, not the code's constant).

@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 
-from refimpl.params import load_params
 from refimpl.cli.recipe import PROBE_FILE, SNAPSHOT_DIR, plot_probe, snapshot_hook
+from refimpl.params import load_params
 from refimpl.train import CHECKPOINT_FILE, load_checkpoint, run, train_preset
 
 

@@ -1,17 +1,13 @@
 """The paper's task variety (opt-in TrainConfig fields, refimpl/train/tasks.py; glyph variants)."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from refimpl.data import get_dataset
-from refimpl.data.base import ArraySource, Dataset
 from refimpl.train import CHECKPOINT_FILE, load_checkpoint, run, train_preset
 from refimpl.train.presets import TrainConfig
-from refimpl.train.tasks import (TaskDef, augment_inputs, draw_unroll, sample_task, shift_columns,
-                                 task_augmentation)
+from refimpl.train.tasks import augment_inputs, draw_unroll, sample_task, shift_columns, task_augmentation
 
 TINY = train_preset("tiny")
 

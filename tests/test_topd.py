@@ -7,11 +7,12 @@ import pytest
 from hypothesis import given, strategies as st
 
 from refimpl.config import preset
-from refimpl.reference.gradcheck import rel_error
 from refimpl.params import init_theta
 from refimpl.reference import update_step as oracle
+from refimpl.reference.gradcheck import rel_error
 from refimpl.rule.topd import topd_backward, topd_forward
 from tests.helpers import GRAD_RTOL, assert_ok, grad_errors
+
 
 # ---------------------------------------------------------------------------------
 # helpers

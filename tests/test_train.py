@@ -6,18 +6,36 @@ import math
 import numpy as np
 import pytest
 
-from refimpl.config import preset
-from refimpl.params import load_params
 from refimpl.cli.plot import add_plot_parser
 from refimpl.cli.train import add_train_parser
-from refimpl.train import (CHECKPOINT_FILE, LOG_FILE, THETA_FILE, RunDirError, TrainConfig, adam_init,
-                           adam_step, budget_scale, clip_by_global_norm,
-                           global_norm, init_state, learning_rate, load_checkpoint, meta_step, read_log, run,
-                           sample_budget, save_checkpoint, train_preset, unroll_range)
+from refimpl.config import preset
+from refimpl.meta.unroll import NonFiniteError
+from refimpl.params import load_params
+from refimpl.train import (
+    CHECKPOINT_FILE,
+    LOG_FILE,
+    THETA_FILE,
+    RunDirError,
+    TrainConfig,
+    adam_init,
+    adam_step,
+    budget_scale,
+    clip_by_global_norm,
+    global_norm,
+    init_state,
+    learning_rate,
+    load_checkpoint,
+    meta_step,
+    read_log,
+    run,
+    sample_budget,
+    save_checkpoint,
+    train_preset,
+    unroll_range,
+)
 from refimpl.train.optim import budget_from_normal, mean_grads, round_half_up
 from refimpl.train.plot import plot_run, smooth
 from refimpl.train.tasks import dataset, draw_unroll, rng_from_state, sample_task
-from refimpl.meta.unroll import MetaGradient, NonFiniteError
 from tests.helpers import stub_meta_gradient
 
 TINY = train_preset("tiny")
@@ -275,7 +293,7 @@ def test_meta_step_carries_phi_and_resets_spent_tasks():
                 assert i not in rec["resets"] and cur.serial == old.serial
                 assert cur.steps_done == old.steps_done + U
                 assert cur.task is old.task
-                expect = stub_meta_gradient(state.theta, old.phi, _batches_of(tc, old, U), 
+                expect = stub_meta_gradient(state.theta, old.phi, _batches_of(tc, old, U),
                                             old.task.config(tc.model), n_cls=old.task.n_way).phi_final
                 assert all(np.array_equal(cur.phi[k], expect[k]) for k in expect)
         state = new

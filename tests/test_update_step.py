@@ -9,9 +9,9 @@ import pytest
 import refimpl.rule.update_step as step_module
 from refimpl.config import preset
 from refimpl.ops.activations import ACTIVATIONS
-from refimpl.reference.gradcheck import rel_error
 from refimpl.params import init_phi, init_theta
 from refimpl.reference import update_step as ref
+from refimpl.reference.gradcheck import rel_error
 from refimpl.rule.update_step import update_step, update_step_forward, update_step_vjp
 
 TINY = preset("tiny")

@@ -12,10 +12,15 @@ from refimpl.config import preset
 from refimpl.params import READOUTS
 from refimpl.reference import update_step as oracle
 from refimpl.reference.gradcheck import rel_error
-from refimpl.rule.weight_update import (SharedPlanes, bias_update_backward, bias_update_forward,
-                                        matrix_update_backward,
-                                        matrix_update_forward, shared_planes_backward,
-                                        shared_planes_forward)
+from refimpl.rule.weight_update import (
+    SharedPlanes,
+    bias_update_backward,
+    bias_update_forward,
+    matrix_update_backward,
+    matrix_update_forward,
+    shared_planes_backward,
+    shared_planes_forward,
+)
 
 TINY = preset("tiny")
 SHARED = READOUTS + ("cross_cov",)

@@ -12,11 +12,11 @@ import os
 import sys
 import time
 
-from refimpl.params import load_params
 from refimpl.data import get_dataset
 from refimpl.evaluation.benchmark import benchmark
 from refimpl.evaluation.reporting import format_summary
 from refimpl.evaluation.suite import random_theta_of
+from refimpl.params import load_params
 
 args = sys.argv[1:]
 name = "glyphs_rotation"
@@ -37,7 +37,8 @@ for path in args[1:]:
                   progress=False)
     done[path] = r["summary"]
     print(f"## {path} [{time.time()-t:.0f}s]\n" + format_summary(r["summary"]), flush=True)
-    json.dump(done, open(out + ".tmp", "w"), indent=1); os.replace(out + ".tmp", out)
+    json.dump(done, open(out + ".tmp", "w"), indent=1)
+    os.replace(out + ".tmp", out)
 best = None
 for path, rows in done.items():
     by = {r["method"]: r for r in rows}

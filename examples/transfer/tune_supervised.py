@@ -54,7 +54,7 @@ def tune(n_tasks=10, n_trials=2, steps=STEPS, lrs=LRS, nets=NETS, progress=True)
                 for i, (xs, ys, xq, yq) in enumerate(trials):
                     rng = np.random.default_rng([1000 + t, 4, i])
                     params = bl.supervised_init(rng, sizes, task.n_classes)
-                    opt = bl.Adam(params, lr)
+                    opt = bl.AdamStepper(params, lr)
                     labels = np.argmax(ys, axis=1)
                     done = 0
                     for j, s in enumerate(steps):

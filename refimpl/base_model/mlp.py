@@ -20,10 +20,10 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import Config, check_config
-from refimpl.validate import check_array, check_inputs, fail
 from refimpl.ops.activations import activation_backward, activation_forward
 from refimpl.ops.batchnorm import batchnorm_backward, batchnorm_forward
 from refimpl.params import phi_shapes, validate_phi
+from refimpl.validate import check_array, check_inputs, fail
 
 OP = "base_forward"
 OP_BACKWARD = "base_backward"

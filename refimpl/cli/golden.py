@@ -25,15 +25,18 @@ def _kind_list(text: str) -> list[str]:
 def _golden_export(args) -> int:
     from refimpl import golden
 
-    manifest = golden.export(args.directory, kinds=args.kinds)
-    print(f"wrote {len(manifest['cases'])} golden cases to {args.directory}")
+    manifest = golden.export(args.directory, kinds=args.kinds, missing_only=args.missing, progress=True)
+    if args.missing:
+        print(f"the golden set in {args.directory} now holds {len(manifest['cases'])} cases")
+    else:
+        print(f"wrote {len(manifest['cases'])} golden cases to {args.directory}")
     return 0
 
 
 def _golden_check(args) -> int:
     from refimpl import golden
 
-    report = golden.check(args.directory, float32=args.float32, only=args.only)
+    report = golden.check(args.directory, float32=args.float32, only=args.only, progress=True)
     if report.ok:
         return 0
     print(f"{args.parser.prog}: {args.directory} does not pass: {report.summary()}", file=sys.stderr)
@@ -44,8 +47,14 @@ def _golden_verify(args) -> int:
     from refimpl.golden import verifier
 
     backend = verifier.load_backend(args.backend)
-    report = verifier.verify(args.directory, backend, include=args.include, exclude=args.exclude,
-                             float32=args.float32, log=print)
+    try:
+        report = verifier.verify(args.directory, backend, include=args.include, exclude=args.exclude,
+                                 float32=args.float32, log=print, strict=args.strict, progress=True)
+    except SystemExit as exc:     # an exit the verifier did not contain must not pass for a verdict
+        print(f"verdict: FAIL (the run ended early: sys.exit({exc.code!r}))", flush=True)
+        print(f"{args.parser.prog}: {args.directory} does not pass: the run ended early "
+              f"(sys.exit({exc.code!r}))", file=sys.stderr)
+        return 1
     if args.json is not None:
         report.write_json(args.json)
     if report.ok:
@@ -68,8 +77,10 @@ def add_verify_parser(gsub) -> None:
                           description="Run BACKEND (module:object or file.py:object: an object with one "
                                       "callable per kind, <kind>(inputs, attrs, config) and <kind>_vjp(inputs, "
                                       "attrs, config, cotangents); docs/golden.md section 9) on every selected "
-                                      "case of the golden set in DIRECTORY and compare. Exit status 0 when every "
-                                      "selected case passes, 1 when one does not, 2 when the set or the backend "
+                                      "case of the golden set in DIRECTORY and compare. Kinds the backend does "
+                                      "not implement are listed as not implemented, with a coverage line. Exit "
+                                      "status 0 when every implemented selected case passes (and at least one "
+                                      "is implemented), 1 when one does not, 2 when the set or the backend "
                                       "cannot be read.")
     ver.add_argument("directory", help="a directory holding manifest.json")
     ver.add_argument("--backend", required=True, metavar="MODULE:OBJECT", help="the backend to verify")
@@ -79,6 +90,8 @@ def add_verify_parser(gsub) -> None:
                      help="verify only these kinds (default: every kind of the set)")
     ver.add_argument("--exclude", type=_names, action="extend", metavar="KIND[,KIND...]",
                      help="leave these kinds out")
+    ver.add_argument("--strict", action="store_true",
+                     help="fail when the backend does not implement a selected kind")
     ver.add_argument("--json", metavar="REPORT.json", help="also write the report as JSON")
     ver.set_defaults(func=_golden_verify, parser=ver)
 
@@ -100,6 +113,8 @@ def add_golden_parsers(sub) -> None:
     exp.add_argument("--kinds", type=_kind_list, action="extend", metavar="KIND[,KIND...]",
                      help=f"export only these kinds (comma-separated, or the option repeated; default: all). "
                           f"Kinds: {kinds}")
+    exp.add_argument("--missing", action="store_true",
+                     help="add only the cases the set in DIRECTORY lacks, leaving every other file byte for byte")
     exp.set_defaults(func=_golden_export, parser=exp)
     chk = gsub.add_parser("check", help="recompute a golden set with refimpl and compare",
                           description="Recompute every case of the golden set in DIRECTORY with refimpl and "

@@ -170,7 +170,7 @@ class Dataset:
                 f"test={self.n_examples('test')}{perm})")
 
     # -- views --------------------------------------------------------------------
-    def subset(self, classes) -> "Dataset":
+    def subset(self, classes) -> Dataset:
         """The view restricted to ``classes`` (indices into this view's classes, or class names),
         relabelled 0..n-1 in the order given."""
         classes = list(np.atleast_1d(np.asarray(classes, dtype=object)))
@@ -193,14 +193,14 @@ class Dataset:
             raise ValueError(f"subset: repeated classes in {classes}")
         return Dataset(self.source, [self.classes[i] for i in ids], self.perm)
 
-    def sample_classes(self, rng, n_way: int) -> "Dataset":
+    def sample_classes(self, rng, n_way: int) -> Dataset:
         """A random ``n_way``-class subset (classes in random order)."""
         n_way = _check_count("n_way", n_way)
         if n_way > self.n_classes:
             raise ValueError(f"n_way={n_way} is larger than the {self.n_classes} classes of {self.name}")
         return self.subset(as_rng(rng).permutation(self.n_classes)[:n_way].tolist())
 
-    def permuted(self, perm) -> "Dataset":
+    def permuted(self, perm) -> Dataset:
         """The view whose inputs are ``x[:, perm]``; composes with an existing permutation."""
         perm = np.asarray(perm)
         if (perm.shape != (self.n_features,) or perm.dtype.kind not in "iu"
@@ -304,7 +304,7 @@ class Dataset:
         m = n_cls * k_shot
         return x[:m], y[:m], x[m:], y[m:]
 
-    def without(self, names) -> "Dataset":
+    def without(self, names) -> Dataset:
         """The view without the classes ``names``: class names, or names of the source's class sets
         (``source.class_sets``, e.g. ``"digits"`` for glyphs), which remove every class of the set
         the view has. Unknown names raise ``ValueError``; labels become 0..n-1 in the remaining order."""

@@ -171,7 +171,8 @@ def bilinear_sample(images: np.ndarray, idx: np.ndarray, rows: np.ndarray, cols:
     cols[i, ...])`` (fractional pixel coordinates); 0 outside ``[0, H-1] x [0, W-1]``.
 
     What ``scipy.ndimage.map_coordinates(order=1, mode="constant", cval=0)`` computes on the
-    stacked images, as four gathers (about ten times faster; this is the meta-training hot spot).
+    stacked images, as four gathers: this is the meta-training hot spot, and the gathers beat calling
+    map_coordinates image by image (benchmarks/RESULTS.md, "Glyph warping: four gathers").
     """
     m, H, W = images.shape
     n = len(idx)

@@ -5,6 +5,7 @@
 - :mod:`.diagnostics`: effective rank, mean |correlation|, zero rows; J of random, collapsed and ink features;
 - :mod:`.benchmark`: a rule against every baseline on one dataset, paired over seeds;
 - :mod:`.reporting`: Markdown/JSON tables with the collapse line, and plots;
+- :mod:`.results_page`: docs/results.md and the README's results summary, generated from a report's JSON;
 - :mod:`.suite`: ``refimpl eval`` and :func:`~refimpl.evaluation.suite.evaluate_rule`;
 - :mod:`.demo`: ``make demo``;
 - :mod:`.probe`: the diagnostics logged on a fixed task during meta-training.

@@ -29,7 +29,8 @@ same with their batch norms.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -95,47 +96,53 @@ def _mlp(layers, x):
     return h
 
 
-class Adam:
-    """Adam on a pytree (lists/tuples of arrays) of float64 parameters."""
-
-    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-        from autograd.misc.flatten import flatten
-        flat, self.unflatten = flatten(params)
-        self.x = flat.copy()
-        self.m = np.zeros_like(flat)
-        self.v = np.zeros_like(flat)
-        self.t = 0
-        self.lr, self.b1, self.b2, self.eps = lr, beta1, beta2, eps
-
-    def step(self, grad_flat):
-        self.t += 1
-        self.m = self.b1 * self.m + (1 - self.b1) * grad_flat
-        self.v = self.b2 * self.v + (1 - self.b2) * grad_flat ** 2
-        mh = self.m / (1 - self.b1 ** self.t)
-        vh = self.v / (1 - self.b2 ** self.t)
-        self.x = self.x - self.lr * mh / (np.sqrt(vh) + self.eps)
-        return self.unflatten(self.x)
-
-
 class FitResult(NamedTuple):
     transform: Callable     # x -> features
     losses: list            # training loss per step
     params: object          # the trained parameters (a pytree)
 
 
+class AdamStepper:
+    """The meta-trainer's Adam (:func:`refimpl.train.optim.adam_step`) on a flattened pytree, one step at a
+    time: ``params = opt.step(flat_gradient)``."""
+
+    def __init__(self, params, lr):
+        from autograd.misc.flatten import flatten
+
+        from refimpl.train.optim import adam_init
+
+        flat, self.unflatten = flatten(params)
+        self.x = {"params": flat.copy()}
+        self.state = adam_init(self.x)
+        self.lr = lr
+
+    def step(self, grad_flat):
+        from refimpl.train.optim import adam_step
+
+        self.x, self.state = adam_step(self.x, {"params": grad_flat}, self.state, self.lr)
+        return self.unflatten(self.x["params"])
+
+
 def _adam_fit(loss_fn, params, lr, n_steps, batch_fn):
-    """Minimise ``loss_fn(params, batch)`` with Adam on batches from ``batch_fn(step)``."""
+    """Minimise ``loss_fn(params, batch)`` (params: a pytree of float64 arrays) with Adam on batches from
+    ``batch_fn(step)``; the Adam is the meta-trainer's (:func:`refimpl.train.optim.adam_step`), on the
+    flattened parameters, with its default betas and eps."""
     from autograd import grad
     from autograd.misc.flatten import flatten
 
-    opt = Adam(params, lr)
+    from refimpl.train.optim import adam_init, adam_step
+
+    flat, unflatten = flatten(params)
+    x = {"params": flat.copy()}
+    state = adam_init(x)
     g = grad(loss_fn)
     losses = []
     for step in range(n_steps):
         batch = batch_fn(step)
         losses.append(float(loss_fn(params, batch)))
         gflat, _ = flatten(g(params, batch))
-        params = opt.step(gflat)
+        x, state = adam_step(x, {"params": gflat}, state, lr)
+        params = unflatten(x["params"])
     return params, losses
 
 
@@ -202,7 +209,7 @@ def train_vae(x_train, hidden, latent: int, rng, *, n_steps: int = 2000, batch_s
     if x_valid is not None:
         x_valid = np.asarray(x_valid, dtype=np.float64)
         valid_batch = (x_valid, np.random.default_rng(0).standard_normal((len(x_valid), latent)))
-    opt = Adam(params, lr)
+    opt = AdamStepper(params, lr)
     g = grad(vae_loss)
     losses, valid = [], []
     best, best_loss, best_step, since = params, np.inf, 0, 0

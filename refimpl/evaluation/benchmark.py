@@ -30,9 +30,9 @@ import time
 
 import numpy as np
 
-from refimpl.evaluation.fewshot import readout_accuracy
 from refimpl.evaluation import baselines as bl
 from refimpl.evaluation.diagnostics import feature_diagnostics
+from refimpl.evaluation.fewshot import readout_accuracy
 from refimpl.params import init_phi
 
 ALL_BASELINES = ("raw", "ink", "pca", "vae", "supervised")
@@ -215,6 +215,14 @@ def _nanmean(values) -> float:
     return float(v.mean()) if v.size else float("nan")
 
 
+def paired_difference(per_seed, method: str, other: str = "rule@0") -> dict:
+    """``method`` minus ``other``, paired over the seeds that have both: mean, standard error, seeds
+    where ``method`` is ahead, and how many seeds were paired."""
+    have = [r for r in per_seed if method in r["acc"] and other in r["acc"]]
+    delta = np.array([r["acc"][method] - r["acc"][other] for r in have])
+    return {"delta": _nanmean(delta), "delta_se": _se(delta), "better": int(np.sum(delta > 0)), "n": len(have)}
+
+
 def summarize(per_seed) -> list[dict]:
     """One row per method: mean and standard error of accuracy over seeds; the paired difference
     to ``rule@0`` (phi_0): mean, standard error, seeds better; mean effective rank and
@@ -228,13 +236,13 @@ def summarize(per_seed) -> list[dict]:
     for m in methods:
         have = [r for r in per_seed if m in r["acc"] and "rule@0" in r["acc"]]
         acc = np.array([r["acc"][m] for r in have])
-        delta = acc - np.array([r["acc"]["rule@0"] for r in have])
+        paired = paired_difference(per_seed, m)
         rows.append({
             "method": m, "n": len(have), "diverged": sum(m in r.get("diverged", []) or
                                                          (m.startswith(("rule@", "random@")) and m not in r["acc"])
                                                          for r in per_seed),
             "acc": _nanmean(acc), "acc_se": _se(acc),
-            "delta": _nanmean(delta), "delta_se": _se(delta), "better": int(np.sum(delta > 0)),
+            "delta": paired["delta"], "delta_se": paired["delta_se"], "better": paired["better"],
             "effective_rank": _nanmean([r["diag"][m]["effective_rank"] for r in have]),
             "mean_abs_corr": _nanmean([r["diag"][m]["mean_abs_corr"] for r in have]),
             "zero_rows": _nanmean([r["diag"][m]["zero_rows"] for r in have]),

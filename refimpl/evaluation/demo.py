@@ -14,8 +14,8 @@ meta-training with its curves.
    learned nothing" from "what it learned does not transfer".
 3. **Meta-training.** About ``minutes`` minutes of the trainer's ``small``
    preset from scratch (a run already there is continued), then its curves
-   as ``curves.png``. The default 3.5 minutes (about 250-300 meta-steps on
-   an idle machine) reach the point where J starts to fall (in the shipped
+   as ``curves.png``. The default 3.5 minutes (the meta-steps they buy:
+   benchmarks/RESULTS.md, "make demo") reach the point where J starts to fall (in the shipped
    rule's run, from a mean of 0.55 over its first 150 meta-steps to 0.48-0.51
    over steps 175-300); that run took 1100 meta-steps.
 

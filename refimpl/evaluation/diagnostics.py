@@ -33,9 +33,9 @@ from __future__ import annotations
 import numpy as np
 
 from refimpl.config import Config
+from refimpl.meta.meta_objective import ridge_readout
 from refimpl.ops.meta_loss import center_labels_forward, meta_loss_forward
 from refimpl.ops.normalize import row_normalize_forward
-from refimpl.meta.meta_objective import ridge_readout
 from refimpl.params import init_phi
 
 #: Relative size below which a singular value or a standard deviation counts as zero.

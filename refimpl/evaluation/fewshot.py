@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from refimpl.base_model.mlp import base_forward
 from refimpl.config import Config
 from refimpl.data.base import Dataset, as_rng, check_split
-from refimpl.base_model.mlp import base_forward
 from refimpl.meta.meta_objective import ridge_readout
 from refimpl.ops.meta_loss import center_labels_forward
 from refimpl.params import validate_phi, validate_theta

@@ -129,7 +129,7 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
 
     run = benchmark if benchmark_fn is None else benchmark_fn
     results = {}
-    with blas_single_thread():      # small matrices: one BLAS thread is many times faster on a loaded machine
+    with blas_single_thread():      # small matrices (benchmarks/RESULTS.md, "One BLAS thread for meta-training ...")
         for name, ds in zip(datasets, loaded):
             way = n_way if (n_way is not None and ds.n_classes > n_way) else None
             if progress:

@@ -1,18 +1,21 @@
 """Golden values (docs/golden.md, SPEC 10): export a set, check refimpl against one, verify a port.
 
-Tooling: may import every layer; format and verifier import NumPy and the standard library only.
+Tooling: may import every layer; format and verifier import NumPy and the standard library only
+(and refimpl.npzio, refimpl.metric and refimpl.runtime, which do the same; tqdm for progress).
 
 - :mod:`refimpl.golden.format`: the manifest's layout, reading case files,
   the error metric and the pass rules (NumPy only);
 - :mod:`refimpl.golden.verifier`: the port author's verifier, ``verify(dir,
-  backend)`` and the pytest helpers (NumPy only: no refimpl compute, no autograd);
+  backend)`` and the pytest helpers, and the result types, limits and
+  summaries the checker shares (NumPy only: no refimpl compute, no autograd);
 - :mod:`refimpl.golden.contract`: what export and check add (a case to
   export, an evaluator's result, the cotangent seeding, the source hash);
 - :mod:`refimpl.golden.primitive` and :mod:`refimpl.golden.composed`: the
   cases and evaluators of the primitive operators and the composed kinds;
 - :mod:`refimpl.golden.catalog`: every case and kind of this version;
 - :mod:`refimpl.golden.exporter` and :mod:`refimpl.golden.checker`: the two
-  commands that run refimpl (``export`` and ``check``).
+  commands that run refimpl (``export`` and ``check``; the checker judges
+  refimpl with the verifier's types).
 
 Each case's *kind* names an evaluator that recomputes it from its stored
 inputs, so ``check`` needs nothing but the directory. The names below are
@@ -23,13 +26,15 @@ _HOME = {
     # NumPy only
     "DEFAULT_RTOL": "format", "FLOAT32_FACTOR": "format", "FLOAT32_FLOOR": "format", "MANIFEST_FILE": "format",
     "SCHEMA_VERSION": "format", "SMALL_CASE_WIDTH": "format", "GoldenError": "format", "float32_limit": "format",
-    "float64_limit": "format", "read_manifest": "format", "read_case": "format", "sha256_array": "format",
-    "verify": "verifier", "VerifyReport": "verifier", "golden_cases": "verifier", "check_case": "verifier",
-    "load_backend": "verifier",
+    "float64_limit": "format", "array_limit": "format", "cast_floats": "format", "read_manifest": "format",
+    "read_case": "format", "sha256_array": "format",
+    "verify": "verifier", "VerifyReport": "verifier", "Report": "verifier", "CaseVerdict": "verifier",
+    "ArrayVerdict": "verifier", "golden_cases": "verifier", "check_case": "verifier", "load_backend": "verifier",
+    "implements": "verifier",
     # these run refimpl
     "CaseSpec": "contract", "Evaluation": "contract", "case_rng": "contract", "source_sha256": "contract",
     "all_cases": "catalog", "evaluators": "catalog", "kinds": "catalog",
-    "ArrayResult": "checker", "CheckReport": "checker", "check": "checker", "export": "exporter",
+    "CheckReport": "checker", "check": "checker", "export": "exporter",
 }
 
 __all__ = sorted(_HOME)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
-
 from refimpl.golden import composed, primitive
 from refimpl.golden.contract import CaseSpec, Evaluation, Evaluator, GoldenError
 
@@ -37,10 +35,6 @@ def check_kinds(selected) -> None:
     unknown = sorted(set(selected) - set(kinds()))
     if unknown:
         raise GoldenError(f"unknown kind(s) {', '.join(unknown)} (valid: {', '.join(kinds())})")
-
-
-def cast_floats(arrays: dict, dtype) -> dict:
-    return {k: (v.astype(dtype) if np.issubdtype(v.dtype, np.floating) else v) for k, v in arrays.items()}
 
 
 def evaluate(kind: str, inputs: dict, attrs: dict, config, cotangents: dict) -> tuple[Evaluation, dict]:

@@ -26,12 +26,12 @@ from refimpl.base_model.mlp import base_backward, base_forward
 from refimpl.config import PRESET_EXTRAS, Config, preset
 from refimpl.golden.contract import CaseSpec, Evaluation, Evaluator, case_rng
 from refimpl.meta.meta_objective import meta_objective_backward, meta_objective_forward
+from refimpl.meta.unroll import UnrollBatches, meta_gradient
 from refimpl.params import init_phi, init_theta
 from refimpl.reference import update_step as oracle
 from refimpl.rule.compute_h import compute_h_backward, compute_h_forward
 from refimpl.rule.topd import topd_backward, topd_forward
 from refimpl.rule.update_step import update_step_forward, update_step_vjp
-from refimpl.meta.unroll import UnrollBatches, meta_gradient
 
 PRESETS = ("tiny", "mid")
 COMPUTE_H_INPUTS = ("d", "x", "z", "W_bot", "W_top", "b")

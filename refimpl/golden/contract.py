@@ -9,17 +9,35 @@ names are re-exported here.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 import refimpl
-from refimpl.golden.format import (COMPARED_ROLES, DEFAULT_RTOL, FLOAT32_FACTOR, FLOAT32_FLOOR, MANIFEST_FILE,
-                                   ROLES, SCHEMA_VERSION, SMALL_CASE_WIDTH, GoldenError, float32_enforced,
-                                   float32_limit, float64_limit, is_small_case, read_case, read_manifest,
-                                   rel_error, sha256_array, split_roles, validate_manifest)
+from refimpl.golden.format import (
+    COMPARED_ROLES,
+    DEFAULT_RTOL,
+    FLOAT32_FACTOR,
+    FLOAT32_FLOOR,
+    MANIFEST_FILE,
+    ROLES,
+    SCHEMA_VERSION,
+    SMALL_CASE_WIDTH,
+    GoldenError,
+    float32_enforced,
+    float32_limit,
+    float64_limit,
+    is_small_case,
+    read_case,
+    read_manifest,
+    rel_error,
+    sha256_array,
+    split_roles,
+    validate_manifest,
+)
 
 __all__ = ["SCHEMA_VERSION", "MANIFEST_FILE", "DEFAULT_RTOL", "FLOAT32_FLOOR", "FLOAT32_FACTOR", "ROLES",
            "COMPARED_ROLES", "SMALL_CASE_WIDTH", "GoldenError", "Evaluation", "CaseSpec", "Evaluator",

@@ -6,6 +6,12 @@ set it exported before (recognised by its manifest); anything else is
 refused. It never deletes or moves a file it did not write: replacing a set
 rewrites the case files, then the manifest, then removes the case files the
 old manifest listed that the new set no longer has.
+
+``missing_only`` adds to a set refimpl exported the cases it lacks and
+leaves every other case file and manifest entry as it is, byte for byte: the
+way to extend a committed set from a machine whose CPU or BLAS rounds the
+last bit of some values differently (a full export there rewrites those
+files with values equal within rounding, not identical bytes).
 """
 from __future__ import annotations
 
@@ -18,15 +24,30 @@ import numpy as np
 import scipy
 
 import refimpl
-from refimpl.golden.catalog import all_cases, cast_floats, check_kinds, evaluate, evaluators
+from refimpl.golden.catalog import all_cases, check_kinds, evaluate, evaluators
 from refimpl.golden.contract import CaseSpec, case_rng, source_sha256
-from refimpl.golden.format import (DEFAULT_RTOL, MANIFEST_FILE, SCHEMA_VERSION, GoldenError, read_case,
-                                   read_manifest, rel_error, sha256_array)
+from refimpl.golden.format import (
+    DEFAULT_RTOL,
+    MANIFEST_FILE,
+    SCHEMA_VERSION,
+    GoldenError,
+    cast_floats,
+    read_case,
+    read_manifest,
+    rel_error,
+    sha256_array,
+)
 from refimpl.npzio import atomic_write_bytes, current_umask, write_npz
+from refimpl.runtime import Progress
 
 
-def export(directory, kinds: list[str] | None = None) -> dict:
-    """Write the golden set of ``kinds`` (default: all) to ``directory``; return the manifest."""
+def export(directory, kinds: list[str] | None = None, missing_only: bool = False, progress: bool = False) -> dict:
+    """Write the golden set of ``kinds`` (default: all) to ``directory``; return the manifest.
+
+    ``missing_only``: ``directory`` must hold a set refimpl exported; only the
+    cases of ``kinds`` it lacks are written and added to its manifest.
+    ``progress``: progress lines on stderr.
+    """
     if kinds is not None:
         check_kinds(kinds)
         if not kinds:
@@ -35,11 +56,40 @@ def export(directory, kinds: list[str] | None = None) -> dict:
     previous = _previous_set(target)
     cases = [c for c in all_cases() if kinds is None or c.kind in kinds]
     try:
+        if missing_only:
+            return _add_missing(target, cases, previous, progress)
         if target.exists():
-            return _write_in_place(target, cases, previous)
-        return _write_new(target, cases)
+            return _write_in_place(target, cases, previous, progress)
+        return _write_new(target, cases, progress)
     except OSError as e:
         raise GoldenError(f"cannot write the golden set to {target}: {e.strerror or e}") from None
+
+
+def _add_missing(target: Path, cases: list[CaseSpec], previous: dict | None, progress: bool) -> dict:
+    if previous is None:
+        raise GoldenError(f"{target} holds no golden set to add missing cases to; export the whole set instead")
+    listed = {entry["name"] for entry in previous["cases"]}
+    ours = _verified_old_files(target, previous)
+    unverified = sorted(entry["name"] for entry in previous["cases"] if entry["file"] not in ours)
+    if unverified:
+        raise GoldenError(f"the case file(s) of {', '.join(unverified)} in {target} do not match the manifest; "
+                          f"export the whole set instead")
+    new = [c for c in cases if c.name not in listed]
+    before = {p.name for p in target.iterdir()}
+    foreign = sorted({f"{c.name}.npz" for c in new} & before)
+    if foreign:
+        raise GoldenError(f"{target} holds {', '.join(foreign)}, which its manifest does not list; "
+                          f"refusing to overwrite")
+    order = {c.name: i for i, c in enumerate(all_cases())}
+    try:
+        entries = previous["cases"] + _export_cases(new, target, progress)
+        entries.sort(key=lambda entry: order.get(entry["name"], len(order)))
+        _write_manifest(target, entries)
+    except BaseException:
+        for case in new:        # only files this export created
+            (target / f"{case.name}.npz").unlink(missing_ok=True)
+        raise
+    return read_manifest(target)
 
 
 def _previous_set(target: Path) -> dict | None:
@@ -61,12 +111,12 @@ def _previous_set(target: Path) -> dict | None:
     return manifest
 
 
-def _write_new(target: Path, cases: list[CaseSpec]) -> dict:
+def _write_new(target: Path, cases: list[CaseSpec], progress: bool) -> dict:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         staging.chmod(0o777 & ~current_umask())        # mkdtemp makes 0700
-        manifest = _write_set(staging, cases)
+        manifest = _write_set(staging, cases, progress)
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)    # the staging directory is ours alone
@@ -89,7 +139,7 @@ def _verified_old_files(target: Path, previous: dict | None) -> set[str]:
     return ours
 
 
-def _write_in_place(target: Path, cases: list[CaseSpec], previous: dict | None) -> dict:
+def _write_in_place(target: Path, cases: list[CaseSpec], previous: dict | None, progress: bool) -> dict:
     before = {p.name for p in target.iterdir()}
     ours = _verified_old_files(target, previous)
     foreign = sorted({f"{c.name}.npz" for c in cases} & before - ours)
@@ -97,7 +147,7 @@ def _write_in_place(target: Path, cases: list[CaseSpec], previous: dict | None) 
         raise GoldenError(f"{target} holds {', '.join(foreign)}, which its manifest does not vouch for "
                           f"(name or sha256 differ); refusing to overwrite: give a new or empty directory")
     try:
-        manifest = _write_set(target, cases)
+        manifest = _write_set(target, cases, progress)
     except BaseException:
         for name in {f"{c.name}.npz" for c in cases} - before:   # only files this export created
             (target / name).unlink(missing_ok=True)
@@ -109,13 +159,31 @@ def _write_in_place(target: Path, cases: list[CaseSpec], previous: dict | None) 
     return manifest
 
 
-def _write_set(directory: Path, cases: list[CaseSpec]) -> dict:
+def _write_set(directory: Path, cases: list[CaseSpec], progress: bool) -> dict:
     """The case files, then the manifest (last: a set is only complete once it is written)."""
+    return _write_manifest(directory, _export_cases(cases, directory, progress))
+
+
+def _export_cases(cases: list[CaseSpec], directory: Path, progress: bool) -> list[dict]:
+    bar = Progress(len(cases), "golden export") if progress else None
+    entries = []
+    try:
+        for case in cases:
+            entries.append(_export_case(case, directory))
+            if bar is not None:
+                bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+    return entries
+
+
+def _write_manifest(directory: Path, entries: list[dict]) -> dict:
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "generator": {"refimpl_version": refimpl.__version__, "source_sha256": source_sha256(),
                       "numpy": np.__version__, "scipy": scipy.__version__, "blas": _blas()},
-        "cases": [_export_case(case, directory) for case in cases],
+        "cases": entries,
     }
     text = json.dumps(manifest, indent=1, sort_keys=False) + "\n"
     atomic_write_bytes(directory / MANIFEST_FILE, lambda f: f.write(text.encode()))

@@ -1,5 +1,5 @@
 """The golden-set format (docs/golden.md): the manifest's layout, reading a case file, the error metric
-and the pass rules. NumPy, json and hashlib only: the port verifier (:mod:`refimpl.golden.verify`)
+and the pass rules. NumPy, json and hashlib only: the port verifier (:mod:`refimpl.golden.verifier`)
 reads sets through this module without importing refimpl's compute or autograd.
 
 A golden set is a directory holding ``manifest.json`` and one ``.npz`` per
@@ -35,8 +35,8 @@ PREFIX = {"output": "out/", "cotangent": "cot/", "grad": "grad/"}
 
 __all__ = ["SCHEMA_VERSION", "MANIFEST_FILE", "DEFAULT_RTOL", "FLOAT32_FLOOR", "FLOAT32_FACTOR",
            "SMALL_CASE_WIDTH", "ROLES", "COMPARED_ROLES", "GoldenError", "sha256_array", "rel_error",
-           "float32_limit", "float64_limit", "is_small_case", "float32_enforced", "read_manifest",
-           "validate_manifest", "read_case", "split_roles"]
+           "float32_limit", "float64_limit", "is_small_case", "float32_enforced", "array_limit", "cast_floats",
+           "read_manifest", "validate_manifest", "read_case", "split_roles"]
 
 
 class GoldenError(ValueError):
@@ -76,6 +76,21 @@ def is_small_case(entry: dict) -> bool:
 def float32_enforced(entry: dict, role: str) -> bool:
     """The float32 rule is enforced for outputs, and for grads of small cases; otherwise reported."""
     return role == "output" or is_small_case(entry)
+
+
+def array_limit(entry: dict, name: str, float32: bool, own_float32_error: float = math.inf) -> tuple[float, bool]:
+    """``(limit, enforced)`` for the stored array ``name`` of the case ``entry`` under the float64 rule,
+    or the float32 rule when ``float32`` (``own_float32_error``: see :func:`float32_limit`)."""
+    tol = entry["tolerances"][name]
+    if not float32:
+        return float64_limit(float(tol["rtol"])), True
+    limit = float32_limit(float(tol.get("float32_error", 0.0)), own_float32_error)
+    return limit, float32_enforced(entry, entry["arrays"][name]["role"])
+
+
+def cast_floats(arrays: dict, dtype) -> dict:
+    """``arrays`` with every floating-point array cast to ``dtype`` (the others unchanged)."""
+    return {k: (v.astype(dtype) if np.issubdtype(v.dtype, np.floating) else v) for k, v in arrays.items()}
 
 
 # ---------------------------------------------------------------- manifest

@@ -26,12 +26,12 @@ import numpy as np
 
 from refimpl.base_model.mlp import base_backward, base_forward_unchecked
 from refimpl.config import Config, check_config
-from refimpl.validate import check_array, fail
+from refimpl.ops.matmul import matmul_backward, matmul_forward
 from refimpl.ops.meta_loss import center_labels_forward, meta_loss_backward, meta_loss_forward
 from refimpl.ops.normalize import row_normalize_backward, row_normalize_forward
-from refimpl.ops.matmul import matmul_backward, matmul_forward
 from refimpl.ops.ridge import ridge_solve_backward, ridge_solve_forward
 from refimpl.params import validate_phi
+from refimpl.validate import check_array, fail
 
 OP = "meta_objective"
 OP_BACKWARD = "meta_objective_backward"

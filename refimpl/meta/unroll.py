@@ -28,11 +28,10 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import Config
-from refimpl.meta.meta_objective import (check_labeled_pairs, meta_objective_backward,
-                                          meta_objective_forward_unchecked)
-from refimpl.validate import check_array, fail
+from refimpl.meta.meta_objective import check_labeled_pairs, meta_objective_backward, meta_objective_forward_unchecked
 from refimpl.params import validate_phi, validate_theta
 from refimpl.rule.update_step import update_step_forward_unchecked, update_step_vjp
+from refimpl.validate import check_array, fail
 
 OP = "meta_gradient"
 

@@ -62,7 +62,7 @@ def activation_forward(z, *, name):
                  f"(z shape {z.shape})")
     aux = ()
     if name == "relu":
-        x = np.maximum(z, 0)   # eq. 1; ~10x faster than np.where with a scalar branch
+        x = np.maximum(z, 0)   # eq. 1; not np.where: benchmarks/RESULTS.md, "relu: np.maximum"
     elif name == "leaky_relu":
         x = np.where(z > 0, z, LEAKY_SLOPE * z)                                     # eq. 2
     elif name == "elu":

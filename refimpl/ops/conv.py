@@ -113,7 +113,8 @@ TAP_FORM_DTYPES = (np.dtype(np.float32),)
 
 def uses_tap_form(m, w) -> bool:
     """float32 with C >= Cout / 2: with fewer input channels the K thin matmuls, each writing the whole
-    [B*N, Cout] output, cost more than one im2col copy of m (measured, benchmarks/RESULTS.md)."""
+    [B*N, Cout] output, cost more than one im2col copy of m (benchmarks/RESULTS.md, "When the float32
+    convolution uses the tap form")."""
     _, C, Cout = w.shape
     return m.dtype in TAP_FORM_DTYPES and C >= 4 and 2 * C >= Cout
 
@@ -125,7 +126,7 @@ def conv_forward_unchecked(m, w, bias, axis: int):
     return conv_im2col(m, w, bias, axis)
 
 
-def conv_backward(dy, cache: "ConvCache") -> "ConvGrads":
+def conv_backward(dy, cache: ConvCache) -> ConvGrads:
     """VJP of conv_forward_unchecked, in the form its forward used."""
     if uses_tap_form(cache.m, cache.w):
         return conv_taps_vjp(dy, cache)
@@ -140,8 +141,8 @@ def conv_im2col(m, w, bias, axis: int):
     y = cols.reshape(B * N, K * C) @ w.reshape(K * C, Cout)  # eq. 2
     if bias is not None:
         y += bias
-    # Keeping m rather than cols costs one im2col in the backward (~1 ms at paper size)
-    # and saves K copies of every conv input for as long as the cache lives.
+    # Keeping m rather than cols costs one im2col in the backward and saves K copies of every conv
+    # input for as long as the cache lives (benchmarks/RESULTS.md, "The plain convolution keeps m").
     return y.reshape(B, N, Cout), ConvCache(m, w, bias is not None, axis)
 
 

@@ -17,7 +17,6 @@ import numpy as np
 
 from refimpl.validate import check_array, check_same_dtype, check_shape
 
-
 # --- signed_square ----------------------------------------------------------
 
 class SignedSquareGrads(NamedTuple):

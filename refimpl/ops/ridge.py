@@ -11,8 +11,8 @@ Every BLAS/LAPACK call here goes through SciPy (``get_blas_funcs`` gemm/syrk,
 ``cho_factor``/``cho_solve``), none through NumPy's ``@``: the NumPy and SciPy
 wheels each bundle their own multi-threaded OpenBLAS, and alternating
 between the two thread pools costs milliseconds per switch on a busy
-machine (scipy/scipy#15050); measured at the paper size, 16 ms instead of
-0.5 ms for the forward.
+machine (scipy/scipy#15050; benchmarks/RESULTS.md, "Ridge solve: every BLAS
+call through SciPy").
 """
 from __future__ import annotations
 

@@ -8,8 +8,7 @@ direction or a wrong edge in refimpl cannot be shared here.
 import autograd.numpy as anp
 import numpy as np
 
-from refimpl.ops.conv import (conv_batch_backward, conv_batch_forward, conv_unit_backward,
-                              conv_unit_forward)
+from refimpl.ops.conv import conv_batch_backward, conv_batch_forward, conv_unit_backward, conv_unit_forward
 from refimpl.reference.registry import OpInfo, Sample
 
 

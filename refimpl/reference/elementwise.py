@@ -7,9 +7,18 @@ sqrt(1 + x^2) - 1, not refimpl's cancellation-free form); gate loops over
 import autograd.numpy as anp
 import numpy as np
 
-from refimpl.ops.elementwise import (gate_backward, gate_forward, gauss_backward, gauss_forward,
-                                     mul_backward, mul_forward, signed_square_backward,
-                                     signed_square_forward, soft_sqrt_backward, soft_sqrt_forward)
+from refimpl.ops.elementwise import (
+    gate_backward,
+    gate_forward,
+    gauss_backward,
+    gauss_forward,
+    mul_backward,
+    mul_forward,
+    signed_square_backward,
+    signed_square_forward,
+    soft_sqrt_backward,
+    soft_sqrt_forward,
+)
 from refimpl.reference.registry import OpInfo, Sample
 
 

@@ -3,8 +3,7 @@ transcribed plainly: every sum is an explicit loop over rows and columns."""
 import autograd.numpy as anp
 import numpy as np
 
-from refimpl.ops.meta_loss import (center_labels_backward, center_labels_forward,
-                                   meta_loss_backward, meta_loss_forward)
+from refimpl.ops.meta_loss import center_labels_backward, center_labels_forward, meta_loss_backward, meta_loss_forward
 from refimpl.reference.registry import OpInfo, Sample
 
 

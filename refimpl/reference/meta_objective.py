@@ -4,7 +4,8 @@ refimpl/meta/meta_objective.py and refimpl/meta/unroll.py.
 
 Written from the SPEC text alone. It shares no code with ``refimpl.ops``,
 ``refimpl.meta.meta_objective`` or ``refimpl.meta.unroll``; it uses the independent
-base model and update step of ``refimpl.reference.update_step``. The ridge
+base model and update step of ``refimpl.reference.update_step`` and the primitive
+oracles beside it (label centring, ridge solve, row normalisation, the loss). The ridge
 regression is solved with a general LU solve on the normal equations (not a
 Cholesky factorisation), so autograd differentiates a different solver than
 the code under test. No OPINFOS here: these are composed functions, not
@@ -17,18 +18,9 @@ import autograd.numpy as anp
 import numpy as np
 
 from refimpl.reference import update_step as step_oracle
-
-
-def centred_labels(Y):
-    """Yh = (Y - mean Y) / sqrt(mean_b sum_c (Y - mean Y)^2): mean over every entry, one scalar divisor."""
-    n = Y.shape[0]
-    Yc = Y - anp.mean(Y)
-    return Yc / anp.sqrt(anp.sum(Yc * Yc) / n)
-
-
-def ridge(A, Y, lam):
-    """C = (A^T A + lam I)^{-1} A^T Y, the penalty on every column (the ones-column too)."""
-    return anp.linalg.solve(anp.dot(A.T, A) + lam * anp.eye(A.shape[1]), anp.dot(A.T, Y))
+from refimpl.reference.meta_loss import center_labels_vectorized as centred_labels, meta_loss_vectorized
+from refimpl.reference.normalize import row_normalize_vectorized
+from refimpl.reference.ridge import ridge_solve_vectorized
 
 
 def predictions(phi, xa, ya, xb, cfg):
@@ -36,7 +28,7 @@ def predictions(phi, xa, ya, xb, cfg):
     xs_a, _ = step_oracle.base_forward(phi, xa, cfg)
     xs_b, _ = step_oracle.base_forward(phi, xb, cfg)
     A = anp.concatenate([xs_a[-1], anp.ones((xa.shape[0], 1))], axis=1)
-    C = ridge(A, centred_labels(ya), cfg.ridge)
+    C = ridge_solve_vectorized(A, centred_labels(ya), ridge=cfg.ridge)   # every column penalised, ones too
     Ab = anp.concatenate([xs_b[-1], anp.ones((xb.shape[0], 1))], axis=1)
     return anp.dot(Ab, C)
 
@@ -44,9 +36,7 @@ def predictions(phi, xa, ya, xb, cfg):
 def pair_loss(phi, xa, ya, xb, yb, cfg):
     """(1/n_label) sum_b ||Ph_b - Yh_b||^2 for one pair."""
     P = predictions(phi, xa, ya, xb, cfg)
-    Ph = P / anp.sqrt(anp.sum(P * P, axis=1, keepdims=True) + cfg.eps_p)
-    diff = Ph - centred_labels(yb)
-    return anp.sum(diff * diff) / P.shape[0]
+    return meta_loss_vectorized(row_normalize_vectorized(P, eps=cfg.eps_p), centred_labels(yb))
 
 
 def meta_objective(phi, x_a, y_a, x_b, y_b, cfg):

@@ -84,16 +84,16 @@ def cross_cov_reference(xa, xb):
 # (autograd timed fairly); the tests use the looped oracles above.
 
 def sym_zero_diag_vectorized(S):
-    return (S + S.T) / math.sqrt(2.0) * (1.0 - np.eye(S.shape[0]))
+    return (S + S.T) / math.sqrt(2.0) * (1.0 - np.eye(S.shape[0], dtype=S.dtype))
 
 
 def orth_vectorized(dM, Mf):
     ip = anp.sum(dM * Mf)
-    return dM + Mf * anp.maximum(-ip, 0.0)
+    return dM + Mf * _relu(-ip)            # relu'(0) = 0 as in the oracle (anp.maximum would give 1/2)
 
 
 def bias_centre_vectorized(db):
-    return db - anp.maximum(anp.mean(db), 0.0)
+    return db - _relu(anp.mean(db))
 
 
 def cross_cov_vectorized(xa, xb):
@@ -121,6 +121,20 @@ def _sample_orth(rng, dtype, size, sign=None):
 
 def _sample_orth_shrinking(rng, dtype, size):
     return _sample_orth(rng, dtype, size, sign=-1.0)
+
+
+def _sample_orth_disjoint(rng, dtype, size):
+    """dM and Mf with disjoint supports, so <dM, Mf> is exactly 0 in any dtype and summation order
+    (every product is a signed zero): the kink of the relu, where relu'(0) = 0 leaves the correction
+    inactive. A 1 x 1 matrix has no room for two supports: dM is 0 there."""
+    n = size.N * size.Nout
+    cells = rng.permutation(n)
+    on_mf = np.zeros(n, dtype=bool)
+    on_mf[cells[: (n + 1) // 2]] = True
+    Mf = np.where(on_mf, rng.standard_normal(n), 0.0).reshape(size.N, size.Nout)
+    Mf = Mf / np.sqrt(np.sum(Mf * Mf))
+    dM = np.where(on_mf, 0.0, rng.standard_normal(n)).reshape(size.N, size.Nout)
+    return Sample(inputs={"dM": dM.astype(dtype), "Mf": Mf.astype(dtype)})
 
 
 def _sample_bias(rng, dtype, size, sign=None):
@@ -188,6 +202,11 @@ OPINFOS = [
     OpInfo(name="orth_shrinking", kind="orth", forward=orth_forward, backward=orth_backward,
            reference=orth_reference,
            vectorized=orth_vectorized, sample=_sample_orth_shrinking, diff_inputs=("dM", "Mf"),
+           derivation="derivations/orth.md"),
+    # ip = 0 exactly: the inactive branch at the kink (derivations/orth.md eq. 4).
+    OpInfo(name="orth_disjoint", kind="orth", forward=orth_forward, backward=orth_backward,
+           reference=orth_reference,
+           vectorized=orth_vectorized, sample=_sample_orth_disjoint, diff_inputs=("dM", "Mf"),
            derivation="derivations/orth.md"),
     OpInfo(name="bias_centre", kind="bias_centre", forward=bias_centre_forward,
            backward=bias_centre_backward, reference=bias_centre_reference,

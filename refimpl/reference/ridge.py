@@ -8,8 +8,8 @@ are checked against autograd's own differentiation of a different solver.
 import autograd.numpy as anp
 import numpy as np
 
-from refimpl.reference.registry import OpInfo, Sample
 from refimpl.ops.ridge import ridge_solve_backward, ridge_solve_forward
+from refimpl.reference.registry import OpInfo, Sample
 
 
 def ridge_solve_reference(A, Y, *, ridge):

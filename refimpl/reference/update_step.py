@@ -2,7 +2,8 @@
 oracle for the base model, TopD, ComputeH and the whole update step.
 
 Written from the SPEC text alone, sharing no code with ``refimpl.ops`` or
-``refimpl.rule``. Vectorised (but plain) so that autograd applied to it is
+``refimpl.rule``; every primitive it composes is the oracle beside it (the
+rule in refimpl/reference/__init__.py). Vectorised (but plain) so that autograd applied to it is
 also the baseline of ``benchmarks/update_step.py`` at the paper's sizes.
 Loops run over layers and kernel taps only.
 
@@ -15,7 +16,20 @@ import numpy as np
 from refimpl.reference.activations import activation_vectorized
 from refimpl.reference.batchnorm import batchnorm_vectorized
 from refimpl.reference.conv import conv_vectorized as conv
+from refimpl.reference.elementwise import gate_vectorized, gauss_reference, signed_square_reference, soft_sqrt_reference
 from refimpl.reference.lowrr import lowrr_vectorized as lowrr
+from refimpl.reference.normalize import (
+    channel_rms_normalize_vectorized,
+    column_normalize_vectorized,
+    frobenius_normalize_vectorized,
+    plane_normalize_vectorized as plane_norm,
+)
+from refimpl.reference.planes import (
+    bias_centre_vectorized,
+    cross_cov_vectorized,
+    orth_vectorized,
+    sym_zero_diag_vectorized as sym_zero_diag,
+)
 from refimpl.reference.weight_stats import weight_stats_vectorized
 
 
@@ -81,19 +95,10 @@ def compute_h(theta, d, x, z, W_bot, W_top, b, cfg):
 
 def error_prop(E_w, E_b, d, h, z, V, eps_d):
     """SPEC 4 step 3: d^l [B, N, D] at layer l -> d^(l-1) [B, N_b, D] through V^l [N_b, N]."""
-    gate = 0.5 * (anp.tanh(0.5 * z) + 1.0)
-    delta = d * gate[:, :, None] + anp.dot(h, E_w) + E_b
+    gate = 0.5 * (anp.tanh(0.5 * z) + 1.0)      # sigmoid(z) (its form: refimpl/reference/__init__.py)
+    delta = gate_vectorized(d, gate) + anp.dot(h, E_w) + E_b
     dt = anp.transpose(anp.tensordot(V, delta, axes=([1], [1])), (1, 0, 2))
-    return dt / anp.sqrt(anp.mean(dt ** 2, axis=2, keepdims=True) + eps_d)
-
-
-def sym_zero_diag(S):
-    n = S.shape[0]
-    return (S + S.T) / np.sqrt(2.0) * (1.0 - np.eye(n, dtype=S.dtype))
-
-
-def plane_norm(P):
-    return P / anp.sqrt(1.0 + anp.mean(P ** 2))
+    return channel_rms_normalize_vectorized(dt, eps=eps_d)
 
 
 def readout(theta, name, ha, hb):
@@ -104,9 +109,6 @@ def shared_planes(theta, h_lo, h_up, x_lo, x_up):
     """SPEC 5, what one layer's W and V updates share: the readouts (the square
     ones through A) and the cross-covariance, keyed by readout name and "cross_cov"."""
     Nin, Nout = h_lo.shape[1], h_up.shape[1]
-    B = x_lo.shape[0]
-    xl = x_lo - anp.mean(x_lo, axis=0, keepdims=True)
-    xu = x_up - anp.mean(x_up, axis=0, keepdims=True)
     return {
         "zero": readout(theta, "zero", h_lo, h_up),
         "rbf": readout(theta, "rbf", h_lo, h_up),
@@ -115,20 +117,20 @@ def shared_planes(theta, h_lo, h_up, x_lo, x_up):
         "sqr_lower": sym_zero_diag(readout(theta, "sqr_lower", h_lo, h_lo) / np.sqrt(Nin)),
         "lin_upper": sym_zero_diag(readout(theta, "lin_upper", h_up, h_up) / np.sqrt(Nout)),
         "sqr_upper": sym_zero_diag(readout(theta, "sqr_upper", h_up, h_up) / np.sqrt(Nout)),
-        "cross_cov": (xl.T @ xu) / B,
+        "cross_cov": cross_cov_vectorized(x_lo, x_up),
     }
 
 
 def matrix_update(merge_w, M, s, eps_w, parts=False):
     """SPEC 5: dM_final for M = W^l or V^l from the shared quantities ``s``;
     with ``parts`` also (dM_orth, <merge, Mf>)."""
-    Mh = M / anp.sqrt(anp.mean(M ** 2, axis=0, keepdims=True) + eps_w)
-    Q = anp.sqrt(1.0 + Mh ** 2) - 1.0
+    Mh = column_normalize_vectorized(M, eps=eps_w)
+    Q = soft_sqrt_reference(Mh)
     planes = [
         Mh,
-        Mh * anp.abs(Mh),
+        signed_square_reference(Mh),
         s["zero"],
-        anp.exp(-Mh ** 2) * s["rbf"],
+        gauss_reference(Mh) * s["rbf"],
         Mh * s["first"],
         s["cross_cov"],
         s["lin_lower"] @ Mh,
@@ -140,9 +142,9 @@ def matrix_update(merge_w, M, s, eps_w, parts=False):
     for i, P in enumerate(planes):
         merge = merge + merge_w[i] * plane_norm(P)
     merge = merge / 10.0
-    Mf = M / anp.sqrt(anp.sum(M ** 2))
+    Mf = frobenius_normalize_vectorized(M)
     ip = anp.sum(merge * Mf)
-    orth = merge + Mf * relu(-ip)
+    orth = orth_vectorized(merge, Mf)
     final = plane_norm(orth)
     return (final, orth, ip) if parts else final
 
@@ -150,8 +152,7 @@ def matrix_update(merge_w, M, s, eps_w, parts=False):
 def bias_change(theta, h_up):
     B = h_up.shape[0]
     base = anp.sum(anp.dot(h_up, theta["bias/w"]), axis=0) / B
-    centred = base - relu(anp.mean(base))
-    return plane_norm(centred)
+    return plane_norm(bias_centre_vectorized(base))
 
 
 def update_step(theta, phi, x, cfg, return_internals=False):

@@ -6,8 +6,8 @@ written as an explicit sum divided by the group size.
 import autograd.numpy as anp
 import numpy as np
 
-from refimpl.reference.registry import OpInfo, Sample
 from refimpl.ops.weight_stats import weight_stats_backward, weight_stats_forward
+from refimpl.reference.registry import OpInfo, Sample
 
 
 def weight_stats_reference(M, *, axis, eps=1e-8):

@@ -33,11 +33,11 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import N_STATS, Config, check_config
-from refimpl.validate import check_cotangent, check_inputs, check_named_arrays, fail
 from refimpl.ops.batchnorm import BatchNormCache, batchnorm_backward, batchnorm_forward
 from refimpl.ops.weight_stats import weight_stats_backward, weight_stats_forward
 from refimpl.params import stage_theta_shapes
 from refimpl.rule.conv_block import BN_AXES, conv_bn_relu_chain_backward, conv_bn_relu_chain_forward
+from refimpl.validate import check_cotangent, check_inputs, check_named_arrays, fail
 
 OP = "compute_h"
 OP_BACKWARD = "compute_h_backward"

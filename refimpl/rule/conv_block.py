@@ -13,10 +13,9 @@ batch norm in place on the conv output with relu applied in place on its
 output, and a backward that takes the relu mask from the output and the
 batch-norm means from dbeta and dgamma (derivations/batchnorm.md eq. 7); the
 cache keeps the centred conv output (xhat = centred * inv_std is never
-stored). 6 + 8 passes over [B, N, Cout] instead of 10 + 11 (the plain form
-counting its finiteness checks of m, the conv output and the BN output),
-besides the convolution's own. tests/test_topd.py
-compares the two in both dtypes.
+stored): fewer full passes over [B, N, Cout] than the plain form (counted in
+benchmarks/RESULTS.md, "Where the time of an update step goes").
+tests/test_topd.py compares the two in both dtypes.
 """
 
 from __future__ import annotations
@@ -27,8 +26,15 @@ import numpy as np
 
 from refimpl.ops.activations import ActivationCache, activation_backward, activation_forward
 from refimpl.ops.batchnorm import BatchNormCache, batchnorm_backward, batchnorm_forward
-from refimpl.ops.conv import (ConvCache, conv_backward, conv_batch_backward, conv_batch_forward,
-                              conv_forward_unchecked, conv_unit_backward, conv_unit_forward)
+from refimpl.ops.conv import (
+    ConvCache,
+    conv_backward,
+    conv_batch_backward,
+    conv_batch_forward,
+    conv_forward_unchecked,
+    conv_unit_backward,
+    conv_unit_forward,
+)
 
 #: BatchNormTheta axes: per channel, over batch and units (SPEC 3).
 BN_AXES = (0, 1)
@@ -91,7 +97,7 @@ def conv_bn_relu_fused_forward(m, w, gamma, beta, *, axis: int, eps: float):
     return y, ConvBnReluFusedCache(conv_cache, centred, inv_std, gamma, y, axis)
 
 
-def conv_bn_relu_fused_backward(dy, cache: ConvBnReluFusedCache) -> "ConvBnReluGrads":
+def conv_bn_relu_fused_backward(dy, cache: ConvBnReluFusedCache) -> ConvBnReluGrads:
     """VJP of conv_bn_relu_fused_forward (topd.md eq. 4; batchnorm.md eq. 7)."""
     centred, inv_std, gamma = cache.centred, cache.inv_std, cache.gamma
     n = centred.shape[0]

@@ -24,11 +24,11 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import Config, check_config
-from refimpl.validate import check_array, check_inputs, check_named_arrays, check_shape
 from refimpl.ops.activations import activation_backward, activation_forward
 from refimpl.ops.elementwise import gate_backward, gate_forward
-from refimpl.ops.normalize import channel_rms_normalize_backward, channel_rms_normalize_forward
 from refimpl.ops.matmul import matmul_backward, matmul_forward
+from refimpl.ops.normalize import channel_rms_normalize_backward, channel_rms_normalize_forward
+from refimpl.validate import check_array, check_inputs, check_named_arrays, check_shape
 
 OP = "error_prop"
 

@@ -27,10 +27,10 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import Config, check_config
-from refimpl.validate import check_cotangent, check_inputs, check_named_arrays, fail
 from refimpl.ops.conv import ConvCache, conv_backward, conv_forward_unchecked
-from refimpl.rule.conv_block import conv_bn_relu_chain_backward, conv_bn_relu_chain_forward
 from refimpl.params import stage_theta_shapes
+from refimpl.rule.conv_block import conv_bn_relu_chain_backward, conv_bn_relu_chain_forward
+from refimpl.validate import check_cotangent, check_inputs, check_named_arrays, fail
 
 OP = "topd"
 OP_BACKWARD = "topd_backward"

@@ -13,15 +13,20 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refimpl.config import check_config
 from refimpl.base_model.mlp import base_backward, base_forward_unchecked
+from refimpl.config import check_config
 from refimpl.params import validate_phi, validate_theta
 from refimpl.rule.compute_h import compute_h_backward, compute_h_forward_unchecked
 from refimpl.rule.error_prop import error_prop_backward, error_prop_forward_unchecked
 from refimpl.rule.topd import topd_backward, topd_forward_unchecked
 from refimpl.rule.weight_update import (
-    bias_update_backward, bias_update_forward_unchecked, matrix_update_backward,
-    matrix_update_forward_unchecked, shared_planes_backward, shared_planes_forward_unchecked)
+    bias_update_backward,
+    bias_update_forward_unchecked,
+    matrix_update_backward,
+    matrix_update_forward_unchecked,
+    shared_planes_backward,
+    shared_planes_forward_unchecked,
+)
 from refimpl.validate import check_inputs, fail
 
 OP = "update_step"

@@ -22,19 +22,38 @@ from typing import NamedTuple
 import numpy as np
 
 from refimpl.config import Config, check_config
+from refimpl.ops.elementwise import (
+    gauss_backward,
+    gauss_forward,
+    mul_backward,
+    mul_forward,
+    signed_square_backward,
+    signed_square_forward,
+    soft_sqrt_backward,
+    soft_sqrt_forward,
+)
+from refimpl.ops.lowrr import lowrr_backward, lowrr_forward
+from refimpl.ops.matmul import matmul_backward, matmul_forward
+from refimpl.ops.normalize import (
+    column_normalize_backward,
+    column_normalize_forward,
+    frobenius_normalize_backward,
+    frobenius_normalize_forward,
+    plane_normalize_backward,
+    plane_normalize_forward,
+)
+from refimpl.ops.planes import (
+    bias_centre_backward,
+    bias_centre_forward,
+    cross_cov_backward,
+    cross_cov_forward,
+    orth_backward,
+    orth_forward,
+    sym_zero_diag_backward,
+    sym_zero_diag_forward,
+)
 from refimpl.params import N_PLANES, READOUTS, stage_theta_shapes
 from refimpl.validate import check_array, check_inputs, check_named_arrays, check_shape, fail
-from refimpl.ops.elementwise import (gauss_backward, gauss_forward, mul_backward, mul_forward,
-                                     signed_square_backward, signed_square_forward,
-                                     soft_sqrt_backward, soft_sqrt_forward)
-from refimpl.ops.lowrr import lowrr_backward, lowrr_forward
-from refimpl.ops.normalize import (column_normalize_backward, column_normalize_forward,
-                                   frobenius_normalize_backward, frobenius_normalize_forward,
-                                   plane_normalize_backward, plane_normalize_forward)
-from refimpl.ops.matmul import matmul_backward, matmul_forward
-from refimpl.ops.planes import (bias_centre_backward, bias_centre_forward, cross_cov_backward,
-                                cross_cov_forward, orth_backward, orth_forward,
-                                sym_zero_diag_backward, sym_zero_diag_forward)
 
 _CROSS = ("zero", "rbf", "first")
 _SQUARE = {"lin_lower": "lo", "sqr_lower": "lo", "lin_upper": "up", "sqr_upper": "up"}

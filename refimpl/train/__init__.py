@@ -17,8 +17,17 @@ from __future__ import annotations
 
 from refimpl.runtime import EXIT_INTERRUPTED, RunDirError
 from refimpl.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
-from refimpl.train.optim import (AdamState, adam_init, adam_step, budget_scale, clip_by_global_norm,
-                                 global_norm, learning_rate, sample_budget, unroll_range)
+from refimpl.train.optim import (
+                                 AdamState,
+                                 adam_init,
+                                 adam_step,
+                                 budget_scale,
+                                 clip_by_global_norm,
+                                 global_norm,
+                                 learning_rate,
+                                 sample_budget,
+                                 unroll_range,
+)
 from refimpl.train.presets import PRESET_NAMES, TrainConfig, train_preset
 from refimpl.train.rundir import CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, PLOT_FILE, THETA_FILE, read_log
 from refimpl.train.step import init_state, meta_step

@@ -114,7 +114,6 @@ class DaskTasks:
         Each job is submitted as soon as ``jobs`` yields it, so the workers start while the
         driver draws the next slot's batches.
         """
-        import distributed
 
         client = self.client
         futures = [client.submit(_run_task_single_thread, theta, job, meta_gradient_fn, pure=False,

@@ -10,7 +10,9 @@ Adam is Kingma & Ba's Algorithm 1 with bias correction:
     theta <- theta - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
 
 The moments are kept in float64 whatever theta's dtype; the update is
-computed in float64 and cast back to theta's dtype.
+computed in float64 and cast back to theta's dtype. This is refimpl's one
+Adam: the evaluation's VAE and supervised baselines use it too
+(refimpl/evaluation/baselines.py, on their flattened parameters).
 """
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -239,7 +238,7 @@ class TrainConfig(JsonFields):
         return super().from_dict(d)
 
     @classmethod
-    def _from_fields(cls, d: dict) -> "TrainConfig":
+    def _from_fields(cls, d: dict) -> TrainConfig:
         d["model"] = Config.from_dict(d["model"])
         return cls(**d)
 
@@ -261,25 +260,9 @@ def _small() -> TrainConfig:
     # narrow base models, schedules scaled down. The inner step lr_phi is
     # 1e-2 (paper 3e-4) so that a task's phi moves within the hundred or so
     # inner steps a short run can afford (EMA time constant 100 steps).
-    #
-    # Labelled batches follow SPEC 7: 10 examples per class. The data are glyphs
-    # rotated by up to 30 degrees but not shifted, chosen on glyphs in the training
-    # and the held-out fonts (16 top features, ridge 0.1, 30 tasks each, paired J of
-    # one labeled pair):
-    # - with the default +-2 pixel shifts, random features barely beat chance
-    #   (10-way accuracy 0.19), a collapsed phi (every unit a function of the ink)
-    #   scores better J than random features up to 10-way, and a run with them
-    #   lowered J from 0.78 to 0.59 by encoding the shift and rotation targets in
-    #   about 3 features while the class accuracy stayed at 0.13;
-    # - without shifts random features reach 0.56 at 10-way and beat the collapsed
-    #   phi and ink on J at every n_way tried (10-way by 0.107 +- 0.005 in the
-    #   held-out fonts, 20-way by 0.068, 25-way by 0.052);
-    # - with class targets only, a constant prediction (J = 1) scores better than
-    #   random features (J 1.75 to 1.85, shifted glyphs), so the rotation targets,
-    #   whose cosine column no readout can miss, stay.
-    # Budgets average about 45 inner steps, so that a run of an hour draws
-    # hundreds of tasks and most meta-gradients come from phi early and mid
-    # inner training, not from phi that has converged.
+    # Labelled batches follow SPEC 7: 10 examples per class. Glyphs rotated by up
+    # to 30 degrees, not shifted, and budgets of about 45 inner steps: how these
+    # were chosen, on glyphs only, is docs/transfer.md, section 5.
     model = Config(batch_size=32, layer_sizes=(196, 64, 64, 16), delta_dims=8, h_dims=16,
                    computeh_size=16, topd_size=16, readout_rank=3, n_eval=2, lr_phi=1e-2)
     return TrainConfig(

@@ -29,8 +29,7 @@ import numpy as np
 
 from refimpl.params import init_theta
 from refimpl.train.checkpoint import TrainState
-from refimpl.train.optim import (adam_init, adam_step, clip_by_global_norm, learning_rate, mean_grads,
-                                 unroll_range)
+from refimpl.train.optim import adam_init, adam_step, clip_by_global_norm, learning_rate, mean_grads, unroll_range
 from refimpl.train.presets import TrainConfig
 from refimpl.train.tasks import draw_unroll, new_task_state, rng_from_state
 
