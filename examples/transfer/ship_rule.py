@@ -3,9 +3,11 @@
     python examples/transfer/ship_rule.py RUN_DIR THETA.npz NAME --steps S --selection SELECT.json \\
         --commit SHA --command "..."
 
-RUN_DIR is the meta-training run (log.jsonl, train_config.json); THETA.npz a theta-only snapshot of it;
-SELECT.json the glyph selection table (examples/transfer/choose_rule.py). Writes
-refimpl/pretrained/rules/NAME.{npz,json,md}.
+RUN_DIR is the meta-training run (log.jsonl or log.jsonl.gz, train_config.json), committed in the repository
+(e.g. experiments/NAME, examples/transfer/collect_run.py); THETA.npz a theta-only snapshot of it; SELECT.json the
+glyph selection table (examples/transfer/choose_rule.py), committed too. Writes
+refimpl/pretrained/rules/NAME.{npz,json,md}; the card's provenance names the log, probe log and selection
+JSON by their paths in the repository (tests/test_provenance.py recomputes the card from them).
 """
 import argparse
 import json
@@ -13,8 +15,7 @@ import shutil
 from pathlib import Path
 
 from refimpl.params import load_params
-from refimpl.pretrained.card import log_summary, selection_rows_markdown, selection_table
-from refimpl.train import read_log
+from refimpl.pretrained.card import log_summary, read_jsonl, selection_rows_markdown, selection_table
 
 ROOT = Path(__file__).resolve().parents[2]
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,10 +26,13 @@ p.add_argument("--steps", type=int, required=True, help="recommended inner steps
 p.add_argument("--selection", required=True)
 p.add_argument("--commit", required=True)
 p.add_argument("--command", required=True)
+p.add_argument("--seed", type=int, default=0)
 args = p.parse_args()
 
 theta, config = load_params(args.theta, kind="theta")          # must be a theta-only file with its config
-records = read_log(args.run_dir)
+run_dir = Path(args.run_dir).resolve()
+log_path = next(q for q in (run_dir / "log.jsonl", run_dir / "log.jsonl.gz") if q.is_file())
+records = read_jsonl(log_path)
 suffix = Path(args.theta).stem.split("_")[-1]
 meta_step = int(suffix) if suffix.isdigit() else records[-1]["step"]     # theta.npz of the finished run: its last step
 summary = log_summary(records, meta_step)
@@ -39,13 +43,20 @@ card = {
     "name": args.name,
     "theta_snapshot": f"{Path(args.theta).name} (meta-step {meta_step})",
     "recommended_inner_steps": args.steps,
-    "trained_by": {"command": args.command, "seed": 0, "commit": args.commit,
+    "trained_by": {"command": args.command, "seed": args.seed, "commit": args.commit,
                    "train_config": json.loads((Path(args.run_dir) / "train_config.json").read_text())},
     "log_summary": summary,
-    "chosen_by": ("glyphs_rotation, fonts held out of meta-training, 10-way 10-shot, seeds 100-104, 5 trials: "
+    "chosen_by": ("glyphs_rotation, the select font families (STIX General; support and query from different "
+                  "fonts), 10-way 10-shot, seeds 100-104, 5 trials: "
                   "the (snapshot, inner steps) with the best paired gain over phi_0 among those whose top "
                   "features keep >= half of phi_0's effective rank; no evaluation dataset was used"),
     "selection_table": table,
+    "provenance": {
+        "log": str(log_path.relative_to(ROOT)),
+        "probe_log": next((str(q.relative_to(ROOT)) for q in (run_dir / "probe.jsonl", run_dir / "probe.jsonl.gz")
+                           if q.is_file()), None),
+        "selection": str(Path(args.selection).resolve().relative_to(ROOT)),
+    },
 }
 out = ROOT / "refimpl" / "pretrained" / "rules"
 out.mkdir(parents=True, exist_ok=True)
@@ -55,9 +66,11 @@ md = [f"# Shipped rule `{args.name}`", "",
       f"- theta: meta-step {meta_step} of the run below ({card['log_summary']['tasks_drawn']} tasks drawn, "
       f"{card['log_summary']['wall_minutes']} min on one core); config embedded in the .npz",
       f"- recommended inner steps: **{args.steps}**",
-      f"- reproduce: `{args.command}` (seed 0) at commit {args.commit}",
+      f"- reproduce: `{args.command}` (seed {args.seed}) at commit {args.commit}",
       f"- J (mean of the kept tasks): {first:.3f} over the first 50 meta-steps, {last:.3f} over the last 50",
-      f"- chosen by: {card['chosen_by']}", "",
+      f"- chosen by: {card['chosen_by']}",
+      f"- files behind these numbers: log `{card['provenance']['log']}`, probe log "
+      f"`{card['provenance']['probe_log']}`, selection `{card['provenance']['selection']}`", "",
       "| snapshot | inner steps | gain vs phi_0 ± se | eff. rank (phi_0) |", "|---|---:|---:|---:|"]
 md += selection_rows_markdown(table)
 (out / f"{args.name}.md").write_text("\n".join(md) + "\n")
