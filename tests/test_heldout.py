@@ -251,3 +251,44 @@ def test_recipe_flag_excludes_digits_and_rejects_unknown_names(tmp_path, capsys)
     bad = tmp_path / "bad"
     assert main([str(bad), "--preset", "tiny", "--exclude-classes", "digitz"]) == 2
     assert not Path(bad).exists()
+
+
+# ---------------------------------------------------------------------------------
+# copying a run into the repository for resuming
+# ---------------------------------------------------------------------------------
+def _load_example(name):
+    import importlib.util
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(name, root / "examples" / "transfer" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_collect_run_copies_what_resuming_needs_and_compresses_large_logs(tmp_path):
+    import gzip
+
+    from refimpl.cli.recipe import main
+    from refimpl.train import load_checkpoint
+
+    collect = _load_example("collect_run")
+    run_dir = tmp_path / "run"
+    assert main([str(run_dir), "--preset", "tiny", "--steps", "3", "--snapshot-every", "2"]) == 0
+    with open(run_dir / "log.jsonl", "ab") as f:
+        f.write(b'{"partial line of a run still writing')       # not copied
+    info = collect.collect(run_dir, tmp_path / "copy")
+    assert info["meta_steps"] == 3
+    copy = tmp_path / "copy"
+    for name in ("checkpoint.npz", "train_config.json", "theta.npz", "log.jsonl", "probe.jsonl",
+                 "thetas/theta_00002.npz"):
+        assert (copy / name).is_file(), name
+    assert (copy / "log.jsonl").read_bytes().endswith(b"\n")
+    assert load_checkpoint(copy / "checkpoint.npz")[0].step == 3
+    # the copy resumes: a longer run from it continues where the original stopped
+    assert main([str(copy), "--preset", "tiny", "--steps", "4", "--snapshot-every", "2"]) == 0
+    assert load_checkpoint(copy / "checkpoint.npz")[0].step == 4
+    collect.LIMIT = 100                                          # a "large" log is compressed
+    collect.collect(run_dir, tmp_path / "small_limit")
+    assert not (tmp_path / "small_limit" / "log.jsonl").exists()
+    with gzip.open(tmp_path / "small_limit" / "log.jsonl.gz", "rt") as f:
+        assert len(f.read().splitlines()) == 3

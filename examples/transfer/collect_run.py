@@ -34,6 +34,7 @@ def collect(run_dir, dest) -> dict:
         (dest / "thetas").mkdir(exist_ok=True)
         for p in sorted((run_dir / "thetas").glob("*.npz")):
             shutil.copyfile(p, dest / "thetas" / p.name)
+    records = []
     for name in LOGS:
         src = run_dir / name
         if not src.is_file():
@@ -41,15 +42,14 @@ def collect(run_dir, dest) -> dict:
         data = src.read_bytes()
         # only complete lines: the run may be writing its next one
         data = data[:data.rfind(b"\n") + 1]
+        if name == "log.jsonl":
+            records = [json.loads(t) for t in data.decode().splitlines() if t.strip()]
         if len(data) > LIMIT:
             (dest / name).unlink(missing_ok=True)
-            with gzip.open(dest / f"{name}.gz", "wb", mtime=0) as f:
-                f.write(data)
+            (dest / f"{name}.gz").write_bytes(gzip.compress(data, mtime=0))
         else:
             (dest / f"{name}.gz").unlink(missing_ok=True)
             (dest / name).write_bytes(data)
-    records = [json.loads(t) for t in (run_dir / "log.jsonl").read_text().splitlines() if t.strip()] \
-        if (run_dir / "log.jsonl").is_file() else []
     J = [r["J"] for r in records if r.get("J") is not None]
     return {"meta_steps": records[-1]["step"] if records else 0,
             "tasks_drawn": records[-1]["tasks_drawn"] if records else 0,
