@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from refimpl.ops.activations import ACTIVATIONS
 from refimpl.validate import check_int, check_positive, fail
@@ -25,7 +25,7 @@ from refimpl.validate import check_int, check_positive, fail
 N_STATS = 4
 
 
-def check_kernel_size(name: str, k) -> int:
+def check_kernel_size(name: str, k: int) -> int:
     """A convolution kernel size must be a positive odd int ("same" padding needs a centre tap)."""
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0 or k % 2 == 0:
         fail("config", f"kernel size {name} must be a positive odd integer, got {k!r}")
@@ -41,6 +41,9 @@ _INT_FIELDS = ("batch_size", "delta_dims", "h_dims", "computeh_size", "topd_size
                "readout_rank", "n_eval")
 _POSITIVE_FLOAT_FIELDS = ("lr_phi", "ridge", "eps_phi", "eps_theta", "eps_d", "eps_s",
                           "eps_w", "eps_p")
+
+
+_Fields = TypeVar("_Fields", bound="JsonFields")
 
 
 class JsonFields:
@@ -59,7 +62,7 @@ class JsonFields:
         return cls(**d)
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls: type[_Fields], d: dict[str, Any]) -> _Fields:
         """Inverse of ``to_dict``. Every field must be present, no other key."""
         if not isinstance(d, dict):
             fail(cls._ERROR_PREFIX, f"expected a mapping of fields, got {type(d).__name__}")
@@ -73,18 +76,19 @@ class JsonFields:
         return cls._from_fields(dict(d))
 
     def to_json(self) -> str:
-        """Compact JSON text with every field (floats round-trip exactly)."""
+        """Compact JSON text with every field (floats round-trip exactly); inverse of :meth:`from_json`."""
         return json.dumps(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_json(cls, text: str):
+    def from_json(cls: type[_Fields], text: str) -> _Fields:
+        """The settings written by :meth:`to_json`; every field must be present, no other key."""
         try:
             d = json.loads(text)
         except (TypeError, json.JSONDecodeError) as e:
             fail(cls._ERROR_PREFIX, f"not valid JSON: {e}")
         return cls.from_dict(d)
 
-    def replace(self, **changes):
+    def replace(self: _Fields, **changes: Any) -> _Fields:
         """A copy with some fields changed (validated like a new instance)."""
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - names)
@@ -92,18 +96,54 @@ class JsonFields:
             fail(self._ERROR_PREFIX, f"unknown field(s) {unknown}")
         return dataclasses.replace(self, **changes)
 
-    def diff(self, other) -> list[str]:
+    def diff(self, other: JsonFields) -> list[str]:
         """Names of the fields where ``self`` and ``other`` differ."""
         return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
 
 @dataclass(frozen=True)
 class Config(JsonFields):
-    """SPEC 1 hyper-parameters; defaults are the ``paper`` preset.
+    """The hyper-parameters of SPEC 1: sizes of the base model and of the rule, rates and epsilons.
 
-    Shape letters: B = batch_size, [N^0..N^L] = layer_sizes (L = len - 1
-    layers), D = delta_dims, Hd = h_dims, Hs = computeh_size, T = topd_size,
-    R = readout_rank.
+    A frozen dataclass; the defaults are the ``paper`` preset (:func:`preset` gives the others).
+    Every field is validated on construction (a wrong type or range raises one ``ValueError``
+    naming the field). The shape letters the docstrings use come from these fields.
+
+    Parameters
+    ----------
+    batch_size : int
+        B, the examples in one unsupervised batch.
+    layer_sizes : tuple of int
+        [N^0, ..., N^L], the input size and the sizes of the L layers of the base MLP.
+    delta_dims : int
+        D, the channels of the top-down signal d^l [B, N^l, D].
+    h_dims : int
+        Hd, the channels of the per-unit features h^l [B, N^l, Hd].
+    computeh_size : int
+        Hs, the channels inside ComputeH's convolutions.
+    topd_size : int
+        T, the channels inside TopD's convolutions.
+    readout_rank : int
+        R, the rank of each low-rank readout (LowRR).
+    lr_phi : float
+        The rate of the exponential moving average that applies an update to phi (SPEC 4 step 5).
+    ridge : float
+        The ridge penalty of the meta-objective's readout (SPEC 6).
+    n_eval : int
+        The number of labeled pairs whose meta-objectives are averaged (SPEC 6).
+    activation : str
+        The base model's activation, one of the eight of SPEC 2.
+    eps_phi, eps_theta, eps_d, eps_s, eps_w, eps_p : float
+        The epsilons of the base model's batch norm, the rule's batch norms, the normalisation
+        of the propagated error, WeightStats, the column normalisation of the weights in the
+        planes, and the row normalisation of the meta-objective's predictions.
+
+    Examples
+    --------
+    >>> import refimpl
+    >>> config = refimpl.preset("tiny").replace(batch_size=8)
+    >>> config.layer_sizes
+    (15, 9, 14, 8)
     """
 
     batch_size: int = 128
@@ -176,7 +216,7 @@ PRESET_EXTRAS: dict[str, dict[str, int]] = {
 }
 
 
-def check_config(op: str, config) -> Config:
+def check_config(op: str, config: object) -> Config:
     """``config`` must be a :class:`Config` (a stage's boundary check)."""
     if not isinstance(config, Config):
         fail(op, f"argument 'config' must be a Config, got {type(config).__name__}")
@@ -184,7 +224,24 @@ def check_config(op: str, config) -> Config:
 
 
 def preset(name: str) -> Config:
-    """The SPEC 1 preset ``name`` ("paper", "tiny" or "mid")."""
+    """A named configuration of SPEC 1.
+
+    Parameters
+    ----------
+    name : str
+        ``"paper"`` (the paper's sizes), ``"tiny"`` (small, pairwise different sizes: the
+        gradient checks) or ``"mid"`` (golden values at a realistic shape).
+
+    Returns
+    -------
+    Config
+        The preset; ``Config.replace`` derives a variant.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a preset.
+    """
     try:
         return PRESETS[name]
     except (KeyError, TypeError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def rel_error(actual, reference) -> float:
+def rel_error(actual: np.ndarray, reference: np.ndarray) -> float:
     """SPEC 10 normwise relative error: max|a - r| / max(max|r|, 1e-300); 0 for empty arrays.
 
     A NaN in ``actual`` gives NaN (which fails every ``err <= limit`` comparison).

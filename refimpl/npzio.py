@@ -12,7 +12,9 @@ import contextlib
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -32,7 +34,7 @@ def little_endian(a: np.ndarray) -> np.ndarray:
     return np.asarray(a, order="C")   # not ascontiguousarray: it turns a 0-d array into shape (1,)
 
 
-def atomic_write_bytes(path, write) -> None:
+def atomic_write_bytes(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,13 +54,13 @@ def atomic_write_bytes(path, write) -> None:
         raise
 
 
-def write_npz(path, arrays: dict) -> None:
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``arrays`` (name -> array; names may contain '/') atomically and deterministically."""
     for name, value in arrays.items():
         if np.asarray(value).dtype == object:
             raise ValueError(f"write_npz: array '{name}' has dtype object, which cannot be stored without pickle")
 
-    def write(f):
+    def write(f: IO[bytes]) -> None:
         zf = zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED)
         try:
             for name in sorted(arrays):
@@ -79,7 +81,7 @@ def write_npz(path, arrays: dict) -> None:
     atomic_write_bytes(path, write)
 
 
-def read_npz(path, what: str = "file") -> dict[str, np.ndarray]:
+def read_npz(path: str | os.PathLike, what: str = "file") -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` as a dict, loaded eagerly without pickle.
 
     A missing, corrupt, single-``.npy`` or pickled file raises one ValueError

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from refimpl.config import KERNEL, N_STATS, TOPD_KERNEL0, Config
 from refimpl.npzio import read_npz, write_npz
@@ -51,7 +53,7 @@ def theta_shapes(config: Config) -> dict[str, tuple[int, ...]]:
     K = KERNEL
     shapes: dict[str, tuple[int, ...]] = {}
 
-    def conv_bn(prefix, i, w_shape, bn_width):
+    def conv_bn(prefix: str, i: int, w_shape: tuple[int, ...], bn_width: int) -> None:
         shapes[f"{prefix}/conv{i}/w"] = w_shape
         shapes[f"{prefix}/bn{i}/gamma"] = (bn_width,)
         shapes[f"{prefix}/bn{i}/beta"] = (bn_width,)
@@ -103,7 +105,8 @@ def param_shapes(kind: str, config: Config) -> dict[str, tuple[int, ...]]:
 # ---------------------------------------------------------------------------------
 # initialisation
 # ---------------------------------------------------------------------------------
-def truncated_normal(rng: np.random.Generator, shape, std: float, at: float = TRUNCATE_AT) -> np.ndarray:
+def truncated_normal(rng: np.random.Generator, shape: int | tuple[int, ...], std: float,
+                     at: float = TRUNCATE_AT) -> np.ndarray:
     """N(0, std^2) entries truncated at ``at`` std by redrawing the ones outside (float64).
 
     Vectorised: every round redraws all entries still out of range at once.
@@ -127,10 +130,29 @@ def _check_init_args(fn: str, config, rng, dtype) -> np.dtype:
     return dtype
 
 
-def init_theta(config: Config, rng: np.random.Generator, dtype=np.float64) -> dict[str, np.ndarray]:
-    """theta per SPEC 9: conv weights N(0, 1/(K*Cin)); readouts, errprop/w, bias/w N(0, 1/Hd);
-    errprop/b, topd/conv5/b 0; gamma 1, beta 0; merge/w 0.1. Drawn in SPEC 9 order
-    (in float64, then cast, so float32 and float64 inits hold the same values)."""
+def init_theta(config: Config, rng: np.random.Generator, dtype: npt.DTypeLike = np.float64) -> dict[str, np.ndarray]:
+    """A fresh theta, the rule's parameters, initialised as SPEC 9 says.
+
+    Convolution weights are drawn from N(0, 1/(K Cin)); the readouts, ``errprop/w`` and
+    ``bias/w`` from N(0, 1/Hd); ``errprop/b`` and ``topd/conv5/b`` are 0, batch-norm gammas 1
+    and betas 0, ``merge/w`` 0.1. Drawn in SPEC 9 order, in float64 and then cast, so float32
+    and float64 initialisations hold the same values.
+
+    Parameters
+    ----------
+    config : Config
+        The sizes (TopD's weights depend on B, so a theta belongs to one batch size).
+    rng : numpy.random.Generator
+        The source of the draws.
+    dtype : dtype, default float64
+        float32 or float64.
+
+    Returns
+    -------
+    dict[str, ndarray]
+        Every theta name of SPEC 9 (``topd/conv0/w``, ``readout/<p>/a``, ``merge/w``, ...),
+        with its shape for ``config``.
+    """
     dtype = _check_init_args("init_theta", config, rng, dtype)
     hd_std = np.sqrt(1.0 / config.h_dims)
     theta = {}
@@ -153,9 +175,29 @@ def init_theta(config: Config, rng: np.random.Generator, dtype=np.float64) -> di
     return theta
 
 
-def init_phi(config: Config, rng: np.random.Generator, dtype=np.float64) -> dict[str, np.ndarray]:
-    """phi per SPEC 2: W, V ~ N(0, 0.01^2), b ~ N(0, 0.1^2), each truncated at 2 std by
-    redrawing. Drawn in SPEC 9 order (layer1/W, layer1/V, layer1/b, layer2/W, ...)."""
+def init_phi(config: Config, rng: np.random.Generator, dtype: npt.DTypeLike = np.float64) -> dict[str, np.ndarray]:
+    """A fresh phi, the base MLP's parameters, initialised as SPEC 2 says.
+
+    W and V are drawn from N(0, 0.01^2) and b from N(0, 0.1^2), each truncated at 2 standard
+    deviations by redrawing, in SPEC 9 order (``layer1/W``, ``layer1/V``, ``layer1/b``,
+    ``layer2/W``, ...).
+
+    Parameters
+    ----------
+    config : Config
+        The sizes [N^0, ..., N^L].
+    rng : numpy.random.Generator
+        The source of the draws.
+    dtype : dtype, default float64
+        float32 or float64.
+
+    Returns
+    -------
+    dict[str, ndarray]
+        For each layer l = 1..L: ``layer<l>/W`` [N^{l-1}, N^l] (forward weights),
+        ``layer<l>/V`` [N^{l-1}, N^l] (the backward weights the rule propagates through) and
+        ``layer<l>/b`` [N^l].
+    """
     dtype = _check_init_args("init_phi", config, rng, dtype)
     phi = {}
     for name, shape in phi_shapes(config).items():
@@ -172,8 +214,8 @@ def _check_kind(fn: str, kind) -> None:
         raise ValueError(f"{fn}: argument 'kind' must be 'theta' or 'phi', got {kind!r}")
 
 
-def validate_params(kind: str, arrays, config: Config, *, fn: str | None = None,
-                    dtype=None, finite: bool = True) -> np.dtype:
+def validate_params(kind: str, arrays: Mapping[str, np.ndarray], config: Config, *, fn: str | None = None,
+                    dtype: npt.DTypeLike | None = None, finite: bool = True) -> np.dtype:
     """Check a theta or phi mapping against ``config``; return its (common) dtype.
 
     Raises ValueError naming every missing name, every unexpected name, every
@@ -234,12 +276,12 @@ def validate_params(kind: str, arrays, config: Config, *, fn: str | None = None,
     return common
 
 
-def validate_theta(theta, config: Config, **kwargs) -> np.dtype:
+def validate_theta(theta: Mapping[str, np.ndarray], config: Config, **kwargs: Any) -> np.dtype:
     """:func:`validate_params` for theta (refuses a theta built for another batch size)."""
     return validate_params("theta", theta, config, **kwargs)
 
 
-def validate_phi(phi, config: Config, **kwargs) -> np.dtype:
+def validate_phi(phi: Mapping[str, np.ndarray], config: Config, **kwargs: Any) -> np.dtype:
     """:func:`validate_params` for phi."""
     return validate_params("phi", phi, config, **kwargs)
 
@@ -247,12 +289,28 @@ def validate_phi(phi, config: Config, **kwargs) -> np.dtype:
 # ---------------------------------------------------------------------------------
 # save / load
 # ---------------------------------------------------------------------------------
-def save_params(path, arrays, config: Config, kind: str) -> None:
-    """Write a validated theta/phi to ``path`` (.npz) with the config and kind embedded.
+def save_params(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], config: Config, kind: str) -> None:
+    """Write a theta or phi to an ``.npz`` file, with its config and kind embedded.
 
-    The archive is written to a temporary file in the same directory and then
-    renamed over ``path`` (``os.replace``, atomic on POSIX), so ``path``
-    always holds either the old or the complete new file.
+    The arrays are validated against ``config`` first. The archive is written to a temporary
+    file in the same directory and renamed over ``path`` (``os.replace``, atomic on POSIX),
+    so ``path`` always holds either the old or the complete new file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file to write (``.npz``).
+    arrays : Mapping[str, ndarray]
+        Every SPEC 9 name of ``kind`` for ``config``, one float dtype, finite.
+    config : Config
+        The configuration the arrays belong to; stored as JSON in the file.
+    kind : str
+        ``"theta"`` or ``"phi"``.
+
+    Raises
+    ------
+    ValueError
+        If an array is missing, unexpected, of the wrong shape or dtype, or not finite.
     """
     _check_kind("save_params", kind)
     validate_params(kind, arrays, config, fn="save_params")
@@ -273,13 +331,33 @@ def _read_string(path: str, data: dict, key: str, what: str) -> str:
     return str(value[()])
 
 
-def load_params(path, kind: str | None = None, config: Config | None = None):
-    """Read a file written by :func:`save_params`; return ``(arrays, config)``.
+def load_params(path: str | os.PathLike, kind: str | None = None,
+                config: Config | None = None) -> tuple[dict[str, np.ndarray], Config]:
+    """Read a theta or phi written by :func:`refimpl.save` (``save_params``).
 
-    ``kind`` (optional) must match the stored kind; ``config`` (optional) must
-    equal the stored config (the differing fields are named). The arrays are
-    checked against the stored config: names, shapes, dtypes, finiteness.
-    Every failure is a ValueError naming the file and what does not match.
+    The arrays are checked against the stored config: names, shapes, dtypes, finiteness.
+    Nothing is unpickled.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npz`` file.
+    kind : {"theta", "phi"}, optional
+        If given, the stored kind must be this one.
+    config : Config, optional
+        If given, the stored config must equal it (the differing fields are named).
+
+    Returns
+    -------
+    arrays : dict[str, ndarray]
+        The stored theta or phi.
+    config : Config
+        The stored configuration.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and what does not match, for every failure.
     """
     if kind is not None:
         _check_kind("load_params", kind)

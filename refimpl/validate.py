@@ -7,7 +7,10 @@ broadcasting silently or producing garbage deep inside a composed step.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+import numpy.typing as npt
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -16,24 +19,24 @@ def fail(op: str, message: str) -> None:
     raise ValueError(f"{op}: {message}")
 
 
-def is_int(value) -> bool:
+def is_int(value: object) -> bool:
     """An int or numpy integer, not a bool (True as a size is a bug, not a 1)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def is_number(value) -> bool:
+def is_number(value: object) -> bool:
     """An int or float (Python or numpy), not a bool."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
-def check_int(op: str, name: str, value, minimum: int = 1, *, what: str = "argument") -> int:
+def check_int(op: str, name: str, value: object, minimum: int = 1, *, what: str = "argument") -> int:
     """``value`` as an int if it is an integer >= ``minimum`` (``what`` is argument or field)."""
     if not is_int(value) or value < minimum:
         fail(op, f"{what} '{name}' must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
-def check_array(op: str, name: str, x, ndim: int | None = None, *, finite: bool = True) -> np.ndarray:
+def check_array(op: str, name: str, x: object, ndim: int | None = None, *, finite: bool = True) -> np.ndarray:
     """Return ``x`` if it is a float32/float64 ndarray of ``ndim`` dims with finite entries."""
     if not isinstance(x, np.ndarray):
         fail(op, f"argument '{name}' must be a numpy array, got {type(x).__name__}")
@@ -46,7 +49,7 @@ def check_array(op: str, name: str, x, ndim: int | None = None, *, finite: bool 
     return x
 
 
-def check_same_dtype(op: str, **arrays) -> np.dtype:
+def check_same_dtype(op: str, **arrays: np.ndarray | None) -> np.dtype:
     """All given (non-None) arrays share one float dtype; return it."""
     present = {k: v for k, v in arrays.items() if v is not None}
     dtypes = {k: v.dtype for k, v in present.items()}
@@ -63,14 +66,14 @@ def check_shape(op: str, name: str, x: np.ndarray, expected: tuple, context: str
         fail(op, f"argument '{name}' must have shape {tuple(expected)}{extra}, got {tuple(x.shape)}")
 
 
-def check_positive(op: str, name: str, value, *, what: str = "argument") -> float:
+def check_positive(op: str, name: str, value: object, *, what: str = "argument") -> float:
     """``value`` as a float if it is a positive finite number."""
     if not is_number(value) or not np.isfinite(value) or value <= 0:
         fail(op, f"{what} '{name}' must be a positive finite number, got {value!r}")
     return float(value)
 
 
-def check_cotangent(op: str, name: str, g, shape: tuple, dtype) -> None:
+def check_cotangent(op: str, name: str, g: np.ndarray, shape: tuple, dtype: np.dtype) -> None:
     """A backward's cotangent must match its forward output's shape and dtype exactly."""
     check_array(op, name, g, len(shape))
     if g.shape != tuple(shape):
@@ -79,7 +82,8 @@ def check_cotangent(op: str, name: str, g, shape: tuple, dtype) -> None:
         fail(op, f"argument '{name}' must be {dtype} like the forward, got {g.dtype}")
 
 
-def check_named_arrays(op: str, what: str, arrays, expected: dict, dtype) -> None:
+def check_named_arrays(op: str, what: str, arrays: Mapping[str, np.ndarray], expected: dict,
+                       dtype: npt.DTypeLike) -> None:
     """``arrays`` maps every name of ``expected`` to a finite array of that shape and ``dtype``.
 
     One call validates a stage's parameters (``what`` is ``theta`` or ``phi``);

@@ -15,6 +15,7 @@ Derivation: derivations/base_model.md.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -39,7 +40,8 @@ class BaseCache(NamedTuple):
     dtype: np.dtype
 
 
-def base_forward(phi, x, config: Config):
+def base_forward(phi: Mapping[str, np.ndarray], x: np.ndarray, config: Config
+                 ) -> tuple[list[np.ndarray], list[np.ndarray], BaseCache]:
     """Base-model forward pass (SPEC 2; derivations/base_model.md eq. 1-3).
 
     phi: mapping with layer<l>/W, layer<l>/V [N^{l-1}, N^l] and layer<l>/b [N^l],
@@ -55,7 +57,8 @@ def base_forward(phi, x, config: Config):
     return base_forward_unchecked(phi, x, config)
 
 
-def base_forward_unchecked(phi, x, config: Config):
+def base_forward_unchecked(phi: Mapping[str, np.ndarray], x: np.ndarray, config: Config
+                           ) -> tuple[list[np.ndarray], list[np.ndarray], BaseCache]:
     """base_forward for arguments the caller has validated (update_step does, once)."""
     sizes, dtype = config.layer_sizes, x.dtype
     xs, zs, Ws, bn_caches, act_caches = [x], [], [], [], []
@@ -91,7 +94,8 @@ def _check_cotangents(kind: str, cots, refs, dtype) -> None:
             fail(OP_BACKWARD, f"argument '{name}' must be {dtype} like the forward, got {c.dtype}")
 
 
-def base_backward(dxs, dzs, cache: BaseCache):
+def base_backward(dxs: Sequence[np.ndarray | None], dzs: Sequence[np.ndarray | None], cache: BaseCache
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """VJP of base_forward (derivations/base_model.md eq. 4-9).
 
     dxs: [dx^0, ..., dx^L], dzs: [dz^1, ..., dz^L] (cotangents of the forward's

@@ -115,12 +115,32 @@ class ArraySource(Source):
 
 
 class Dataset:
-    """A view of a :class:`Source`: some of its classes, in a fixed order, optionally permuted inputs.
+    """A view of a dataset's source: some of its classes, in a fixed order, optionally permuted inputs.
 
-    Attributes: ``name``, ``n_features``, ``n_classes``, ``n_reg``,
-    ``image_shape`` (of the unpermuted input, or None), ``class_names``,
-    ``classes`` (the source class ids, in label order), ``perm`` (None or the
-    input permutation), ``augmented``.
+    Made by :func:`refimpl.get_dataset`; :meth:`subset`, :meth:`sample_classes` and
+    :meth:`permuted` derive other views without copying the data.
+
+    Attributes
+    ----------
+    name : str
+        The dataset's name.
+    n_features : int
+        N^0, the input size.
+    n_classes : int
+        K, the classes of this view (labels 0..K-1 in the order of ``classes``).
+    n_reg : int
+        Regression targets appended to the one-hot labels (0 for most datasets).
+    image_shape : tuple of int or None
+        The shape of an unpermuted input as an image.
+    class_names : tuple of str
+        The names of the view's classes, in label order.
+    classes : tuple of int
+        The source's class ids, in label order.
+    perm : ndarray or None
+        The permutation applied to the input features.
+    augmented : bool
+        Whether the source draws augmented examples (then examples may repeat with fresh
+        augmentation).
     """
 
     def __init__(self, source: Source, classes=None, perm=None):
@@ -219,7 +239,23 @@ class Dataset:
         return x if self.perm is None else np.ascontiguousarray(x[:, self.perm])
 
     def unlabeled_batch(self, rng, batch_size: int, split: str = "train", dtype=None) -> np.ndarray:
-        """``x [batch_size, n_features]``: examples drawn i.i.d. uniformly (with replacement)."""
+        """Examples drawn i.i.d. uniformly (with replacement), without labels.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator or int
+            The source of the draws (an int is a seed).
+        batch_size : int
+            B, the examples to draw.
+        split : {"train", "test"}
+            The split to draw from.
+        dtype : dtype, optional
+            The floating dtype of the result (float32 by default).
+
+        Returns
+        -------
+        ndarray, shape [B, n_features]
+        """
         rng, split, dtype = as_rng(rng), check_split(split), check_dtype(dtype)
         batch_size = _check_count("batch_size", batch_size)
         pool = self._pool[split]
@@ -230,12 +266,29 @@ class Dataset:
         return self._finish(x)
 
     def labeled_batch(self, rng, k_per_class: int, split: str = "train", dtype=None):
-        """``(x [n_classes*K, n_features], y [n_classes*K, n_classes + n_reg])``, class-major order.
+        """A labeled batch of ``k_per_class`` examples of every class, class-major order.
 
-        Each class contributes K distinct examples. An augmented source draws
-        an example again (with fresh augmentation) only when K exceeds its
-        count, after using every example of the class; any other source
-        raises ``ValueError`` if K exceeds the count of some class.
+        Each class contributes k distinct examples. An augmented source draws an example again
+        (with fresh augmentation) only when k exceeds its count, after using every example of
+        the class; any other source raises ``ValueError`` if k exceeds the count of some class.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator or int
+            The source of the draws (an int is a seed).
+        k_per_class : int
+            k, the examples of each class.
+        split : {"train", "test"}
+            The split to draw from.
+        dtype : dtype, optional
+            The floating dtype of the result (float32 by default).
+
+        Returns
+        -------
+        x : ndarray, shape [K k, n_features]
+            The inputs, the k examples of class 0 first.
+        y : ndarray, shape [K k, K + n_reg]
+            One-hot labels, then the regression targets.
         """
         rng, split, dtype = as_rng(rng), check_split(split), check_dtype(dtype)
         k = _check_count("k_per_class", k_per_class)

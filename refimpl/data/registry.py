@@ -97,9 +97,46 @@ def list_datasets() -> tuple:
 
 
 def get_dataset(name: str, exclude_classes=(), **kwargs) -> Dataset:
-    """The dataset ``name`` (one of :data:`DATASETS`), unpermuted, with every class but those named in
-    ``exclude_classes`` (class names or class-set names such as ``"digits"``, see
-    :meth:`~refimpl.data.base.Dataset.without`)."""
+    """A dataset by name, with unpermuted inputs and all its classes but ``exclude_classes``.
+
+    Every dataset is made on this machine (rendered glyphs, scikit-learn's digits, two moons)
+    or read from a Debian package (Fashion-MNIST); nothing is downloaded.
+
+    Parameters
+    ----------
+    name : str
+        A key of ``refimpl.data.registry.DATASETS``: ``"glyphs"`` and its variants (the
+        meta-training data), ``"digits"``, ``"moons"``, ``"fashion_mnist14"``,
+        ``"fashion_mnist28"``, ...
+    exclude_classes : sequence of str
+        Class names, or names of the source's class sets (glyphs: ``"digits"``, ``"letters"``,
+        ``"math"``, ...), left out of the view (:meth:`~refimpl.data.base.Dataset.without`): the
+        controls of meta-training.
+    **kwargs
+        Passed to the dataset's source (e.g. ``seed`` for ``"digits"`` and ``"moons"``,
+        ``path`` for Fashion-MNIST).
+
+    Returns
+    -------
+    Dataset
+        A view that draws unlabeled batches [B, n_features] and labeled few-shot batches.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown, a keyword argument is not the source's, or ``exclude_classes``
+        names a class the dataset does not have.
+    DatasetNotFoundError
+        If the files of a packaged dataset are not on this machine (the message says how to
+        install them).
+
+    Examples
+    --------
+    >>> import numpy as np, refimpl
+    >>> digits = refimpl.get_dataset("digits")
+    >>> digits.unlabeled_batch(np.random.default_rng(0), 32).shape
+    (32, 64)
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     factory, _ = DATASETS[name]

@@ -94,15 +94,61 @@ def benchmark(theta, config, dataset, *, seeds=range(10), k_shot: int = 10, k_qu
               baselines=ALL_BASELINES, vae_steps=None, supervised_steps=None, supervised_lr=None,
               vae=None, random_theta=None, pool_size: int = 2000, dtype=np.float32,
               progress: bool = True) -> dict:
-    """Run every method on ``dataset`` for each seed; return ``{"per_seed": ..., "summary": ...}``.
+    """Every method on one dataset, for each seed: the rule at its checkpoints and every baseline.
 
-    ``config`` is the rule's config; the base model has layer sizes
-    ``[n_features, *hidden, top]`` (defaults: the config's hidden widths and N^L).
-    ``theta=None`` evaluates only phi_0 and the baselines. ``random_theta``
-    (a theta of ``config``'s shapes) adds the ``random@<s>`` rows. ``vae``
-    overrides :data:`VAE_DEFAULTS` (``vae_steps`` sets its ``max_steps``);
-    ``supervised_steps`` / ``supervised_lr`` override :data:`SUPERVISED_DEFAULTS`.
-    The budgets used are in the result's ``budgets``; each seed's VAE curve in ``vae_curve``.
+    The base model has layer sizes ``[n_features, *hidden, top]`` (defaults: the config's hidden
+    widths and N^L). Each
+    seed draws its task (``n_way`` classes and an input permutation), its phi_0, and
+    ``n_trials`` labeled support and query sets that every method is scored on.
+
+    Parameters
+    ----------
+    theta : Mapping[str, ndarray] or None
+        The rule's parameters; None evaluates only phi_0 and the baselines.
+    random_theta : Mapping[str, ndarray] or None
+        A theta of ``config``'s shapes (the random-theta control, SPEC 9 ``init_theta``): adds the
+        ``random@<s>`` rows, applied from the same phi_0 on the same batches as the rule.
+    config : Config
+        The rule's configuration (batch size B, N^L, ridge, ...).
+    dataset : Dataset
+        The data (:func:`refimpl.get_dataset`).
+    seeds : iterable of int
+        The tasks.
+    k_shot, k_query : int
+        Support and query examples per class in each trial.
+    n_trials : int
+        Labeled trials per seed.
+    inner_steps : sequence of int
+        The rule's checkpoints (unsupervised steps); 0 is always included.
+    n_way : int or None
+        K, the classes of each task; None uses all.
+    hidden : sequence of int, optional
+        The hidden widths of the base model (default: the config's).
+    top : int, optional
+        N^L of the base model (default: the config's); e.g. ``hidden=(128,) * 4, top=32``, the
+        paper's base net.
+    baselines : sequence of str
+        Any of ``"raw"``, ``"ink"``, ``"pca"``, ``"vae"``, ``"supervised"``.
+    vae : dict, optional
+        Overrides of :data:`VAE_DEFAULTS` (sizes, lr, early stopping, step cap).
+    vae_steps, supervised_steps, supervised_lr : optional
+        The VAE's step cap (it stops early on its validation loss); the supervised baseline's
+        Adam steps and learning rate (default :data:`SUPERVISED_DEFAULTS`).
+    pool_size : int
+        Unlabeled examples that PCA and the VAE are fitted on.
+    dtype : dtype
+        The dtype the rule runs in (float32).
+    progress : bool
+        Print a line per seed to stderr.
+
+    Returns
+    -------
+    dict
+        ``per_seed`` (one record per seed: accuracy and feature diagnostics of each method, the
+        checkpoints that diverged), ``summary`` (:func:`summarize`), ``layer_sizes``, ``k_shot``,
+        ``k_query``, ``n_trials``, ``dataset``, ``n_classes`` and ``budgets`` (the VAE's and the
+        supervised baseline's settings used); with the VAE, each seed's record has its
+        ``vae_curve`` (validation and training losses, the step kept, the step it stopped at).
     """
     hidden = tuple(config.layer_sizes[1:-1]) if hidden is None else tuple(hidden)
     top = int(config.layer_sizes[-1]) if top is None else int(top)
@@ -224,9 +270,22 @@ def paired_difference(per_seed, method: str, other: str = "rule@0") -> dict:
 
 
 def summarize(per_seed) -> list[dict]:
-    """One row per method: mean and standard error of accuracy over seeds; the paired difference
-    to ``rule@0`` (phi_0): mean, standard error, seeds better; mean effective rank and
-    mean |correlation|; seeds that finished and that diverged."""
+    """One row per method from the per-seed records of :func:`benchmark`.
+
+    Parameters
+    ----------
+    per_seed : list of dict
+        The ``per_seed`` records.
+
+    Returns
+    -------
+    list of dict
+        For each method (the rule's checkpoints ``rule@<steps>`` first): ``n`` (seeds scored),
+        ``diverged``, ``acc`` and ``acc_se`` (mean and standard error over seeds), ``delta``,
+        ``delta_se`` and ``better`` (the paired difference to ``rule@0``, phi_0: mean, standard
+        error, seeds better), and the means of the features' ``effective_rank``, mean absolute
+        correlation ``mean_abs_corr`` and ``zero_rows``.
+    """
     methods = list(dict.fromkeys(m for r in per_seed for m in [*r["acc"], *r.get("diverged", [])]))
     def stepped(prefix):
         return sorted((m for m in methods if m.startswith(prefix)), key=lambda m: int(m.split("@")[1]))

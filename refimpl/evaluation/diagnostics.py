@@ -58,7 +58,26 @@ def singular_values(F) -> np.ndarray:
 
 
 def effective_rank(F) -> float:
-    """``exp`` of the entropy of the normalised singular values of the column-centred ``F``."""
+    r"""The effective rank of the column-centred features: the exponential of the entropy of their
+    normalised singular values.
+
+    .. math::
+
+        p_i = \frac{s_i}{\sum_j s_j}, \qquad \text{erank}(F) = \exp\Big(-\sum_i p_i \log p_i\Big)
+
+    It is 1 for features that vary along one direction (the one-feature ink baseline) and F for
+    features whose F singular values are equal.
+
+    Parameters
+    ----------
+    F : ndarray, shape [n, F]
+        Features of n examples by F units.
+
+    Returns
+    -------
+    float
+        In [1, min(n, F)]; 0 for features that are constant.
+    """
     s = singular_values(F)
     if s.size == 0 or s[0] <= 0:
         return 0.0
@@ -74,7 +93,18 @@ def _live_columns(F: np.ndarray) -> np.ndarray:
 
 
 def mean_abs_correlation(F) -> float:
-    """Mean ``|Pearson correlation|`` over pairs of distinct non-constant units (NaN if < 2)."""
+    """The mean absolute Pearson correlation over pairs of distinct non-constant units.
+
+    Parameters
+    ----------
+    F : ndarray, shape [n, F]
+        Features of n examples by F units.
+
+    Returns
+    -------
+    float
+        In [0, 1]; NaN if fewer than two units vary.
+    """
     F = _matrix("mean_abs_correlation", F)
     F = F[:, _live_columns(F)]
     k = F.shape[1]
@@ -99,8 +129,20 @@ def dead_unit_fraction(F) -> float:
 
 
 def feature_diagnostics(F) -> dict:
-    """All four numbers of ``F``: ``effective_rank``, ``mean_abs_corr``, ``zero_rows``, ``dead_units``,
-    plus ``n_units``."""
+    """The numbers that look under an accuracy figure: how many directions the features span.
+
+    Parameters
+    ----------
+    F : ndarray, shape [n, F]
+        Features of n examples (rows) by F units (columns).
+
+    Returns
+    -------
+    dict
+        ``effective_rank`` (:func:`effective_rank`), ``mean_abs_corr``
+        (:func:`mean_abs_correlation`), ``zero_rows`` (the fraction of examples whose every feature
+        is 0), ``dead_units`` (the fraction of units constant over the examples) and ``n_units``.
+    """
     F = _matrix("feature_diagnostics", F)
     return {"effective_rank": effective_rank(F), "mean_abs_corr": mean_abs_correlation(F),
             "zero_rows": zero_row_fraction(F), "dead_units": dead_unit_fraction(F),

@@ -89,8 +89,22 @@ def eval_config(config: Config, n_features: int, layer_sizes=None) -> Config:
 # readout
 # ---------------------------------------------------------------------------------
 def features(phi, x: np.ndarray, config: Config) -> np.ndarray:
-    """Top features ``x^L [n, N^L]`` of one base-model forward pass (batch statistics of ``x``),
-    or ``x`` itself when ``phi`` is None (raw inputs)."""
+    """The top features of one base-model forward pass, or the inputs themselves.
+
+    Parameters
+    ----------
+    phi : Mapping[str, ndarray] or None
+        The base model's parameters; None returns ``x`` (the raw-inputs baseline).
+    x : ndarray, shape [n, N^0]
+        The inputs; the batch norms use the statistics of this batch.
+    config : Config
+        The base model's sizes and activation.
+
+    Returns
+    -------
+    ndarray, shape [n, N^L]
+        x^L.
+    """
     if phi is None:
         return x
     xs, _, _ = base_forward(phi, x, config)
@@ -98,9 +112,32 @@ def features(phi, x: np.ndarray, config: Config) -> np.ndarray:
 
 
 def readout_accuracy(f_support, y_support, f_query, y_query, n_classes: int, ridge: float) -> float:
-    """The SPEC 6 readout as a classifier: ``C = RidgeSolve([f_s, 1], center_labels(Y_s), ridge)``,
-    predictions ``[f_q, 1] @ C``; the fraction of query rows whose argmax over the ``n_classes``
-    class columns is the true class (the argmax of the one-hot part of ``y_query``)."""
+    """The SPEC 6 readout used as a classifier; the fraction of query rows it classifies right.
+
+    ``C = RidgeSolve([f_s, 1], center_labels(Y_s), ridge)`` on the support set, predictions
+    ``[f_q, 1] @ C`` on the query set; a row is right when the argmax over the K class columns is
+    the true class.
+
+    Parameters
+    ----------
+    f_support : ndarray, shape [n_s, F]
+        Support features.
+    y_support : ndarray, shape [n_s, K + n_reg]
+        One-hot support labels (then any regression targets).
+    f_query : ndarray, shape [n_q, F]
+        Query features.
+    y_query : ndarray, shape [n_q, K + n_reg]
+        One-hot query labels.
+    n_classes : int
+        K.
+    ridge : float
+        The ridge penalty.
+
+    Returns
+    -------
+    float
+        The accuracy, in [0, 1].
+    """
     fn = "readout_accuracy"
     f_support, f_query = np.asarray(f_support), np.asarray(f_query)
     if f_support.ndim != 2 or f_query.ndim != 2 or f_support.shape[1] != f_query.shape[1]:
@@ -131,15 +168,37 @@ def _k_query(fn: str, dataset: Dataset, split: str, k_shot: int, k_query) -> int
 
 def few_shot_accuracy(phi, dataset, config, rng, k_shot: int = 10, n_trials: int = 10,
                       split: str = "test", k_query=None, dtype=None):
-    """Mean and standard deviation (over ``n_trials`` draws) of the few-shot readout accuracy.
+    """Mean and standard deviation, over ``n_trials`` draws, of the few-shot readout accuracy.
 
-    Each trial draws ``k_shot`` support and ``k_query`` (default
-    :data:`DEFAULT_K_QUERY`, fewer if a class is small) disjoint query
-    examples per class from ``split`` of ``dataset`` (all its classes), runs
-    the base model ``phi`` (config ``config``; None = raw inputs) once on each
-    set and scores :func:`readout_accuracy` with ``config.ridge``. Inputs
-    take phi's dtype (``dtype``, float32 by default, when phi is None).
-    Returns ``(mean, std)`` as floats; chance is ``1 / dataset.n_classes``.
+    Each trial draws ``k_shot`` support and ``k_query`` disjoint query examples per class from
+    ``split`` of ``dataset`` (all its K classes), runs the base model once on each set and scores
+    :func:`readout_accuracy` with ``config.ridge``. Chance is 1 / K.
+
+    Parameters
+    ----------
+    phi : Mapping[str, ndarray] or None
+        The base model's parameters; None reads out the raw inputs.
+    dataset : Dataset
+        The labeled data.
+    config : Config
+        The base model's sizes and the ridge penalty.
+    rng : numpy.random.Generator
+        The source of the draws.
+    k_shot : int
+        Support examples per class.
+    n_trials : int
+        Draws to average.
+    split : {"train", "test"}
+        The split to draw from.
+    k_query : int, optional
+        Query examples per class (default 20, fewer if a class is small).
+    dtype : dtype, optional
+        The inputs' dtype when ``phi`` is None (float32); otherwise phi's.
+
+    Returns
+    -------
+    mean, std : float
+        Over the trials.
     """
     fn = "few_shot_accuracy"
     config = _check_config(fn, config)
@@ -174,18 +233,48 @@ def _is_finite(phi) -> bool:
 
 def apply_rule(theta, phi, dataset, n_steps: int, config, rng, *, eval_every=None,
                eval_seed: int = 0, k_shot: int = 10, n_trials: int = 5, split: str = "test"):
-    """Apply the rule ``theta`` to ``phi`` for ``n_steps`` steps; return ``(phi, history)``.
+    """Apply the rule ``theta`` to ``phi`` for ``n_steps`` unsupervised steps.
 
-    Step i draws a fresh unlabeled batch of ``config.batch_size`` rows from
-    the train split of ``dataset`` with ``rng`` (so the same generator state
-    gives the same batches) and sets ``phi <- update_step(theta, phi, x)``.
-    ``phi`` is not modified in place. With ``eval_every = k``, ``history`` is
-    a list of ``{"step", "accuracy", "std"}`` at steps 0, k, 2k, ... and at
-    ``n_steps``: :func:`few_shot_accuracy` (``k_shot``, ``n_trials``,
-    ``split``), each time with a new generator seeded ``eval_seed``, so every
-    point is scored on the same labeled batches and the evaluation does not
-    consume ``rng``. Without it, ``history`` is empty. Raises
-    :class:`RuleDivergedError` if phi becomes non-finite.
+    Step i draws a fresh unlabeled batch [B, N^0] (B = ``config.batch_size``) from the train split
+    of ``dataset`` with ``rng``, so the same generator state gives the same batches, and sets
+    ``phi <- update_step(theta, phi, x)``. ``phi`` is not modified in place.
+
+    Parameters
+    ----------
+    theta : Mapping[str, ndarray]
+        The rule's parameters.
+    phi : Mapping[str, ndarray]
+        The base model's parameters for ``config``.
+    dataset : Dataset
+        The source of the unlabeled batches (and of the labeled ones, for ``eval_every``).
+    n_steps : int
+        The steps to take.
+    config : Config
+        The sizes of ``phi`` and the rates.
+    rng : numpy.random.Generator
+        The source of the unlabeled batches.
+    eval_every : int, optional
+        If given, score :func:`few_shot_accuracy` at steps 0, k, 2k, ... and at ``n_steps``,
+        each time with a new generator seeded ``eval_seed``, so every point is scored on the same
+        labeled batches and the evaluation does not consume ``rng``.
+    eval_seed : int
+        The seed of those evaluations.
+    k_shot, n_trials : int
+        The evaluation's examples per class and trials.
+    split : {"train", "test"}
+        The evaluation's split.
+
+    Returns
+    -------
+    phi : dict[str, ndarray]
+        phi after ``n_steps`` steps.
+    history : list of dict
+        ``{"step", "accuracy", "std"}`` per evaluation (empty without ``eval_every``).
+
+    Raises
+    ------
+    RuleDivergedError
+        If phi becomes non-finite.
     """
     fn = "apply_rule"
     config = _check_config(fn, config)

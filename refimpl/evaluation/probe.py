@@ -25,10 +25,30 @@ PROBE = {"dataset": "glyphs_rotation", "n_way": 20, "k_shot": 10, "k_query": 10,
 
 
 def probe_rule(theta, config: Config, inner_steps=(0, 25, 50, 100), probe: dict = PROBE) -> list[dict]:
-    """One dict per entry of ``inner_steps`` (ascending): ``step``, ``J``, ``J_classes`` (the class
-    columns only), ``accuracy`` and the
-    feature diagnostics on the support set. ``theta=None`` leaves phi_0 unchanged (every row
-    then describes phi_0)."""
+    """The meta-objective and diagnostics of a rule on one fixed probe task, after each of ``inner_steps``.
+
+    The probe task (``probe``: a glyph dataset, 20 ways, 10 shots, a fixed seed) is the same for
+    every call, so rows of different snapshots of a meta-training run compare.
+
+    Parameters
+    ----------
+    theta : Mapping[str, ndarray] or None
+        The rule; None leaves phi_0 unchanged (every row then describes phi_0).
+    config : Config
+        The rule's configuration.
+    inner_steps : sequence of int
+        The unsupervised steps after which to measure (sorted ascending).
+    probe : dict
+        The task: ``dataset``, ``n_way``, ``k_shot``, ``k_query``, ``hidden``, ``seed``.
+
+    Returns
+    -------
+    list of dict
+        One row per step: ``step``, ``J`` (the SPEC 6 meta-objective on the probe), ``J_classes``
+        (the same on the class columns alone), ``accuracy`` and
+        :func:`~refimpl.evaluation.diagnostics.feature_diagnostics` of the support features; a
+        row ``{"step", "diverged": True}`` ends the list if phi became non-finite.
+    """
     from refimpl.base_model.mlp import base_forward
     from refimpl.rule.update_step import update_step
 

@@ -128,8 +128,23 @@ def plot_inner_steps(report: dict, path) -> Path:
 
 
 def write_report(report: dict, out_dir) -> dict:
-    """``report.json``, ``report.md``, ``accuracy.png`` and ``inner_steps.png`` in ``out_dir``
-    (each written to a temporary name and renamed); returns name -> path."""
+    """Write an evaluation report as JSON, Markdown tables and two figures.
+
+    Each file is written to a temporary name and renamed, so none is ever half-written.
+
+    Parameters
+    ----------
+    report : dict
+        The result of :func:`refimpl.evaluate_rule`.
+    out_dir : str or path-like
+        The directory (created if needed).
+
+    Returns
+    -------
+    dict
+        ``{"json", "markdown", "accuracy_plot", "inner_steps_plot"}``: the paths written
+        (``report.json``, ``report.md``, ``accuracy.png``, ``inner_steps.png``).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "report.json", "markdown": out_dir / "report.md"}

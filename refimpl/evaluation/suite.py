@@ -101,18 +101,77 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
                   k_query: int = 10, vae_steps=None, supervised_steps=None, supervised_lr=None,
                   arch: str = "rule", random_row: bool = True,
                   out_dir=None, progress: bool = True, benchmark_fn=None) -> dict:
-    """Evaluate ``rule`` on each of ``datasets``; return the report (and write it to ``out_dir``).
+    """Evaluate a rule against every baseline on each dataset, as ``refimpl eval`` does.
 
-    ``inner_steps``: the checkpoints at which the rule's features are read
-    out (0 = phi_0 is always included). ``seeds``: tasks 0..seeds-1.
-    ``baselines``: any of ``raw, ink, pca, vae, supervised``; ink is always
-    added. ``vae_steps`` (the VAE's step cap; it stops early on its
-    validation loss), ``supervised_steps``, ``supervised_lr``: override the
-    baselines' budgets (:data:`refimpl.evaluation.benchmark.VAE_DEFAULTS`,
-    ``SUPERVISED_DEFAULTS``; the budgets used are in each dataset's result).
-    ``random_row``: add the random-theta rows (not for the ``random`` rule itself). Returns ``{"rule", "config", "info",
-    "settings", "notes", "datasets": {name: benchmark result}}``; with
-    ``out_dir`` also writes report.json, report.md and two PNGs there.
+    For each seed (a task), a fresh random base model phi_0 is built for the dataset, the rule is
+    applied for each of ``inner_steps`` unsupervised steps on the dataset's unlabeled train split,
+    and the top features [n, N^L] are read out by the SPEC 6 ridge readout on ``k_shot`` labeled
+    examples per class. Every baseline is scored on the same labeled examples, and each method's
+    accuracy is paired with phi_0's per seed. Runs with one BLAS thread.
+
+    Parameters
+    ----------
+    rule : str, path-like or tuple
+        A shipped rule's name (:func:`refimpl.list_rules`), the path of a theta ``.npz``,
+        ``"random"`` (an untrained theta of the ``small`` preset: the random-theta control) or a
+        loaded ``(theta, config)`` pair.
+    datasets : sequence of str
+        Names for :func:`refimpl.get_dataset`.
+    k_shot : int
+        Labeled examples per class for the readout.
+    inner_steps : sequence of int
+        The checkpoints (unsupervised steps) at which the rule's features are read out; 0
+        (phi_0 itself) is always included.
+    seeds : int
+        The tasks 0..seeds-1: each has its own phi_0, class subset, input permutation and batches.
+    baselines : sequence of str
+        Any of ``"raw"``, ``"ink"``, ``"pca"``, ``"vae"``, ``"supervised"``; ``"ink"`` (the
+        one-feature baseline) is always added.
+    n_way : int or None
+        K, the classes of each task (drawn at random per seed); None uses all the dataset's
+        classes.
+    n_trials : int
+        Labeled draws per seed; the accuracy is their mean.
+    k_query : int
+        Query examples per class in each trial.
+    vae_steps, supervised_steps, supervised_lr : int, int, float, optional
+        Override the baselines' budgets: the VAE's step cap (it stops early when its loss on a
+        validation part of the unlabeled data stops falling), the supervised baseline's Adam steps
+        and learning rate (defaults: :data:`refimpl.evaluation.benchmark.VAE_DEFAULTS` and
+        ``SUPERVISED_DEFAULTS``, chosen on held-out glyph tasks). The budgets used are in each
+        dataset's result (``budgets``) and in the report's notes.
+    arch : str
+        The base net: ``"rule"`` (the rule's hidden widths and N^L) or ``"paper"`` (4 hidden layers
+        of 128, a top layer of 32).
+    random_row : bool
+        Add the ``random@<s>`` rows: a random theta (SPEC 9 ``init_theta`` of the rule's config)
+        applied from the same phi_0 on the same batches (not for the ``random`` rule itself).
+    out_dir : str or path-like, optional
+        If given, ``report.json``, ``report.md`` and two figures are written there.
+    progress : bool
+        Print a line per seed to stderr.
+    benchmark_fn : callable, optional
+        Replaces :func:`refimpl.evaluation.benchmark.benchmark` (tests).
+
+    Returns
+    -------
+    dict
+        ``{"rule", "config", "info", "settings", "notes", "datasets"}``; ``datasets`` maps each
+        name to the :func:`~refimpl.evaluation.benchmark.benchmark` result of that dataset.
+
+    Raises
+    ------
+    ValueError
+        One line naming the bad argument, before any work: an unknown rule, dataset or baseline,
+        a count out of range, or a dataset that is not installed.
+
+    Examples
+    --------
+    >>> import refimpl
+    >>> report = refimpl.evaluate_rule("small-glyphs-rotation", ["moons"], inner_steps=[0, 10],
+    ...                                seeds=1, baselines=["raw"], n_trials=1, progress=False)
+    >>> [row["method"] for row in report["datasets"]["moons"]["summary"]]
+    ['rule@0', 'rule@10', 'random@10', 'raw', 'ink']
     """
     from refimpl.evaluation.reporting import write_report
 

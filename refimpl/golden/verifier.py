@@ -38,8 +38,10 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +64,12 @@ NOT_IMPLEMENTED = "not implemented"
 
 @dataclass
 class ArrayVerdict:
+    """The comparison of one stored array of a case with the backend's.
+
+    ``passed`` is ``error <= limit``; an array whose limit is not ``enforced`` is reported and
+    does not fail its case. ``line()`` is its line of a report.
+    """
+
     array: str
     error: float            # the normwise relative error; NaN when not computed or not finite
     limit: float
@@ -80,6 +88,13 @@ class ArrayVerdict:
 
 @dataclass
 class CaseVerdict:
+    """The verdict of one case: an :class:`ArrayVerdict` per stored output and gradient.
+
+    ``ok`` when it ran and no enforced array failed; ``not_implemented`` when the backend has
+    no ``<kind>``; ``not_run`` says why a case could not be run. ``summary()`` is one line
+    (why it fails), ``assert_ok()`` raises ``AssertionError`` with it.
+    """
+
     name: str
     kind: str
     arrays: list[ArrayVerdict] = field(default_factory=list)
@@ -177,7 +192,7 @@ class Report:
         return f"verdict: FAIL ({self.summary()})"
 
     def to_dict(self) -> dict:
-        def clean(value):   # JSON has no NaN: a missing error is null
+        def clean(value: Any) -> Any:   # JSON has no NaN: a missing error is null
             return None if isinstance(value, float) and not math.isfinite(value) else value
         cases = []
         for c in self.cases:
@@ -190,7 +205,7 @@ class Report:
                 "not_implemented": [c.name for c in self.not_implemented], "problems": self.problems,
                 "skipped": self.skipped, "cases": cases}
 
-    def write_json(self, path) -> None:
+    def write_json(self, path: str | os.PathLike) -> None:
         """The report as JSON, written atomically (a reader never sees half a report)."""
         text = json.dumps(self.to_dict(), indent=1) + "\n"
         atomic_write_bytes(Path(path), lambda f: f.write(text.encode()))
@@ -198,6 +213,14 @@ class Report:
 
 @dataclass
 class VerifyReport(Report):
+    """What :func:`verify` returns: a :class:`CaseVerdict` per selected case, the set-level
+    problems, and the coverage of the backend.
+
+    ``ok`` when every selected case judged passes (kinds not implemented aside, unless
+    ``strict``); ``verdict()`` is the report's last line, ``coverage()`` the kinds and cases
+    the backend implements, ``write_json(path)`` the report as JSON.
+    """
+
     strict: bool = False      # kinds the backend does not implement fail the run
 
     def reasons(self) -> list[str]:
@@ -238,16 +261,52 @@ def _selected(manifest: dict, include, exclude) -> tuple[list[dict], list[str], 
     return chosen, skipped, problems
 
 
-def golden_cases(directory, include=None, exclude=None) -> list[str]:
-    """The names of the set's cases of the selected kinds, for ``@pytest.mark.parametrize``."""
+def golden_cases(directory: str | os.PathLike, include: Sequence[str] | None = None,
+                 exclude: Sequence[str] | None = None) -> list[str]:
+    """The names of a golden set's cases of the selected kinds, for ``@pytest.mark.parametrize``.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        The golden set.
+    include, exclude : sequence of str, optional
+        Kinds to select (default all) and to leave out.
+
+    Returns
+    -------
+    list of str
+        Case names, in the manifest's order.
+    """
     chosen, _, _ = _selected(read_manifest(directory), include, exclude)
     return [entry["name"] for entry in chosen]
 
 
-def check_case(directory, name: str, backend, float32: bool = False) -> CaseVerdict:
-    """Run ``backend`` on the case ``name`` of the set in ``directory`` and compare (one test of a port).
-    A kind the backend does not implement gives a verdict with ``not_implemented`` set (a port's test
-    skips it)."""
+def check_case(directory: str | os.PathLike, name: str, backend: Any, float32: bool = False) -> CaseVerdict:
+    """Run a backend on one case of a golden set and compare: one test of a port.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        The golden set.
+    name : str
+        The case's name (:func:`golden_cases` lists them).
+    backend : object
+        As for :func:`verify`.
+    float32 : bool
+        Give the backend float32 inputs and apply the float32 rule.
+
+    Returns
+    -------
+    CaseVerdict
+        Per array: error, limit, pass. ``not_implemented`` is set when the backend has no
+        ``<kind>`` (a port's test skips the case); ``assert_ok()`` raises naming every failing
+        array.
+
+    Raises
+    ------
+    GoldenError
+        If the set has no case ``name`` or its manifest cannot be read.
+    """
     manifest = read_manifest(directory)
     entry = next((e for e in manifest["cases"] if e["name"] == name), None)
     if entry is None:
@@ -255,8 +314,9 @@ def check_case(directory, name: str, backend, float32: bool = False) -> CaseVerd
     return _verify_case(Path(directory), entry, backend, float32)
 
 
-def run_cases(report: Report, entries: list[dict], judge_case, log=None, progress: bool = False,
-              desc: str = "golden", not_compared_note: str = "not compared") -> Report:
+def run_cases(report: Report, entries: list[dict], judge_case: Callable[[dict], CaseVerdict],
+              log: Callable[[str], None] | None = None, progress: bool = False, desc: str = "golden",
+              not_compared_note: str = "not compared") -> Report:
     """Judge every entry with ``judge_case(entry) -> CaseVerdict`` into ``report``, logging each
     case's lines, with progress on stderr when ``progress``. ``report.finished`` is set once every
     entry is judged; whatever stops the loop early, the last logged line is a verdict."""
@@ -284,20 +344,63 @@ def run_cases(report: Report, entries: list[dict], judge_case, log=None, progres
     return report
 
 
-def verify(golden_dir, backend, include=None, exclude=None, float32: bool = False, log=None,
+def verify(golden_dir: str | os.PathLike, backend: Any, include: Sequence[str] | None = None,
+           exclude: Sequence[str] | None = None, float32: bool = False, log: Callable[[str], None] | None = None,
            strict: bool = False, progress: bool = False) -> VerifyReport:
-    """Verify ``backend`` against every case of the golden set in ``golden_dir`` whose kind is in
-    ``include`` (default: all) and not in ``exclude``.
+    """Verify a port's backend against the cases of a golden set.
 
-    ``float32``: inputs and cotangents are given to the backend in float32 and
-    the float32 rule applies. ``log``: a function receiving the report's lines
-    as they come (``print`` for the command line); the last one is the verdict.
-    ``progress``: progress lines on stderr. A case of a kind the backend does
-    not implement is listed as not implemented and does not fail the report,
-    unless ``strict``; a backend that implements none of the selected cases
-    fails. A manifest that is not the contract's layout raises
-    :class:`GoldenError`; a case the backend cannot run is reported, and fails
-    the report.
+    Each selected case's stored inputs (and cotangents) are given to ``backend.<kind>`` (and
+    ``backend.<kind>_vjp``); every stored output and gradient is compared with the contract's
+    metric and limit (docs/golden.md). A case of a kind the backend does not implement is
+    listed as not implemented and does not fail the report, unless ``strict``; a backend that
+    implements none of the selected cases fails. A case the backend cannot run is reported and
+    fails the report.
+
+    Parameters
+    ----------
+    golden_dir : str or path-like
+        The set: a directory with ``manifest.json`` and one ``.npz`` per case.
+    backend : object
+        Any object with a callable ``<kind>(inputs, attrs, config) -> outputs`` per kind it
+        implements, and ``<kind>_vjp(inputs, attrs, config, cotangents) -> grads`` where the case
+        stores gradients (see the module's docstring).
+    include, exclude : sequence of str, optional
+        Kinds to select (default all) and to leave out.
+    float32 : bool
+        Give the backend float32 inputs and cotangents, and apply the float32 rule.
+    log : callable, optional
+        Receives the report's lines as they come (``print`` for the command line); the last one
+        is the verdict.
+    strict : bool
+        Kinds the backend does not implement fail the run.
+    progress : bool
+        Progress lines on stderr.
+
+    Returns
+    -------
+    VerifyReport
+        A verdict per selected case; ``ok`` says whether the set passes, ``coverage()`` what the
+        backend implements.
+
+    Raises
+    ------
+    GoldenError
+        If the manifest is not the contract's layout, or ``include``/``exclude`` are not lists of
+        kind names.
+
+    Examples
+    --------
+    A port's test suite, one test per case (PORTING.md has the full example)::
+
+        import pytest
+        from refimpl.golden.verifier import check_case, golden_cases
+
+        @pytest.mark.parametrize("name", golden_cases("tests/golden"))
+        def test_golden(name):
+            verdict = check_case("tests/golden", name, MyBackend())
+            if verdict.not_implemented:
+                pytest.skip(verdict.summary())
+            verdict.assert_ok()
     """
     manifest = read_manifest(golden_dir)
     chosen, skipped, problems = _selected(manifest, include, exclude)
@@ -318,7 +421,7 @@ def verify(golden_dir, backend, include=None, exclude=None, float32: bool = Fals
     return report
 
 
-def implements(backend, kind: str) -> bool:
+def implements(backend: Any, kind: str) -> bool:
     """Whether ``backend`` implements ``kind`` (has a callable ``<kind>``)."""
     return callable(getattr(backend, kind, None))
 
@@ -376,8 +479,8 @@ def _call(fn, label: str, *args) -> dict:
     return result
 
 
-def judge_arrays(entry: dict, expected: dict, got: dict, float32: bool, own_float32_errors=None) \
-        -> list[ArrayVerdict]:
+def judge_arrays(entry: dict, expected: dict, got: dict, float32: bool,
+                 own_float32_errors: Mapping[str, float] | None = None) -> list[ArrayVerdict]:
     """One verdict per stored output and grad of ``expected`` against ``got`` (same names), with the
     limit of :func:`refimpl.golden.format.array_limit`; ``own_float32_errors``: the verifier's own
     float32 error per array, where it can measure one (refimpl's check)."""
@@ -436,8 +539,26 @@ def _judge(name: str, value, ref: np.ndarray, limit: float, enforced: bool) -> A
     return ArrayVerdict(name, error, limit, bool(error <= limit), enforced, "", max_abs)
 
 
-def load_backend(spec: str):
-    """The object named by ``module:object`` or ``path/to/file.py:object`` (a dotted object path allowed)."""
+def load_backend(spec: str) -> Any:
+    """The backend object named on the command line (``refimpl golden verify --backend``).
+
+    Parameters
+    ----------
+    spec : str
+        ``module:object`` or ``path/to/file.py:object``; the object may be a dotted path
+        (``module:Class.attribute``).
+
+    Returns
+    -------
+    object
+        The named object.
+
+    Raises
+    ------
+    GoldenError
+        If ``spec`` is malformed, the file does not exist, or importing it fails (an import that
+        calls ``sys.exit`` included); one line naming why.
+    """
     module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
         raise GoldenError(f"--backend must be module:object or file.py:object, not {spec!r}")

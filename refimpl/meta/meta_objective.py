@@ -20,16 +20,18 @@ The loop over the n_eval pairs is a loop over independent evaluations
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from refimpl.base_model.mlp import base_backward, base_forward_unchecked
 from refimpl.config import Config, check_config
-from refimpl.ops.matmul import matmul_backward, matmul_forward
+from refimpl.ops.matmul import MatmulCache, matmul_backward, matmul_forward
 from refimpl.ops.meta_loss import center_labels_forward, meta_loss_backward, meta_loss_forward
 from refimpl.ops.normalize import row_normalize_backward, row_normalize_forward
-from refimpl.ops.ridge import ridge_solve_backward, ridge_solve_forward
+from refimpl.ops.ridge import RidgeSolveCache, ridge_solve_backward, ridge_solve_forward
 from refimpl.params import validate_phi
 from refimpl.validate import check_array, fail
 
@@ -54,8 +56,8 @@ class MetaObjectiveCache(NamedTuple):
     dtype: np.dtype
 
 
-def check_labeled_pairs(op: str, x_a, y_a, x_b, y_b, config: Config, n_cls, dtype=None,
-                        lead: tuple = ()) -> tuple:
+def check_labeled_pairs(op: str, x_a: np.ndarray, y_a: np.ndarray, x_b: np.ndarray, y_b: np.ndarray,
+                        config: Config, n_cls: int, dtype: npt.DTypeLike | None = None, lead: tuple = ()) -> tuple:
     """Validate labeled pairs; return (n_eval, n_label, n_targets).
 
     x_a, x_b: [*lead, n_eval, n_label, N^0]; y_a, y_b: [*lead, n_eval, n_label,
@@ -117,7 +119,8 @@ def _with_ones(F):
     return np.concatenate([F, np.ones((F.shape[0], 1), dtype=F.dtype)], axis=1)
 
 
-def ridge_readout(F_a, Yh_a, F_b, ridge: float):
+def ridge_readout(F_a: np.ndarray, Yh_a: np.ndarray, F_b: np.ndarray, ridge: float
+                  ) -> tuple[np.ndarray, RidgeSolveCache, MatmulCache]:
     """The SPEC 6 readout (derivations/meta_objective.md eq. 3-4), shared by the meta-objective and the
     few-shot evaluation: ``C = RidgeSolve([F_a, 1], Yh_a, ridge)`` and predictions ``P = [F_b, 1] @ C``.
     F_a: [n_a, F]; Yh_a: [n_a, T] centred targets; F_b: [n_b, F]. Returns (P [n_b, T], ridge cache,
@@ -127,7 +130,9 @@ def ridge_readout(F_a, Yh_a, F_b, ridge: float):
     return P, ridge_cache, matmul_cache
 
 
-def meta_objective_forward(phi, x_a, y_a, x_b, y_b, config: Config, *, n_cls):
+def meta_objective_forward(phi: Mapping[str, np.ndarray], x_a: np.ndarray, y_a: np.ndarray, x_b: np.ndarray,
+                           y_b: np.ndarray, config: Config, *, n_cls: int
+                           ) -> tuple[np.ndarray, float, MetaObjectiveCache]:
     """SPEC 6 meta-objective of phi on n_eval labeled pairs (derivations/meta_objective.md eq. 1-7).
 
     phi: SPEC 9 mapping for ``config``; x_a, x_b: [n_eval, n_label, N^0] inputs
@@ -142,7 +147,9 @@ def meta_objective_forward(phi, x_a, y_a, x_b, y_b, config: Config, *, n_cls):
     return meta_objective_forward_unchecked(phi, x_a, y_a, x_b, y_b, config, n_cls=n_cls)
 
 
-def meta_objective_forward_unchecked(phi, x_a, y_a, x_b, y_b, config: Config, *, n_cls):
+def meta_objective_forward_unchecked(phi: Mapping[str, np.ndarray], x_a: np.ndarray, y_a: np.ndarray, x_b: np.ndarray,
+                                     y_b: np.ndarray, config: Config, *, n_cls: int
+                                     ) -> tuple[np.ndarray, float, MetaObjectiveCache]:
     """meta_objective_forward for arguments the caller has validated (the unroll does, once)."""
     n_eval, L, dtype = x_a.shape[0], config.L, x_a.dtype
     pairs, losses, hits = [], [], []
@@ -162,7 +169,7 @@ def meta_objective_forward_unchecked(phi, x_a, y_a, x_b, y_b, config: Config, *,
     return loss, accuracy, MetaObjectiveCache(pairs, L, dtype)
 
 
-def meta_objective_backward(dloss, cache: MetaObjectiveCache) -> dict:
+def meta_objective_backward(dloss: float | np.ndarray, cache: MetaObjectiveCache) -> dict[str, np.ndarray]:
     """VJP of meta_objective_forward with respect to phi (derivations/meta_objective.md eq. 9-15).
 
     dloss: the cotangent of the loss (a scalar or 0-d array).
@@ -191,7 +198,52 @@ def meta_objective_backward(dloss, cache: MetaObjectiveCache) -> dict:
     return dphi
 
 
-def meta_objective(phi, x_a, y_a, x_b, y_b, config: Config, *, n_cls):
-    """(loss as a float, accuracy) without keeping anything for a backward."""
+def meta_objective(phi: Mapping[str, np.ndarray], x_a: np.ndarray, y_a: np.ndarray, x_b: np.ndarray, y_b: np.ndarray,
+                   config: Config, *, n_cls: int) -> tuple[float, float]:
+    r"""The SPEC 6 meta-objective of phi on n_eval labeled pairs, and the readout's accuracy.
+
+    For each pair e, x_a and x_b go through the base model in two independent forward passes;
+    a ridge regression fitted on the features of x_a predicts the targets of x_b:
+
+    .. math::
+
+        A = [x^L(x_a), 1], \qquad C = \text{RidgeSolve}(A, \hat Y_a, \text{ridge}), \qquad
+        \hat P = \text{RowNormalize}\big([x^L(x_b), 1]\, C\big),
+
+    .. math::
+
+        J_e = \frac{1}{n_\text{label}} \sum_{i=1}^{n_\text{label}} \big\lVert \hat P[i] - \hat Y_b[i] \big\rVert^2,
+
+    with :math:`\hat Y_a`, :math:`\hat Y_b` the centred and scaled targets (each with its own
+    statistics); the result is the mean of :math:`J_e` over the pairs. Nothing is kept for a backward (see ``meta_objective_forward`` and
+    ``meta_objective_backward`` in ``refimpl.meta.meta_objective`` for the VJP).
+
+    Parameters
+    ----------
+    phi : Mapping[str, ndarray]
+        The base model's parameters for ``config``.
+    x_a, x_b : ndarray, shape [n_eval, n_label, N^0]
+        The inputs of each pair's two batches (n_eval = ``config.n_eval``).
+    y_a, y_b : ndarray, shape [n_eval, n_label, K + n_reg]
+        Their targets: one-hot classes in the first K = ``n_cls`` columns, then n_reg regression
+        targets in [-1, 1].
+    config : Config
+        The base model's sizes, the ridge penalty and eps_p.
+    n_cls : int
+        K >= 2, the class columns of the targets (it cannot be read from their width).
+
+    Returns
+    -------
+    loss : float
+        The meta-objective.
+    accuracy : float
+        The fraction of rows of x_b whose predicted class (the argmax of the K class columns of
+        the prediction) is right, over all pairs; not differentiated.
+
+    Raises
+    ------
+    ValueError
+        If a shape, the dtype or the one-hot class columns do not match.
+    """
     loss, accuracy, _ = meta_objective_forward(phi, x_a, y_a, x_b, y_b, config, n_cls=n_cls)
     return float(loss), accuracy

@@ -23,9 +23,11 @@ forwards and U VJPs in all. Derivation: derivations/unroll.md.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from refimpl.config import Config
 from refimpl.meta.meta_objective import check_labeled_pairs, meta_objective_backward, meta_objective_forward_unchecked
@@ -49,11 +51,16 @@ class NonFiniteError(ValueError):
 
 
 class UnrollBatches(NamedTuple):
-    """The data of one truncated unroll of length U.
+    """The data of one truncated unroll of length U (SPEC 7).
 
-    x:        [U, B, N^0]                     unlabeled batch of step u
-    x_a, x_b: [U, n_eval, n_label, N^0]       labeled pairs scoring step u
-    y_a, y_b: [U, n_eval, n_label, n_cls + n_reg]
+    Attributes
+    ----------
+    x : ndarray, shape [U, B, N^0]
+        The unlabeled batch of each update step.
+    x_a, x_b : ndarray, shape [U, n_eval, n_label, N^0]
+        The labeled pairs that score the phi after each step.
+    y_a, y_b : ndarray, shape [U, n_eval, n_label, K + n_reg]
+        Their targets (one-hot classes, then regression targets).
     """
 
     x: np.ndarray
@@ -66,7 +73,8 @@ class UnrollBatches(NamedTuple):
     def U(self) -> int:
         return int(np.shape(self.x)[0])
 
-    def validate(self, config: Config, *, n_cls, dtype=None, op: str = "UnrollBatches") -> int:
+    def validate(self, config: Config, *, n_cls: int, dtype: npt.DTypeLike | None = None,
+                 op: str = "UnrollBatches") -> int:
         """Check shapes, dtypes and labels against ``config``; return U.
 
         B must equal config.batch_size (TopD is tied to it), n_eval config.n_eval,
@@ -95,17 +103,33 @@ class UnrollBatches(NamedTuple):
         check_labeled_pairs(op, self.x_a, self.y_a, self.x_b, self.y_b, config, n_cls, dtype, lead=(U,))
         return U
 
-    def step(self, u: int):
+    def step(self, u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(x, x_a, y_a, x_b, y_b) of step u."""
         return self.x[u], self.x_a[u], self.y_a[u], self.x_b[u], self.y_b[u]
 
 
 class MetaGradient(NamedTuple):
-    loss: float               # J = mean of ``losses``
-    dtheta: dict              # dJ/dtheta, SPEC 9 names, theta's dtype
-    phi_final: dict           # phi_U, the next truncation's start
-    losses: list              # MetaObjective(phi_{u+1}) for u = 0..U-1 (floats)
-    accuracies: list          # accuracy of step u (floats, not differentiated)
+    """What :func:`refimpl.meta_gradient` returns: J, its gradient and the unroll's end.
+
+    Attributes
+    ----------
+    loss : float
+        J, the mean of ``losses``.
+    dtheta : dict[str, ndarray]
+        dJ/dtheta, every SPEC 9 theta name, theta's dtype.
+    phi_final : dict[str, ndarray]
+        phi_U, the start of the task's next truncation.
+    losses : list of float
+        MetaObjective(phi_{u+1}) for u = 0..U-1.
+    accuracies : list of float
+        The readout's accuracy after each step (not differentiated).
+    """
+
+    loss: float
+    dtheta: dict
+    phi_final: dict
+    losses: list
+    accuracies: list
 
 
 def _check_all(theta, phi, batches, config, n_cls, need_theta=True) -> tuple:
@@ -159,7 +183,8 @@ def _step_forward(theta, phi, batches, u, config, n_cls):
     return phi_next, step_cache, float(loss), accuracy, mo_cache
 
 
-def unroll_forward(theta, phi, batches: UnrollBatches, config: Config, *, n_cls):
+def unroll_forward(theta: Mapping[str, np.ndarray], phi: Mapping[str, np.ndarray], batches: UnrollBatches,
+                   config: Config, *, n_cls: int) -> tuple[float, dict[str, np.ndarray], list[float], list[float]]:
     """The unroll without a gradient (evaluation): returns (J, phi_final, losses, accuracies).
 
     Keeps nothing but the current phi; raises NonFiniteError on NaN/Inf."""
@@ -172,16 +197,48 @@ def unroll_forward(theta, phi, batches: UnrollBatches, config: Config, *, n_cls)
     return sum(losses) / len(losses), phi, losses, accuracies
 
 
-def meta_gradient(theta, phi, batches: UnrollBatches, config: Config, *, n_cls) -> MetaGradient:
-    """SPEC 7 meta-gradient of one truncated unroll (derivations/unroll.md eq. 1-6).
+def meta_gradient(theta: Mapping[str, np.ndarray], phi: Mapping[str, np.ndarray], batches: UnrollBatches,
+                  config: Config, *, n_cls: int) -> MetaGradient:
+    r"""The SPEC 7 meta-gradient of one truncated unroll of U update steps.
 
-    theta, phi: SPEC 9 mappings of one dtype (phi is the truncation's start,
-    held constant: no gradient flows into it); batches: UnrollBatches of that
-    dtype; n_cls: number of one-hot class columns of the targets.
-    Returns MetaGradient(loss J, dtheta, phi_final, losses, accuracies).
-    Raises NonFiniteError when a phi or a meta-objective of the unroll is not
-    finite; a finite unroll's dtheta is returned as computed (the caller
-    checks it, SPEC 7).
+    The rule is applied U times from phi, step u on its own unlabeled batch; after each update
+    the meta-objective is scored on that step's labeled pairs, and
+
+    .. math::
+
+        J = \frac{1}{U} \sum_{u=0}^{U-1} \text{MetaObjective}(\phi_{u+1}), \qquad
+        \frac{\partial J}{\partial \theta} \text{ by reverse mode through all U steps,}
+
+    with phi, the truncation's start, held constant (no gradient flows into it). The steps'
+    caches are kept when they fit in memory, and recomputed in the backward otherwise; the
+    numbers are the same. Derivation: ``derivations/unroll.md``.
+
+    Parameters
+    ----------
+    theta : Mapping[str, ndarray]
+        The rule's parameters for ``config``.
+    phi : Mapping[str, ndarray]
+        The base model at the start of the truncation, of theta's dtype.
+    batches : UnrollBatches
+        The unroll's data: x [U, B, N^0] and the labeled pairs of every step.
+    config : Config
+        The sizes and rates.
+    n_cls : int
+        K, the one-hot class columns of the targets.
+
+    Returns
+    -------
+    MetaGradient
+        ``loss`` (J), ``dtheta`` (dJ/dtheta, every theta name), ``phi_final`` (the next
+        truncation's start), and the ``losses`` and ``accuracies`` of every step.
+
+    Raises
+    ------
+    NonFiniteError
+        If a phi or a meta-objective of the unroll is not finite (a finite unroll's ``dtheta``
+        is returned as computed: the caller checks it, SPEC 7).
+    ValueError
+        If an argument does not match ``config`` (names, shapes, one dtype, batch size).
     """
     U, dtype = _check_all(theta, phi, batches, config, n_cls)
 

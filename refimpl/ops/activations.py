@@ -49,7 +49,7 @@ def _sigmoid_pair(z):
     return np.where(pos, r, er), np.where(pos, er, r)
 
 
-def activation_forward(z, *, name):
+def activation_forward(z: np.ndarray, *, name: str) -> tuple[np.ndarray, ActivationCache]:
     """Activation forward (derivations/activations.md eq. 1-8).
 
     z: any shape, e.g. [B, N] (base model) or [B, N, C] (the rule's gate).
@@ -84,7 +84,7 @@ def activation_forward(z, *, name):
     return x, ActivationCache(name, kept_z, x, aux)
 
 
-def activation_backward(dx, cache: ActivationCache) -> ActivationGrads:
+def activation_backward(dx: np.ndarray, cache: ActivationCache) -> ActivationGrads:
     """VJP of activation_forward: dz = dx * f'(z).
 
     f' reuses the forward's sigmoid(z) and sigmoid(-z) (sigmoid, swish) and

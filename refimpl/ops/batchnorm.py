@@ -65,7 +65,8 @@ def _from_2d(a2: np.ndarray, shape: tuple[int, ...], order: tuple[int, ...]) -> 
     return out if order == tuple(range(len(shape))) else np.transpose(out, np.argsort(order))
 
 
-def batchnorm_forward(m, gamma=None, beta=None, *, axes, eps):
+def batchnorm_forward(m: np.ndarray, gamma: np.ndarray | None = None, beta: np.ndarray | None = None, *,
+                      axes: int | tuple[int, ...], eps: float) -> tuple[np.ndarray, BatchNormCache]:
     """BatchNorm forward.
 
     m: any shape, e.g. [B, N, C] or [B, N]; gamma, beta: optional, shaped
@@ -97,7 +98,7 @@ def batchnorm_forward(m, gamma=None, beta=None, *, axes, eps):
     return y, BatchNormCache(xhat, inv_std, gamma_f, beta is not None, axes, param_shape, m.shape, order)
 
 
-def batchnorm_backward(dy, cache: BatchNormCache) -> BatchNormGrads:
+def batchnorm_backward(dy: np.ndarray, cache: BatchNormCache) -> BatchNormGrads:
     """VJP of batchnorm_forward: grads for m, gamma, beta (None where absent)."""
     xhat, inv_std, gamma_f, has_beta, axes, param_shape, shape, order = cache
     dy2 = _as_2d(dy, order, len(axes))

@@ -111,7 +111,7 @@ def _check_conv(op, m, w, bias) -> None:
 TAP_FORM_DTYPES = (np.dtype(np.float32),)
 
 
-def uses_tap_form(m, w) -> bool:
+def uses_tap_form(m: np.ndarray, w: np.ndarray) -> bool:
     """float32 with C >= Cout / 2: with fewer input channels the K thin matmuls, each writing the whole
     [B*N, Cout] output, cost more than one im2col copy of m (benchmarks/RESULTS.md, "When the float32
     convolution uses the tap form")."""
@@ -119,21 +119,22 @@ def uses_tap_form(m, w) -> bool:
     return m.dtype in TAP_FORM_DTYPES and C >= 4 and 2 * C >= Cout
 
 
-def conv_forward_unchecked(m, w, bias, axis: int):
+def conv_forward_unchecked(m: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
+                           axis: int) -> tuple[np.ndarray, ConvCache]:
     """conv_batch_forward (axis 0) / conv_unit_forward (axis 1) for arguments the caller has validated."""
     if uses_tap_form(m, w):
         return conv_taps(m, w, bias, axis)
     return conv_im2col(m, w, bias, axis)
 
 
-def conv_backward(dy, cache: ConvCache) -> ConvGrads:
+def conv_backward(dy: np.ndarray, cache: ConvCache) -> ConvGrads:
     """VJP of conv_forward_unchecked, in the form its forward used."""
     if uses_tap_form(cache.m, cache.w):
         return conv_taps_vjp(dy, cache)
     return conv_im2col_vjp(dy, cache)
 
 
-def conv_im2col(m, w, bias, axis: int):
+def conv_im2col(m: np.ndarray, w: np.ndarray, bias: np.ndarray | None, axis: int) -> tuple[np.ndarray, ConvCache]:
     """The plain form (im2col, one matmul): derivations/conv_batch.md eq. 2."""
     K, C, Cout = w.shape
     B, N, _ = m.shape
@@ -146,7 +147,7 @@ def conv_im2col(m, w, bias, axis: int):
     return y.reshape(B, N, Cout), ConvCache(m, w, bias is not None, axis)
 
 
-def conv_im2col_vjp(dy, cache: ConvCache) -> ConvGrads:
+def conv_im2col_vjp(dy: np.ndarray, cache: ConvCache) -> ConvGrads:
     m, w, has_bias, axis = cache
     K, C, Cout = w.shape
     B, N, _ = m.shape
@@ -161,7 +162,7 @@ def conv_im2col_vjp(dy, cache: ConvCache) -> ConvGrads:
     return ConvGrads(dm, dw, dbias)
 
 
-def conv_batch_forward(m, w, bias=None):
+def conv_batch_forward(m: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None) -> tuple[np.ndarray, ConvCache]:
     """ConvBatch: 1-D cross-correlation along the batch axis, per unit.
 
     y[b, n, o] = bias[o] + sum_k sum_c m[b + k - (K-1)/2, n, c] w[k, c, o],
@@ -171,7 +172,7 @@ def conv_batch_forward(m, w, bias=None):
     return _conv_along(OP_BATCH, 0, m, w, bias)
 
 
-def conv_batch_backward(dy, cache: ConvCache) -> ConvGrads:
+def conv_batch_backward(dy: np.ndarray, cache: ConvCache) -> ConvGrads:
     """VJP of conv_batch_forward: dy [B, N, Cout] -> ConvGrads(m [B, N, C], w [K, C, Cout], bias [Cout] or None).
 
     derivations/conv_batch.md eqs. 3-6.
@@ -179,7 +180,7 @@ def conv_batch_backward(dy, cache: ConvCache) -> ConvGrads:
     return conv_backward(dy, cache)
 
 
-def conv_unit_forward(m, w, bias=None):
+def conv_unit_forward(m: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None) -> tuple[np.ndarray, ConvCache]:
     """ConvUnit: 1-D cross-correlation along the unit axis, per batch element.
 
     y[b, n, o] = bias[o] + sum_k sum_c m[b, n + k - (K-1)/2, c] w[k, c, o],
@@ -189,7 +190,7 @@ def conv_unit_forward(m, w, bias=None):
     return _conv_along(OP_UNIT, 1, m, w, bias)
 
 
-def conv_unit_backward(dy, cache: ConvCache) -> ConvGrads:
+def conv_unit_backward(dy: np.ndarray, cache: ConvCache) -> ConvGrads:
     """VJP of conv_unit_forward: dy [B, N, Cout] -> ConvGrads(m [B, N, C], w [K, C, Cout], bias [Cout] or None).
 
     derivations/conv_unit.md (the equations of derivations/conv_batch.md eqs. 3-6 on axis 1).
@@ -205,13 +206,24 @@ def _edge_units(N: int, P: int) -> np.ndarray:
     return np.unique(np.concatenate([np.arange(min(P, N)), np.arange(max(N - P, 0), N)]))
 
 
+def _tap_geometry(B: int, N: int, K: int, axis: int) -> tuple[int, int, int, int]:
+    """(P, length, row_step, rows): the half-width, the length of the conv axis, the rows one step along
+    it moves in the flattened [B*N] order, and B*N."""
+    length, row_step = (B, N) if axis == 0 else (N, 1)
+    return (K - 1) // 2, length, row_step, B * N
+
+
+def _tap_rows(s: int, row_step: int, rows: int) -> tuple[slice, slice]:
+    """(dst, src): the flattened rows where tap offset s (|s| < length) writes and the rows it reads."""
+    off = abs(s) * row_step
+    return (slice(0, rows - off), slice(off, rows)) if s > 0 else (slice(off, rows), slice(0, rows - off))
+
+
 def _tap_sum(m, w, axis: int) -> np.ndarray:
     """sum_k shift_k(m) @ w[k] (eq. 7), [B*N, Cout]: one matmul per tap on row ranges of m's [B*N, C] view."""
     B, N, C = m.shape
     K, _, Cout = w.shape
-    P = (K - 1) // 2
-    length, row_step = (B, N) if axis == 0 else (N, 1)
-    rows = B * N
+    P, length, row_step, rows = _tap_geometry(B, N, K, axis)
     m2 = np.ascontiguousarray(m).reshape(rows, C)
     y = m2 @ w[P]                                            # the centre tap covers every row
     tmp = np.empty_like(y)
@@ -219,9 +231,8 @@ def _tap_sum(m, w, axis: int) -> np.ndarray:
         s = k - P
         if s == 0 or abs(s) >= length:                       # a tap past the whole axis reads only padding
             continue
-        off = abs(s) * row_step
-        dst, src = (slice(0, rows - off), slice(off, rows)) if s > 0 else (slice(off, rows), slice(0, rows - off))
-        part = tmp[: rows - off]
+        dst, src = _tap_rows(s, row_step, rows)
+        part = tmp[: rows - abs(s) * row_step]
         np.matmul(m2[src], w[k], out=part)
         y[dst] += part
     if axis == 1 and P > 0:
@@ -240,7 +251,7 @@ def _tap_sum(m, w, axis: int) -> np.ndarray:
     return y
 
 
-def conv_taps(m, w, bias, axis: int):
+def conv_taps(m: np.ndarray, w: np.ndarray, bias: np.ndarray | None, axis: int) -> tuple[np.ndarray, ConvCache]:
     """The tap form of conv_batch_forward (axis 0) / conv_unit_forward (axis 1); same cache, same result
     up to rounding. m [B, N, C], w [K, C, Cout], bias [Cout] or None -> (y [B, N, Cout], ConvCache)."""
     B, N, _ = m.shape
@@ -250,14 +261,12 @@ def conv_taps(m, w, bias, axis: int):
     return y.reshape(B, N, w.shape[2]), ConvCache(m, w, bias is not None, axis)
 
 
-def conv_taps_vjp(dy, cache: ConvCache) -> ConvGrads:
+def conv_taps_vjp(dy: np.ndarray, cache: ConvCache) -> ConvGrads:
     """VJP of conv_taps (derivations/conv_batch.md eq. 9; the same grads as eqs. 3-6)."""
     m, w, has_bias, axis = cache
     K, C, Cout = w.shape
     B, N, _ = m.shape
-    P = (K - 1) // 2
-    length, row_step = (B, N) if axis == 0 else (N, 1)
-    rows = B * N
+    P, length, row_step, rows = _tap_geometry(B, N, K, axis)
     m2 = np.ascontiguousarray(m).reshape(rows, C)
     dy = np.ascontiguousarray(dy)
     dy2 = dy.reshape(rows, Cout)
@@ -269,8 +278,7 @@ def conv_taps_vjp(dy, cache: ConvCache) -> ConvGrads:
         s = k - P
         if abs(s) >= length:
             continue
-        off = abs(s) * row_step
-        dst, src = (slice(0, rows - off), slice(off, rows)) if s > 0 else (slice(off, rows), slice(0, rows - off))
+        dst, src = _tap_rows(s, row_step, rows)
         dw[k] = m2[src].T @ dy2[dst]
         if axis == 1 and s != 0:
             # eq. 9: remove the products the flattened shift paired across batch elements

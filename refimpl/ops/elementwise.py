@@ -27,14 +27,14 @@ class SignedSquareCache(NamedTuple):
     abs_x: np.ndarray   # |x|
 
 
-def signed_square_forward(x):
+def signed_square_forward(x: np.ndarray) -> tuple[np.ndarray, SignedSquareCache]:
     """y = x * |x|, x any shape. Returns (y shaped like x, SignedSquareCache)."""
     check_array("signed_square", "x", x)
     abs_x = np.abs(x)
     return x * abs_x, SignedSquareCache(abs_x)
 
 
-def signed_square_backward(dy, cache: SignedSquareCache) -> SignedSquareGrads:
+def signed_square_backward(dy: np.ndarray, cache: SignedSquareCache) -> SignedSquareGrads:
     """VJP: dx = 2 |x| dy (derivations/signed_square.md eq. 2)."""
     return SignedSquareGrads(2.0 * cache.abs_x * dy)
 
@@ -50,7 +50,7 @@ class SoftSqrtCache(NamedTuple):
     root: np.ndarray    # sqrt(1 + x^2)
 
 
-def soft_sqrt_forward(x):
+def soft_sqrt_forward(x: np.ndarray) -> tuple[np.ndarray, SoftSqrtCache]:
     """y = sqrt(1 + x^2) - 1, x any shape, computed as x^2 / (sqrt(1 + x^2) + 1)
     (the same number without cancellation for small |x|; derivations/soft_sqrt.md eq. 2).
     Returns (y shaped like x, SoftSqrtCache)."""
@@ -60,7 +60,7 @@ def soft_sqrt_forward(x):
     return x2 / (root + 1.0), SoftSqrtCache(x, root)
 
 
-def soft_sqrt_backward(dy, cache: SoftSqrtCache) -> SoftSqrtGrads:
+def soft_sqrt_backward(dy: np.ndarray, cache: SoftSqrtCache) -> SoftSqrtGrads:
     """VJP: dx = x / sqrt(1 + x^2) dy (derivations/soft_sqrt.md eq. 3)."""
     return SoftSqrtGrads(cache.x / cache.root * dy)
 
@@ -76,14 +76,14 @@ class GaussCache(NamedTuple):
     y: np.ndarray       # exp(-x^2)
 
 
-def gauss_forward(x):
+def gauss_forward(x: np.ndarray) -> tuple[np.ndarray, GaussCache]:
     """y = exp(-x^2), x any shape. Returns (y shaped like x, GaussCache)."""
     check_array("gauss", "x", x)
     y = np.exp(-(x * x))
     return y, GaussCache(x, y)
 
 
-def gauss_backward(dy, cache: GaussCache) -> GaussGrads:
+def gauss_backward(dy: np.ndarray, cache: GaussCache) -> GaussGrads:
     """VJP: dx = -2 x y dy (derivations/gauss.md eq. 2)."""
     return GaussGrads(-2.0 * cache.x * cache.y * dy)
 
@@ -100,7 +100,7 @@ class MulGrads(NamedTuple):
     b: np.ndarray
 
 
-def mul_forward(a, b):
+def mul_forward(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, MulCache]:
     """y = a * b, a and b of one identical shape (any ndim, never broadcast).
     Returns (y shaped like a, MulCache)."""
     check_array("mul", "a", a)
@@ -110,7 +110,7 @@ def mul_forward(a, b):
     return a * b, MulCache(a, b)
 
 
-def mul_backward(dy, cache: MulCache) -> MulGrads:
+def mul_backward(dy: np.ndarray, cache: MulCache) -> MulGrads:
     """VJP: da = dy * b, db = dy * a (derivations/mul.md eq. 2)."""
     return MulGrads(dy * cache.b, dy * cache.a)
 
@@ -127,7 +127,7 @@ class GateGrads(NamedTuple):
     g: np.ndarray
 
 
-def gate_forward(d, g):
+def gate_forward(d: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, GateCache]:
     """y[b, n, c] = d[b, n, c] * g[b, n]; d [B, N, D], g [B, N]; y [B, N, D].
     Returns (y, GateCache)."""
     check_array("gate", "d", d, 3)
@@ -137,7 +137,7 @@ def gate_forward(d, g):
     return d * g[..., None], GateCache(d, g)
 
 
-def gate_backward(dy, cache: GateCache) -> GateGrads:
+def gate_backward(dy: np.ndarray, cache: GateCache) -> GateGrads:
     """VJP: dd = dy * g[..., None], dg = sum_c dy * d (derivations/gate.md eqs. 2-3)."""
     d, g = cache
     return GateGrads(dy * g[..., None], np.einsum("bnc,bnc->bn", dy, d, optimize=True))

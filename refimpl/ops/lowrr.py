@@ -37,7 +37,7 @@ class LowRRGrads(NamedTuple):
     pb: np.ndarray
 
 
-def lowrr_forward(ha, hb, pa, pb):
+def lowrr_forward(ha: np.ndarray, hb: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> tuple[np.ndarray, LowRRCache]:
     """LowRR forward.
 
     ha [B, Na, Hd], hb [B, Nb, Hd], pa [Hd, R], pb [Hd, R].
@@ -65,7 +65,7 @@ def lowrr_forward(ha, hb, pa, pb):
     return y, LowRRCache(ha, hb, pa, pb, ra, rb, scale)
 
 
-def lowrr_backward(dy, cache: LowRRCache) -> LowRRGrads:
+def lowrr_backward(dy: np.ndarray, cache: LowRRCache) -> LowRRGrads:
     """VJP of lowrr_forward: dy [Na, Nb] -> LowRRGrads(ha, hb, pa, pb), each shaped like its input."""
     ha, hb, pa, pb, ra, rb, scale = cache
     dra = np.einsum("ij,bjk->bik", dy * scale, rb, optimize=True)         # eq. 3

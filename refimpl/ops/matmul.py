@@ -21,7 +21,7 @@ class MatmulGrads(NamedTuple):
     b: np.ndarray
 
 
-def matmul_forward(a, b):
+def matmul_forward(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, MatmulCache]:
     """Matrix product, 2-D only, no broadcasting.
 
         y[i, k] = sum_j a[i, j] b[j, k]
@@ -38,7 +38,7 @@ def matmul_forward(a, b):
     return a @ b, MatmulCache(a, b)
 
 
-def matmul_backward(dy, cache: MatmulCache) -> MatmulGrads:
+def matmul_backward(dy: np.ndarray, cache: MatmulCache) -> MatmulGrads:
     """VJP of matmul_forward."""
     a, b = cache
     # derivations/matmul.md eq. 2

@@ -29,7 +29,7 @@ class CenterLabelsGrads(NamedTuple):
     Y: np.ndarray
 
 
-def center_labels_forward(Y):
+def center_labels_forward(Y: np.ndarray) -> tuple[np.ndarray, CenterLabelsCache]:
     """Label centring forward (derivations/center_labels.md eq. 1-2).
 
     Y: [n, c] targets (n = n_label rows; c = n_cls one-hot columns, then n_reg
@@ -49,7 +49,7 @@ def center_labels_forward(Y):
     return Yh, CenterLabelsCache(Yh, np.asarray(inv_scale, dtype=Y.dtype))
 
 
-def center_labels_backward(dYh, cache: CenterLabelsCache) -> CenterLabelsGrads:
+def center_labels_backward(dYh: np.ndarray, cache: CenterLabelsCache) -> CenterLabelsGrads:
     """VJP of center_labels_forward: grad for Y [n, c]."""
     Yh, inv_scale = cache
     n = Yh.shape[0]
@@ -68,7 +68,7 @@ class MetaLossGrads(NamedTuple):
     Yh: np.ndarray
 
 
-def meta_loss_forward(Ph, Yh):
+def meta_loss_forward(Ph: np.ndarray, Yh: np.ndarray) -> tuple[np.ndarray, MetaLossCache]:
     """Meta-objective loss forward (derivations/meta_loss.md eq. 1).
 
     Ph: [n, c] row-normalised predictions; Yh: [n, c] centred labels.
@@ -85,7 +85,7 @@ def meta_loss_forward(Ph, Yh):
     return loss, MetaLossCache(diff)
 
 
-def meta_loss_backward(dloss, cache: MetaLossCache) -> MetaLossGrads:
+def meta_loss_backward(dloss: float | np.ndarray, cache: MetaLossCache) -> MetaLossGrads:
     """VJP of meta_loss_forward: grads for Ph and Yh, both [n, c]."""
     (diff,) = cache
     scale = np.asarray(dloss).astype(diff.dtype) * (2.0 / diff.shape[0])

@@ -58,7 +58,7 @@ class ColumnNormalizeGrads(NamedTuple):
     M: np.ndarray
 
 
-def column_normalize_forward(M, *, eps=1e-8):
+def column_normalize_forward(M: np.ndarray, *, eps: float = 1e-8) -> tuple[np.ndarray, ColumnNormalizeCache]:
     """Per-column RMS normalisation of a weight matrix (SPEC 5, "Mh").
 
         Mh[i, j] = M[i, j] / sqrt((1/Nin) sum_i M[i, j]^2 + eps)
@@ -69,7 +69,7 @@ def column_normalize_forward(M, *, eps=1e-8):
     return y, ColumnNormalizeCache(y, r)
 
 
-def column_normalize_backward(dy, cache: ColumnNormalizeCache) -> ColumnNormalizeGrads:
+def column_normalize_backward(dy: np.ndarray, cache: ColumnNormalizeCache) -> ColumnNormalizeGrads:
     """VJP of column_normalize_forward."""
     y, r = cache
     return ColumnNormalizeGrads(_rms_scale_vjp(dy, y, r, 0))     # derivations/column_normalize.md eq. 3
@@ -86,7 +86,7 @@ class FrobeniusNormalizeGrads(NamedTuple):
     M: np.ndarray
 
 
-def frobenius_normalize_forward(M):
+def frobenius_normalize_forward(M: np.ndarray) -> tuple[np.ndarray, FrobeniusNormalizeCache]:
     """Scale an array to unit Frobenius norm (SPEC 5, "Mf").
 
         Mf = M / ||M||_F,   ||M||_F = sqrt(sum M^2),   no epsilon
@@ -109,7 +109,7 @@ def frobenius_normalize_forward(M):
     return y, FrobeniusNormalizeCache(y, r)
 
 
-def frobenius_normalize_backward(dy, cache: FrobeniusNormalizeCache) -> FrobeniusNormalizeGrads:
+def frobenius_normalize_backward(dy: np.ndarray, cache: FrobeniusNormalizeCache) -> FrobeniusNormalizeGrads:
     """VJP of frobenius_normalize_forward."""
     y, r = cache
     # derivations/frobenius_normalize.md eq. 3
@@ -127,7 +127,7 @@ class PlaneNormalizeGrads(NamedTuple):
     P: np.ndarray
 
 
-def plane_normalize_forward(P):
+def plane_normalize_forward(P: np.ndarray) -> tuple[np.ndarray, PlaneNormalizeCache]:
     """Soft second-moment normalisation of a whole plane (SPEC 5, "Pt_i").
 
         Pt = P / sqrt(1 + mean(P^2)),   mean over all entries
@@ -144,7 +144,7 @@ def plane_normalize_forward(P):
     return y, PlaneNormalizeCache(y, r)
 
 
-def plane_normalize_backward(dy, cache: PlaneNormalizeCache) -> PlaneNormalizeGrads:
+def plane_normalize_backward(dy: np.ndarray, cache: PlaneNormalizeCache) -> PlaneNormalizeGrads:
     """VJP of plane_normalize_forward."""
     y, r = cache
     # derivations/plane_normalize.md eq. 3
@@ -162,7 +162,7 @@ class ChannelRmsNormalizeGrads(NamedTuple):
     x: np.ndarray
 
 
-def channel_rms_normalize_forward(x, *, eps=1e-6):
+def channel_rms_normalize_forward(x: np.ndarray, *, eps: float = 1e-6) -> tuple[np.ndarray, ChannelRmsNormalizeCache]:
     """RMS normalisation over the channel axis (SPEC 4 step 3, d^{l-1}).
 
         y[b, n, c] = x[b, n, c] / sqrt((1/D) sum_c' x[b, n, c']^2 + eps)
@@ -173,7 +173,7 @@ def channel_rms_normalize_forward(x, *, eps=1e-6):
     return y, ChannelRmsNormalizeCache(y, r)
 
 
-def channel_rms_normalize_backward(dy, cache: ChannelRmsNormalizeCache) -> ChannelRmsNormalizeGrads:
+def channel_rms_normalize_backward(dy: np.ndarray, cache: ChannelRmsNormalizeCache) -> ChannelRmsNormalizeGrads:
     """VJP of channel_rms_normalize_forward."""
     y, r = cache
     return ChannelRmsNormalizeGrads(_rms_scale_vjp(dy, y, r, 2))  # derivations/channel_rms_normalize.md eq. 3
@@ -190,7 +190,7 @@ class RowNormalizeGrads(NamedTuple):
     P: np.ndarray
 
 
-def row_normalize_forward(P, *, eps=1e-12):
+def row_normalize_forward(P: np.ndarray, *, eps: float = 1e-12) -> tuple[np.ndarray, RowNormalizeCache]:
     """Scale every row to (almost) unit Euclidean norm (SPEC 3 RowNormalize).
 
         y[b, c] = P[b, c] / sqrt(sum_c' P[b, c']^2 + eps)
@@ -206,7 +206,7 @@ def row_normalize_forward(P, *, eps=1e-12):
     return y, RowNormalizeCache(y, r)
 
 
-def row_normalize_backward(dy, cache: RowNormalizeCache) -> RowNormalizeGrads:
+def row_normalize_backward(dy: np.ndarray, cache: RowNormalizeCache) -> RowNormalizeGrads:
     """VJP of row_normalize_forward."""
     y, r = cache
     # derivations/row_normalize.md eq. 3

@@ -37,7 +37,7 @@ def _sym_zero_diag(S: np.ndarray) -> np.ndarray:
     return out
 
 
-def sym_zero_diag_forward(S):
+def sym_zero_diag_forward(S: np.ndarray) -> tuple[np.ndarray, SymZeroDiagCache]:
     """Symmetrise and drop the diagonal (SPEC 5, "A(S)").
 
         A(S)[i, j] = (S[i, j] + S[j, i]) / sqrt(2)  for i != j,   0 for i == j
@@ -51,7 +51,7 @@ def sym_zero_diag_forward(S):
     return _sym_zero_diag(S), SymZeroDiagCache(S.shape[0])
 
 
-def sym_zero_diag_backward(dy, cache: SymZeroDiagCache) -> SymZeroDiagGrads:
+def sym_zero_diag_backward(dy: np.ndarray, cache: SymZeroDiagCache) -> SymZeroDiagGrads:
     """VJP of sym_zero_diag_forward: A is self-adjoint, so dS = A(dy)."""
     # derivations/sym_zero_diag.md eq. 3
     return SymZeroDiagGrads(_sym_zero_diag(dy))
@@ -71,7 +71,7 @@ class OrthGrads(NamedTuple):
     Mf: np.ndarray
 
 
-def orth_forward(dM, Mf):
+def orth_forward(dM: np.ndarray, Mf: np.ndarray) -> tuple[np.ndarray, OrthCache]:
     """Remove the part of a weight change that shrinks the weights (SPEC 5, "dM_orth").
 
         ip = <dM, Mf>_F = sum_ij dM[i, j] Mf[i, j]
@@ -92,7 +92,7 @@ def orth_forward(dM, Mf):
     return y, OrthCache(dM, Mf, active, c)
 
 
-def orth_backward(dy, cache: OrthCache) -> OrthGrads:
+def orth_backward(dy: np.ndarray, cache: OrthCache) -> OrthGrads:
     """VJP of orth_forward."""
     dM, Mf, active, c = cache
     if not active:
@@ -113,7 +113,7 @@ class BiasCentreGrads(NamedTuple):
     db: np.ndarray
 
 
-def bias_centre_forward(db):
+def bias_centre_forward(db: np.ndarray) -> tuple[np.ndarray, BiasCentreCache]:
     """Keep the mean of a bias change non-positive (SPEC 5, "db_c").
 
         y[j] = db[j] - relu((1/N) sum_j' db[j'])
@@ -130,7 +130,7 @@ def bias_centre_forward(db):
     return y, BiasCentreCache(active)
 
 
-def bias_centre_backward(dy, cache: BiasCentreCache) -> BiasCentreGrads:
+def bias_centre_backward(dy: np.ndarray, cache: BiasCentreCache) -> BiasCentreGrads:
     """VJP of bias_centre_forward."""
     # derivations/bias_centre.md eq. 2
     return BiasCentreGrads(dy - np.mean(dy) if cache.active else dy.copy())
@@ -148,7 +148,7 @@ class CrossCovGrads(NamedTuple):
     xb: np.ndarray
 
 
-def cross_cov_forward(xa, xb):
+def cross_cov_forward(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, CrossCovCache]:
     """Batch cross-covariance of two layers' activations (SPEC 5, plane P6).
 
         y = (1/B) (xa - mean_b xa)^T @ (xb - mean_b xb)
@@ -169,7 +169,7 @@ def cross_cov_forward(xa, xb):
     return (ca.T @ cb) * inv_b, CrossCovCache(ca, cb)
 
 
-def cross_cov_backward(dy, cache: CrossCovCache) -> CrossCovGrads:
+def cross_cov_backward(dy: np.ndarray, cache: CrossCovCache) -> CrossCovGrads:
     """VJP of cross_cov_forward (no re-centring needed: eq. 4)."""
     ca, cb = cache
     inv_b = 1.0 / ca.shape[0]

@@ -38,7 +38,7 @@ class RidgeSolveGrads(NamedTuple):
     Y: np.ndarray
 
 
-def ridge_solve_forward(A, Y, *, ridge):
+def ridge_solve_forward(A: np.ndarray, Y: np.ndarray, *, ridge: float) -> tuple[np.ndarray, RidgeSolveCache]:
     """RidgeSolve forward (derivations/ridge_solve.md eq. 1-2).
 
     A: [n, F] features (n rows, e.g. n_label; F = N^L + 1 with the ones-column).
@@ -68,7 +68,7 @@ def ridge_solve_forward(A, Y, *, ridge):
     return C, RidgeSolveCache(A, Y, C, factor)
 
 
-def ridge_solve_backward(dC, cache: RidgeSolveCache) -> RidgeSolveGrads:
+def ridge_solve_backward(dC: np.ndarray, cache: RidgeSolveCache) -> RidgeSolveGrads:
     """VJP of ridge_solve_forward: grads for A [n, F] and Y [n, c]."""
     A, Y, C, factor = cache
     gemm = scipy.linalg.get_blas_funcs("gemm", (A,))

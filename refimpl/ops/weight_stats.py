@@ -37,7 +37,7 @@ class WeightStatsGrads(NamedTuple):
     M: np.ndarray
 
 
-def weight_stats_forward(M, *, axis, eps=1e-8):
+def weight_stats_forward(M: np.ndarray, *, axis: int, eps: float = 1e-8) -> tuple[np.ndarray, WeightStatsCache]:
     """WeightStats forward.
 
     M [Nin, Nout]; axis 0 or 1 (the reduced axis); eps > 0.
@@ -64,7 +64,7 @@ def weight_stats_forward(M, *, axis, eps=1e-8):
     return y, WeightStatsCache(M, centred, np.expand_dims(rms, axis), np.expand_dims(std, axis), axis)
 
 
-def weight_stats_backward(dy, cache: WeightStatsCache) -> WeightStatsGrads:
+def weight_stats_backward(dy: np.ndarray, cache: WeightStatsCache) -> WeightStatsGrads:
     """VJP of weight_stats_forward: dy [n, 4] -> WeightStatsGrads(M [Nin, Nout])."""
     M, centred, rms, std, axis = cache
     g = [np.expand_dims(dy[:, c], axis) for c in range(4)]  # each broadcasts against M

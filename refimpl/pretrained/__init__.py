@@ -19,18 +19,48 @@ RULES_DIR = Path(__file__).resolve().parent / "rules"
 
 
 def list_rules() -> tuple:
-    """Names of the shipped rules (sorted)."""
+    """The names of the shipped rules, sorted.
+
+    Returns
+    -------
+    tuple of str
+        Names for :func:`refimpl.load_rule` (e.g. ``"small-glyphs-rotation"``).
+    """
     if not RULES_DIR.is_dir():
         return ()
     return tuple(sorted(p.stem for p in RULES_DIR.glob("*.npz")))
 
 
 def load_rule(name_or_path):
-    """``(theta, config, info)`` of a shipped rule (by name) or of a theta ``.npz`` file (by path).
+    """A shipped rule by name, or a theta ``.npz`` file by path.
 
-    ``info`` is the rule's JSON description for a shipped rule, ``{}`` for a file
-    without a ``.json`` beside it. Raises ``ValueError`` naming the shipped
-    rules when ``name_or_path`` is neither.
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A name from :func:`refimpl.list_rules`, or the path of a file written by
+        :func:`refimpl.save` with kind ``"theta"``.
+
+    Returns
+    -------
+    theta : dict[str, ndarray]
+        The rule's parameters.
+    config : Config
+        The configuration it was meta-trained with.
+    info : dict
+        The rule's JSON description (how it was trained, its recommended inner steps, ...) for a
+        shipped rule; ``{}`` for a file without a ``.json`` beside it.
+
+    Raises
+    ------
+    ValueError
+        Naming the shipped rules, when ``name_or_path`` is neither a shipped rule nor a theta file.
+
+    Examples
+    --------
+    >>> import refimpl
+    >>> theta, config, info = refimpl.load_rule("small-glyphs-rotation")
+    >>> config.layer_sizes, info["recommended_inner_steps"]
+    ((196, 64, 64, 16), 100)
     """
     from refimpl.params import load_params
 

@@ -28,9 +28,11 @@ Derivation: derivations/compute_h.md.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from refimpl.config import N_STATS, Config, check_config
 from refimpl.ops.batchnorm import BatchNormCache, batchnorm_backward, batchnorm_forward
@@ -55,7 +57,7 @@ def channel_slices(D: int) -> dict[str, slice]:
             "bias": slice(3 * s + D, 3 * s + D + 1)}
 
 
-def positional_channels(N: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+def positional_channels(N: int, dtype: npt.DTypeLike) -> tuple[np.ndarray, np.ndarray]:
     """p0[j] = sin(2 pi j / N), p1[j] = cos(2 pi j / N), j = 0..N-1: computed in float64, then cast."""
     angle = 2.0 * np.pi * np.arange(N, dtype=np.float64) / N
     return np.sin(angle).astype(dtype), np.cos(angle).astype(dtype)
@@ -83,7 +85,9 @@ class ComputeHGrads(NamedTuple):
     b: np.ndarray | None     # [N], None when absent
 
 
-def compute_h_forward(theta, d, x, z, W_bot, W_top, b, config: Config):
+def compute_h_forward(theta: Mapping[str, np.ndarray], d: np.ndarray, x: np.ndarray, z: np.ndarray | None,
+                      W_bot: np.ndarray | None, W_top: np.ndarray | None, b: np.ndarray | None, config: Config
+                      ) -> tuple[np.ndarray, ComputeHCache]:
     """ComputeH forward (SPEC 4; derivations/compute_h.md eq. 1-6).
 
     theta: mapping holding (at least) every ``computeh/*`` name of SPEC 9;
@@ -105,7 +109,9 @@ def compute_h_forward(theta, d, x, z, W_bot, W_top, b, config: Config):
     return compute_h_forward_unchecked(theta, d, x, z, W_bot, W_top, b, config)
 
 
-def compute_h_forward_unchecked(theta, d, x, z, W_bot, W_top, b, config: Config):
+def compute_h_forward_unchecked(theta: Mapping[str, np.ndarray], d: np.ndarray, x: np.ndarray, z: np.ndarray | None,
+                                W_bot: np.ndarray | None, W_top: np.ndarray | None, b: np.ndarray | None,
+                                config: Config) -> tuple[np.ndarray, ComputeHCache]:
     """compute_h_forward for arguments the caller has validated (update_step does, once)."""
     B, N, D = d.shape
     dtype = d.dtype
@@ -145,7 +151,7 @@ def compute_h_forward_unchecked(theta, d, x, z, W_bot, W_top, b, config: Config)
                             tuple(stage_theta_shapes("computeh", config)), (B, N, D), dtype)
 
 
-def compute_h_backward(dh, cache: ComputeHCache) -> ComputeHGrads:
+def compute_h_backward(dh: np.ndarray, cache: ComputeHCache) -> ComputeHGrads:
     """VJP of compute_h_forward (derivations/compute_h.md eq. 7-11).
 
     dh: cotangent of h, [B, N, Hd], the forward's dtype.

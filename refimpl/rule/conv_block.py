@@ -20,6 +20,7 @@ tests/test_topd.py compares the two in both dtypes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -68,21 +69,23 @@ class ConvBnReluFusedCache(NamedTuple):
 FUSED_DTYPES = (np.dtype(np.float32),)
 
 
-def conv_bn_relu_forward(m, w, gamma, beta, *, axis: int, eps: float):
+def conv_bn_relu_forward(m: np.ndarray, w: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *, axis: int, eps: float
+                         ) -> tuple[np.ndarray, ConvBnReluCache | ConvBnReluFusedCache]:
     """One rule block, fused for float32 (:func:`conv_bn_relu_fused_forward`), plain otherwise."""
     if m.dtype in FUSED_DTYPES:
         return conv_bn_relu_fused_forward(m, w, gamma, beta, axis=axis, eps=eps)
     return conv_bn_relu_plain_forward(m, w, gamma, beta, axis=axis, eps=eps)
 
 
-def conv_bn_relu_backward(dy, cache):
+def conv_bn_relu_backward(dy: np.ndarray, cache: ConvBnReluCache | ConvBnReluFusedCache) -> ConvBnReluGrads:
     """VJP of conv_bn_relu_forward, in the form its forward used."""
     if isinstance(cache, ConvBnReluFusedCache):
         return conv_bn_relu_fused_backward(dy, cache)
     return conv_bn_relu_plain_backward(dy, cache)
 
 
-def conv_bn_relu_fused_forward(m, w, gamma, beta, *, axis: int, eps: float):
+def conv_bn_relu_fused_forward(m: np.ndarray, w: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *, axis: int,
+                               eps: float) -> tuple[np.ndarray, ConvBnReluFusedCache]:
     """conv_bn_relu_plain_forward's result (up to rounding) for validated arguments, in place where it can be."""
     B, N, _ = m.shape
     c, conv_cache = conv_forward_unchecked(m, w, None, axis)              # topd.md eq. 1a
@@ -97,7 +100,7 @@ def conv_bn_relu_fused_forward(m, w, gamma, beta, *, axis: int, eps: float):
     return y, ConvBnReluFusedCache(conv_cache, centred, inv_std, gamma, y, axis)
 
 
-def conv_bn_relu_fused_backward(dy, cache: ConvBnReluFusedCache) -> ConvBnReluGrads:
+def conv_bn_relu_fused_backward(dy: np.ndarray, cache: ConvBnReluFusedCache) -> ConvBnReluGrads:
     """VJP of conv_bn_relu_fused_forward (topd.md eq. 4; batchnorm.md eq. 7)."""
     centred, inv_std, gamma = cache.centred, cache.inv_std, cache.gamma
     n = centred.shape[0]
@@ -115,7 +118,8 @@ def conv_bn_relu_fused_backward(dy, cache: ConvBnReluFusedCache) -> ConvBnReluGr
     return ConvBnReluGrads(g_conv.m, g_conv.w, dgamma, dbeta)
 
 
-def conv_bn_relu_plain_forward(m, w, gamma, beta, *, axis: int, eps: float):
+def conv_bn_relu_plain_forward(m: np.ndarray, w: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *, axis: int,
+                               eps: float) -> tuple[np.ndarray, ConvBnReluCache]:
     """One rule block: relu(BatchNormTheta(Conv(m, w); gamma, beta, eps)).
 
     m [B, N, Cin]; w [K, Cin, Cout]; gamma, beta [Cout]; axis 0 = ConvBatch,
@@ -129,7 +133,7 @@ def conv_bn_relu_plain_forward(m, w, gamma, beta, *, axis: int, eps: float):
     return y, ConvBnReluCache(conv_cache, bn_cache, act_cache, axis)
 
 
-def conv_bn_relu_plain_backward(dy, cache: ConvBnReluCache) -> ConvBnReluGrads:
+def conv_bn_relu_plain_backward(dy: np.ndarray, cache: ConvBnReluCache) -> ConvBnReluGrads:
     """VJP of conv_bn_relu_plain_forward: dy [B, N, Cout] -> grads for m, w, gamma, beta."""
     _, conv_bwd = _CONV[cache.axis]
     dn = activation_backward(dy, cache.act).z                              # topd.md eq. 4a
@@ -138,7 +142,8 @@ def conv_bn_relu_plain_backward(dy, cache: ConvBnReluCache) -> ConvBnReluGrads:
     return ConvBnReluGrads(g_conv.m, g_conv.w, g_bn.gamma, g_bn.beta)
 
 
-def conv_bn_relu_chain_forward(m, theta, prefix: str, axes, *, eps: float):
+def conv_bn_relu_chain_forward(m: np.ndarray, theta: Mapping[str, np.ndarray], prefix: str, axes: Sequence[int], *,
+                               eps: float) -> tuple[np.ndarray, tuple[ConvBnReluCache | ConvBnReluFusedCache, ...]]:
     """Blocks i = 0, 1, ... in a row, block i reading ``<prefix>/conv<i>/w`` and
     ``<prefix>/bn<i>/gamma|beta`` with conv axis ``axes[i]``.
 
@@ -152,7 +157,8 @@ def conv_bn_relu_chain_forward(m, theta, prefix: str, axes, *, eps: float):
     return m, tuple(caches)
 
 
-def conv_bn_relu_chain_backward(dy, caches, prefix: str):
+def conv_bn_relu_chain_backward(dy: np.ndarray, caches: Sequence[ConvBnReluCache | ConvBnReluFusedCache], prefix: str
+                                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """VJP of conv_bn_relu_chain_forward: (dm, {``<prefix>/conv<i>/w``, ``<prefix>/bn<i>/*``: grad})."""
     dtheta = {}
     dm = dy

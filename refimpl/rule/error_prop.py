@@ -19,6 +19,7 @@ Derivation: derivations/error_prop.md.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -50,7 +51,8 @@ class ErrorPropGrads(NamedTuple):
     V: np.ndarray           # [Nb, N]
 
 
-def error_prop_forward(theta, d, h, z, V, config: Config):
+def error_prop_forward(theta: Mapping[str, np.ndarray], d: np.ndarray, h: np.ndarray, z: np.ndarray,
+                       V: np.ndarray, config: Config) -> tuple[np.ndarray, ErrorPropCache]:
     """Propagate the top-down signal from layer l to layer l - 1 (SPEC 4 step 3).
 
     theta: mapping with 'errprop/w' [Hd, D] and 'errprop/b' [D] (other names ignored);
@@ -70,7 +72,8 @@ def error_prop_forward(theta, d, h, z, V, config: Config):
     return error_prop_forward_unchecked(theta, d, h, z, V, config)
 
 
-def error_prop_forward_unchecked(theta, d, h, z, V, config: Config):
+def error_prop_forward_unchecked(theta: Mapping[str, np.ndarray], d: np.ndarray, h: np.ndarray, z: np.ndarray,
+                                 V: np.ndarray, config: Config) -> tuple[np.ndarray, ErrorPropCache]:
     """error_prop_forward for arguments the caller has validated (update_step does, once)."""
     B, N, D = d.shape
     Nb, Hd = V.shape[0], h.shape[2]
@@ -91,7 +94,7 @@ def error_prop_forward_unchecked(theta, d, h, z, V, config: Config):
                                    prop_cache, norm_cache)
 
 
-def error_prop_backward(dd_below, cache: ErrorPropCache) -> ErrorPropGrads:
+def error_prop_backward(dd_below: np.ndarray, cache: ErrorPropCache) -> ErrorPropGrads:
     """VJP of error_prop_forward (derivations/error_prop.md eq. 4-9).
 
     dd_below: cotangent of d_below [B, Nb, D].

@@ -22,6 +22,7 @@ with ComputeH. Derivation: derivations/topd.md.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -50,7 +51,7 @@ class TopDCache(NamedTuple):
     dtype: np.dtype
 
 
-def topd_forward(theta, xL, config: Config):
+def topd_forward(theta: Mapping[str, np.ndarray], xL: np.ndarray, config: Config) -> tuple[np.ndarray, TopDCache]:
     """TopD forward (SPEC 4; derivations/topd.md eq. 1-3).
 
     theta: mapping holding (at least) every ``topd/*`` name of SPEC 9 for
@@ -67,7 +68,8 @@ def topd_forward(theta, xL, config: Config):
     return topd_forward_unchecked(theta, xL, config)
 
 
-def topd_forward_unchecked(theta, xL, config: Config):
+def topd_forward_unchecked(theta: Mapping[str, np.ndarray], xL: np.ndarray, config: Config
+                           ) -> tuple[np.ndarray, TopDCache]:
     """topd_forward for arguments the caller has validated (update_step does, once)."""
     B, N = xL.shape
     eps = config.eps_theta
@@ -90,7 +92,7 @@ def _check_batch_size(theta, xL, config: Config) -> None:
                  f"(xL shape {xL.shape}); TopD is tied to the batch size (SPEC 4)")
 
 
-def topd_backward(dd, cache: TopDCache):
+def topd_backward(dd: np.ndarray, cache: TopDCache) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """VJP of topd_forward (derivations/topd.md eq. 4-7).
 
     dd: cotangent of d, [B, N, D], the forward's dtype.

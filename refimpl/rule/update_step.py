@@ -9,12 +9,13 @@ stage backwards (derivations/update_step.md); autograd is only the checker.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
 
 from refimpl.base_model.mlp import base_backward, base_forward_unchecked
-from refimpl.config import check_config
+from refimpl.config import Config, check_config
 from refimpl.params import validate_phi, validate_theta
 from refimpl.rule.compute_h import compute_h_backward, compute_h_forward_unchecked
 from refimpl.rule.error_prop import error_prop_backward, error_prop_forward_unchecked
@@ -62,7 +63,8 @@ def _sum_shared(a, b):
     return type(a)(**fields)
 
 
-def update_step_forward(theta: dict, phi: dict, x: np.ndarray, config):
+def update_step_forward(theta: Mapping[str, np.ndarray], phi: Mapping[str, np.ndarray], x: np.ndarray,
+                        config: Config) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], UpdateStepCache]:
     """SPEC 4: returns (phi_next, deltas, cache); deltas holds dW_final, dV_final, db_final keyed like phi.
 
     theta, phi: every SPEC 9 name for ``config``; x [batch_size, N^0]; all one dtype.
@@ -72,7 +74,9 @@ def update_step_forward(theta: dict, phi: dict, x: np.ndarray, config):
     return update_step_forward_unchecked(theta, phi, x, config)
 
 
-def update_step_forward_unchecked(theta: dict, phi: dict, x: np.ndarray, config):
+def update_step_forward_unchecked(theta: Mapping[str, np.ndarray], phi: Mapping[str, np.ndarray], x: np.ndarray,
+                                  config: Config
+                                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], UpdateStepCache]:
     """update_step_forward for arguments the caller has validated (the unroll does, once)."""
     L = len(config.layer_sizes) - 1
     xs, zs, base_cache = base_forward_unchecked(phi, x, config)
@@ -118,12 +122,64 @@ def _check_step_inputs(theta, phi, x, config) -> None:
         fail(OP, f"theta, phi and x must share one dtype, got {theta_dtype}, {phi_dtype}, {x_dtype}")
 
 
-def update_step(theta: dict, phi: dict, x: np.ndarray, config) -> dict:
-    """phi_next = UnsupervisedUpdate(phi, x; theta)."""
+def update_step(theta: Mapping[str, np.ndarray], phi: Mapping[str, np.ndarray], x: np.ndarray,
+                config: Config) -> dict[str, np.ndarray]:
+    r"""One unsupervised step of the learned rule: phi_next = UnsupervisedUpdate(phi, x; theta).
+
+    SPEC 4 and 5, in order: the base model's forward pass on ``x``; TopD's top-down signal
+    d^L; the downward pass computing h^l and propagating d^{l-1} through V^l; the weight and
+    bias changes of every layer from the ten planes; and the moving average
+
+    .. math::
+
+        W \leftarrow (1 - \text{lr}_\phi) W + \text{lr}_\phi\, \Delta W_\text{final}
+
+    (the same for V and b). No labels are used. The arguments are validated once, here.
+
+    Parameters
+    ----------
+    theta : Mapping[str, ndarray]
+        The rule's parameters, every SPEC 9 theta name for ``config``
+        (:func:`refimpl.init_theta`).
+    phi : Mapping[str, ndarray]
+        The base MLP's parameters: ``layer<l>/W`` and ``layer<l>/V`` [N^{l-1}, N^l],
+        ``layer<l>/b`` [N^l] for l = 1..L (:func:`refimpl.init_phi`).
+    x : ndarray, shape [B, N^0]
+        One unlabeled batch, B = ``config.batch_size``.
+    config : Config
+        The sizes and rates (SPEC 1).
+
+    Returns
+    -------
+    dict[str, ndarray]
+        phi after the step, the same names and shapes.
+
+    Raises
+    ------
+    ValueError
+        If a name is missing, a shape or the batch size does not match ``config``, the
+        arrays do not share one float dtype, or an entry is not finite.
+
+    See Also
+    --------
+    refimpl.meta_gradient : the gradient of the meta-objective through an unroll of this step.
+
+    Examples
+    --------
+    >>> import numpy as np, refimpl
+    >>> config = refimpl.preset("tiny")
+    >>> rng = np.random.default_rng(0)
+    >>> theta, phi = refimpl.init_theta(config, rng), refimpl.init_phi(config, rng)
+    >>> x = rng.standard_normal((config.batch_size, config.layer_sizes[0]))
+    >>> phi_next = refimpl.update_step(theta, phi, x, config)
+    >>> phi_next["layer1/W"].shape
+    (15, 9)
+    """
     return update_step_forward(theta, phi, x, config)[0]
 
 
-def update_step_vjp(dphi_next: dict, cache: UpdateStepCache):
+def update_step_vjp(dphi_next: Mapping[str, np.ndarray],
+                    cache: UpdateStepCache) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Cotangents for theta and phi, given cotangents for phi_next (missing names are zero).
 
     derivations/update_step.md: EMA, then per layer the weight and bias changes

@@ -17,6 +17,7 @@ Derivation: derivations/weight_update.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -93,7 +94,8 @@ class SharedPlanesCache(NamedTuple):
     dtype: np.dtype
 
 
-def shared_planes_forward(theta, h_lo, h_up, x_lo, x_up, config: Config):
+def shared_planes_forward(theta: Mapping[str, np.ndarray], h_lo: np.ndarray, h_up: np.ndarray, x_lo: np.ndarray,
+                          x_up: np.ndarray, config: Config) -> tuple[SharedPlanes, SharedPlanesCache]:
     """The M-independent parts of the planes (SPEC 5), shared by W^l and V^l.
 
     theta: mapping with 'readout/<p>/a', 'readout/<p>/b' [Hd, R] for the seven
@@ -116,7 +118,9 @@ def shared_planes_forward(theta, h_lo, h_up, x_lo, x_up, config: Config):
     return shared_planes_forward_unchecked(theta, h_lo, h_up, x_lo, x_up, config)
 
 
-def shared_planes_forward_unchecked(theta, h_lo, h_up, x_lo, x_up, config: Config):
+def shared_planes_forward_unchecked(theta: Mapping[str, np.ndarray], h_lo: np.ndarray, h_up: np.ndarray,
+                                    x_lo: np.ndarray, x_up: np.ndarray, config: Config
+                                    ) -> tuple[SharedPlanes, SharedPlanesCache]:
     """shared_planes_forward for arguments the caller has validated (update_step does, once)."""
     P = {p: (theta[f"readout/{p}/a"], theta[f"readout/{p}/b"]) for p in READOUTS}
     hs = {"lo": h_lo, "up": h_up}
@@ -136,7 +140,8 @@ def shared_planes_forward_unchecked(theta, h_lo, h_up, x_lo, x_up, config: Confi
     return SharedPlanes(**out), SharedPlanesCache(lowrr_caches, sym_caches, cov_cache, shapes, h_lo.dtype)
 
 
-def shared_planes_backward(dshared: SharedPlanes, cache: SharedPlanesCache):
+def shared_planes_backward(dshared: SharedPlanes, cache: SharedPlanesCache
+                           ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """VJP of shared_planes_forward (derivations/weight_update.md eq. 4-6).
 
     dshared: SharedPlanes of cotangents (None entries are zero).
@@ -150,7 +155,7 @@ def shared_planes_backward(dshared: SharedPlanes, cache: SharedPlanesCache):
     sh, dtype = cache.shapes, cache.dtype
     dh = {"lo": None, "up": None}          # summed cotangents of h_lo, h_up (None = zero so far)
 
-    def acc(side, g):
+    def acc(side: str, g: np.ndarray) -> None:
         # lowrr_backward returns fresh arrays that nothing else references, so the first
         # one is taken over and the rest are added in place (no temporaries).
         if dh[side] is None:
@@ -207,7 +212,8 @@ class MatrixUpdateCache(NamedTuple):
     final_cache: object     # plane_normalize cache of dM_final
 
 
-def matrix_update_forward(theta, M, shared: SharedPlanes, config: Config):
+def matrix_update_forward(theta: Mapping[str, np.ndarray], M: np.ndarray, shared: SharedPlanes, config: Config
+                          ) -> tuple[np.ndarray, MatrixUpdateCache]:
     """The change of one weight matrix M in {W^l, V^l} (SPEC 5).
 
     theta: mapping with 'merge/w' [10] (other names ignored); M [Nin, Nout]
@@ -238,7 +244,8 @@ def matrix_update_forward(theta, M, shared: SharedPlanes, config: Config):
     return matrix_update_forward_unchecked(theta, M, shared, config)
 
 
-def matrix_update_forward_unchecked(theta, M, shared: SharedPlanes, config: Config):
+def matrix_update_forward_unchecked(theta: Mapping[str, np.ndarray], M: np.ndarray, shared: SharedPlanes,
+                                    config: Config) -> tuple[np.ndarray, MatrixUpdateCache]:
     """matrix_update_forward for arguments the caller has validated (update_step does, once)."""
     merge_w = theta["merge/w"]
     # Mf first: an all-zero M is outside the domain and raises before any work.
@@ -268,7 +275,8 @@ def matrix_update_forward_unchecked(theta, M, shared: SharedPlanes, config: Conf
         (c7, c8, c9, c10), tuple(pn_caches), merge_w, frob_cache, orth_cache, final_cache)
 
 
-def matrix_update_backward(ddM_final, cache: MatrixUpdateCache):
+def matrix_update_backward(ddM_final: np.ndarray, cache: MatrixUpdateCache
+                           ) -> tuple[dict[str, np.ndarray], np.ndarray, SharedPlanes]:
     """VJP of matrix_update_forward (derivations/weight_update.md eq. 14-20).
 
     ddM_final: cotangent of dM_final [Nin, Nout].
@@ -323,7 +331,8 @@ class BiasUpdateCache(NamedTuple):
     final_cache: object     # plane_normalize cache
 
 
-def bias_update_forward(theta, h_up, config: Config):
+def bias_update_forward(theta: Mapping[str, np.ndarray], h_up: np.ndarray, config: Config
+                        ) -> tuple[np.ndarray, BiasUpdateCache]:
     """The bias change of layer l from h_up = h^l (SPEC 5).
 
     theta: mapping with 'bias/w' [Hd] (other names ignored); h_up [B, N, Hd].
@@ -341,7 +350,8 @@ def bias_update_forward(theta, h_up, config: Config):
     return bias_update_forward_unchecked(theta, h_up, config)
 
 
-def bias_update_forward_unchecked(theta, h_up, config: Config):
+def bias_update_forward_unchecked(theta: Mapping[str, np.ndarray], h_up: np.ndarray, config: Config
+                                  ) -> tuple[np.ndarray, BiasUpdateCache]:
     """bias_update_forward for arguments the caller has validated (update_step does, once)."""
     w = theta["bias/w"]
     B, N, Hd = h_up.shape
@@ -352,7 +362,7 @@ def bias_update_forward_unchecked(theta, h_up, config: Config):
     return db_final, BiasUpdateCache((B, N, Hd), hsum, w, centre_cache, final_cache)
 
 
-def bias_update_backward(ddb_final, cache: BiasUpdateCache):
+def bias_update_backward(ddb_final: np.ndarray, cache: BiasUpdateCache) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """VJP of bias_update_forward (derivations/weight_update.md eq. 24-25).
 
     ddb_final: cotangent of db_final [N]. Returns (dtheta {'bias/w': [Hd]}, dh_up [B, N, Hd]).
