@@ -108,3 +108,16 @@ def test_vae_validation_examples_are_not_fitted():
     assert len(x_fit) + len(x_valid) == ds.n_examples("train") and len(x_valid) == 18
     rows_fit = {r.tobytes() for r in x_fit}
     assert not any(r.tobytes() in rows_fit for r in x_valid)
+
+
+def test_supervised_defaults_are_the_committed_choice_on_heldout_glyphs():
+    import json
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).resolve().parents[1] / "docs" / "transfer" / "supervised_tuning.json").read_text())
+    assert "glyphs_rotation" in doc["tasks"] and "select" in doc["tasks"]
+    for net, choice in doc["chosen"].items():
+        cells = [c for c in doc["grid"] if c["net"] == net]
+        best = max(cells, key=lambda c: c["accuracy"])
+        assert (best["steps"], best["lr"]) == (choice["steps"], choice["lr"])
+        assert {"steps": choice["steps"], "lr": choice["lr"]} == bm.SUPERVISED_DEFAULTS, net
