@@ -12,7 +12,8 @@ net's top is narrower, Adam 1e-4), fitted on a part of the dataset's unlabeled
 train split and stopped when its loss on the other part (validation) has not
 improved for ``patience`` checks (``VAE_DEFAULTS``). Writes
 ``OUT_DIR/vae_<dataset>_<arch>.json`` (the benchmark result with every seed's
-validation and training curve) and ``.png`` (the curves).
+validation and training curve) and ``.png`` (the curves), after every seed; a second run continues with
+the seeds not yet in the JSON.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def plot_curves(result, path, title):
 
 def main(argv=None) -> int:
     from refimpl.data import get_dataset
-    from refimpl.evaluation.benchmark import benchmark
+    from refimpl.evaluation.benchmark import benchmark, summarize
     from refimpl.evaluation.suite import ARCHS, resolve_rule
     from refimpl.runtime import blas_single_thread
 
@@ -66,16 +67,23 @@ def main(argv=None) -> int:
     for name in args.datasets:
         ds = get_dataset(name)
         way = 10 if ds.n_classes > 10 else None
-        with blas_single_thread():
-            res = benchmark(None, config, ds, seeds=range(args.seeds), k_shot=10, k_query=10, n_trials=10,
-                            n_way=way, hidden=hidden, top=top, baselines=("vae",))
-        res["rule_config_from"] = args.rule
-        res["arch"] = args.arch
         stem = out / f"vae_{name}_{args.arch}"
-        stem.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
-        plot_curves(res, stem.with_suffix(".png"),
-                    f"VAE {res['budgets']['vae']['hidden']} latent {res['budgets']['vae']['latent']} on {name} "
-                    f"(net {res['layer_sizes']}), {args.seeds} seeds")
+        done = json.loads(stem.with_suffix(".json").read_text())["per_seed"] if stem.with_suffix(".json").is_file() \
+            else []
+        for seed in range(args.seeds):              # one seed at a time, written after each: resumable
+            if any(r["seed"] == seed for r in done):
+                continue
+            with blas_single_thread():
+                res = benchmark(None, config, ds, seeds=[seed], k_shot=10, k_query=10, n_trials=10,
+                                n_way=way, hidden=hidden, top=top, baselines=("vae",))
+            done = sorted(done + res["per_seed"], key=lambda r: r["seed"])
+            res["per_seed"], res["summary"] = done, summarize(done)
+            res["rule_config_from"] = args.rule
+            res["arch"] = args.arch
+            stem.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
+            plot_curves(res, stem.with_suffix(".png"),
+                        f"VAE {res['budgets']['vae']['hidden']} latent {res['budgets']['vae']['latent']} on {name} "
+                        f"(net {res['layer_sizes']}), {len(done)} seeds")
         rows = {r["method"]: r for r in res["summary"]}
         print(f"{name} {args.arch}: vae {rows['vae']['acc']:.3f} ± {rows['vae']['acc_se']:.3f}, "
               f"phi_0 {rows['rule@0']['acc']:.3f}; stopped at "
