@@ -292,3 +292,18 @@ def test_collect_run_copies_what_resuming_needs_and_compresses_large_logs(tmp_pa
     assert not (tmp_path / "small_limit" / "log.jsonl").exists()
     with gzip.open(tmp_path / "small_limit" / "log.jsonl.gz", "rt") as f:
         assert len(f.read().splitlines()) == 3
+
+
+def test_unaugmented_tasks_never_draw_a_class_with_fewer_than_k_shot_examples():
+    from refimpl.train import train_preset
+    from refimpl.train.tasks import dataset, draw_unroll, sample_task
+
+    tc = train_preset("mixture").replace(datasets=("glyphs_plain",), n_way_choices=(30,))
+    full = dataset("glyphs_plain")
+    small = [c for c in range(full.n_classes) if full.class_counts("train")[c] < tc.k_shot]
+    assert small, "the check needs a class with fewer than k_shot train glyphs"
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        task, _ = sample_task(tc, 0, rng)
+        assert not set(task.classes) & set(small)
+    draw_unroll(tc, task, 1, rng)
