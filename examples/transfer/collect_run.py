@@ -2,7 +2,7 @@
 
     python examples/transfer/collect_run.py RUN_DIR experiments/NAME
 
-Copies ``checkpoint.npz`` (and ``checkpoint.prev.npz``), ``train_config.json``,
+Copies ``checkpoint.npz`` (not the previous one, to keep the copy small), ``train_config.json``,
 ``theta.npz``, ``commands.txt`` (how the run was started and resumed), the
 theta snapshots ``thetas/*.npz``, and the log and probe log (gzip-compressed
 when larger than 1 MB: ``log.jsonl.gz``). Prints the run's progress: meta-steps,
@@ -19,7 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
-SMALL = ("checkpoint.npz", "checkpoint.prev.npz", "train_config.json", "theta.npz", "commands.txt")
+SMALL = ("checkpoint.npz", "train_config.json", "theta.npz", "commands.txt")
 LOGS = ("log.jsonl", "probe.jsonl")
 LIMIT = 1 << 20
 
