@@ -48,6 +48,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/update_step.py
 	$(PY) benchmarks/meta_gradient.py
 
+# By hand, not part of make test: apply each mistake of tests/mutations/mutations.toml, run its tests.
+mutations: $(STAMP)
+	$(PY) tests/mutations/run.py
+
 golden: $(STAMP)
 	$(PY) -m refimpl golden export tests/golden
 

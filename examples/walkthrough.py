@@ -22,7 +22,8 @@
 # It is a plain Python script in jupytext's "percent" format: run it with
 # `.venv/bin/python examples/walkthrough.py`, or open it as a notebook
 # (`jupytext --to notebook examples/walkthrough.py`, or directly in Jupyter with
-# jupytext installed). Its figures are written to `docs/walkthrough/`.
+# jupytext installed). Its figures are written to `runs/walkthrough/` (untracked);
+# `examples/walkthrough.py --update-docs` rewrites the committed ones in `docs/walkthrough/`.
 #
 # What to read beside it: `docs/SPEC.md` (the algorithm; "SPEC n" is its section n)
 # and `refimpl/reference/update_step.py`, the whole step as one plain transcription.
@@ -62,8 +63,15 @@ def repository_root() -> Path:
     return Path.cwd()
 
 
-# The fast mode (for the test suite) never replaces the committed figures unless told where to write.
-_DEFAULT_OUT = Path(tempfile.mkdtemp(prefix="walkthrough-")) if FAST else repository_root() / "docs" / "walkthrough"
+# The committed figures (docs/walkthrough/) are rewritten only on request (--update-docs), so a run
+# leaves the clone clean; the fast mode (for the test suite) writes to a temporary directory.
+UPDATE_DOCS = "--update-docs" in sys.argv[1:]
+if UPDATE_DOCS:
+    _DEFAULT_OUT = repository_root() / "docs" / "walkthrough"
+elif FAST:
+    _DEFAULT_OUT = Path(tempfile.mkdtemp(prefix="walkthrough-"))
+else:
+    _DEFAULT_OUT = repository_root() / "runs" / "walkthrough"
 OUT = Path(os.environ.get("REFIMPL_WALKTHROUGH_OUT") or _DEFAULT_OUT)
 OUT.mkdir(parents=True, exist_ok=True)
 
@@ -173,7 +181,9 @@ for col, l in enumerate(range(L, -1, -1)):
     for row, (name, value) in enumerate((("d", inside["d"][l]), ("h", inside["h"][l]))):
         ax = axes[row, col]
         image = np.asarray(value)[0]
-        ax.imshow(image, cmap="RdBu_r", vmin=-np.abs(image).max(), vmax=np.abs(image).max(), aspect="auto")
+        v = np.abs(image).max() or 1.0
+        im = ax.imshow(image, cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto")
+        fig.colorbar(im, ax=ax, fraction=0.046)
         ax.set_title(f"{name}^{l}  {list(np.shape(value))}", fontsize=9)
         ax.set_xlabel("channel")
         ax.set_ylabel("unit")
@@ -230,7 +240,8 @@ assert np.allclose(merge + Mf * max(-float(np.sum(merge * Mf)), 0.0), orth, rtol
 fig, axes = plt.subplots(2, 5, figsize=(13, 5.5))
 for ax, (name, P) in zip(axes.ravel(), planes.items()):
     v = np.abs(P).max() or 1.0
-    ax.imshow(P, cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto")
+    im = ax.imshow(P, cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto")
+    fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title(f"{name}\nmerge/w {theta_pic['merge/w'][list(planes).index(name)]:+.2f}", fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -304,7 +315,7 @@ for k, g in result.dtheta.items():
 fig, ax = plt.subplots(figsize=(7, 3))
 ax.bar(list(groups), np.sqrt(list(groups.values())), color="#3a5a8c")
 ax.set_ylabel("||dJ/dtheta||")
-ax.set_title(f"meta-gradient by part of the rule (tiny, U = {U})")
+ax.set_title(f"meta-gradient by part of the rule (tiny, U = {U}; one draw of the batches, so no error bars)")
 save(fig, "meta_gradient.png")
 
 # %% [markdown]
@@ -340,11 +351,16 @@ window = max(1, len(J) // 10)
 running = np.convolve(J, np.ones(window) / window, mode="valid")
 print(f"J, running mean over {window} steps: first {running[0]:.4f}, last {running[-1]:.4f}")
 
-fig, ax = plt.subplots(figsize=(7, 3.5))
+# The band is one standard error of each running mean (the spread of J over its window / sqrt(window)).
+running_se = np.array([J[i:i + window].std(ddof=1) / np.sqrt(window) if window > 1 else 0.0
+                       for i in range(len(running))])
+fig, ax = plt.subplots(figsize=(8.5, 3.5))
+steps = np.arange(window - 1, len(J))
 ax.plot(J, ".", ms=3, alpha=0.5, label="J per meta-step")
-ax.plot(np.arange(window - 1, len(J)), running, lw=2, label=f"running mean ({window} steps)")
+ax.plot(steps, running, lw=2, label=f"running mean ({window} steps)")
+ax.fill_between(steps, running - running_se, running + running_se, alpha=0.3, label="± 1 s.e. of the running mean")
 ax.set_xlabel("meta-step")
 ax.set_ylabel("meta-objective J")
 ax.set_title(f"meta-training, tiny preset (lr_phi 0.1), {seconds} s")
-ax.legend()
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)     # beside the axes, never over the data
 save(fig, "meta_training.png")

@@ -3,8 +3,9 @@
 :class:`Config` holds exactly the SPEC 1 fields, with the ``paper`` preset's
 values as defaults. It is frozen (hashable, safe to share) and validated on
 construction, so a bad size or an unknown activation fails where it is made,
-not deep inside a step. The presets ``paper``, ``tiny`` and ``mid`` are in
-:data:`PRESETS`; the sizes a preset fixes that are *not* config fields
+not deep inside a step. The presets ``tiny``, ``mid``, ``small`` and ``paper``
+are in :data:`PRESETS`, the same names as the meta-training presets
+(:func:`refimpl.train.train_preset`, whose ``model`` is this preset); the sizes a preset fixes that are *not* config fields
 (n_label, n_cls, U: they are read from the arrays they describe) are in
 :data:`PRESET_EXTRAS` for tests and golden files.
 
@@ -199,14 +200,23 @@ class Config(JsonFields):
 
 
 
-#: SPEC 1 presets. A preset differs from ``paper`` only in the fields it lists.
+#: SPEC 1 presets, by the names the meta-training presets share. A preset differs from ``paper`` only
+#: in the fields it lists. ``small`` is the rule of the trainer's ``small`` preset (the shipped rule's):
+#: its inner step lr_phi is 1e-2 so that phi moves within the hundred or so inner steps a short run affords.
 PRESETS: dict[str, Config] = {
-    "paper": Config(),
     "tiny": Config(batch_size=7, layer_sizes=(15, 9, 14, 8), delta_dims=6, h_dims=11,
                    computeh_size=12, topd_size=13, readout_rank=2, n_eval=4),
     "mid": Config(batch_size=32, layer_sizes=(64, 48, 40, 16), delta_dims=8, h_dims=16,
                   computeh_size=24, topd_size=20, readout_rank=3),
+    "small": Config(batch_size=32, layer_sizes=(196, 64, 64, 16), delta_dims=8, h_dims=16,
+                    computeh_size=16, topd_size=16, readout_rank=3, n_eval=2, lr_phi=1e-2),
+    # the small rule with a 32-wide top layer, for the trainer's ``mixture`` preset (the paper's task distribution)
+    "mixture": Config(batch_size=32, layer_sizes=(196, 64, 64, 32), delta_dims=8, h_dims=16,
+                      computeh_size=16, topd_size=16, readout_rank=3, n_eval=2, lr_phi=1e-2),
+    "paper": Config(),
 }
+#: The preset names, smallest first (refimpl.preset and the trainer's presets take the same ones).
+PRESET_NAMES = tuple(PRESETS)
 
 #: Preset sizes that are not config fields (they are read from the arrays):
 #: labeled batch size n_label, number of classes n_cls, unroll length U.
@@ -229,8 +239,10 @@ def preset(name: str) -> Config:
     Parameters
     ----------
     name : str
-        ``"paper"`` (the paper's sizes), ``"tiny"`` (small, pairwise different sizes: the
-        gradient checks) or ``"mid"`` (golden values at a realistic shape).
+        One of :data:`PRESET_NAMES`, the names the meta-training presets share: ``"tiny"``
+        (small, pairwise different sizes: the gradient checks), ``"mid"`` (golden values at a
+        realistic shape), ``"small"`` (the rule of the trainer's ``small`` preset and of the
+        shipped rule) or ``"paper"`` (the paper's sizes).
 
     Returns
     -------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
@@ -34,11 +35,38 @@ def little_endian(a: np.ndarray) -> np.ndarray:
     return np.asarray(a, order="C")   # not ascontiguousarray: it turns a 0-d array into shape (1,)
 
 
+#: The temporary name of an atomic write of ``NAME``: ``.NAME.<mkstemp's 8 characters>.tmp``.
+TEMP_SUFFIX = ".tmp"
+_MKSTEMP_PART = r"[a-z0-9_]{8}"
+
+
+def temp_name_pattern(name: str) -> re.Pattern:
+    """The names :func:`atomic_write_bytes` gives its temporary files for a target called ``name``."""
+    return re.compile(rf"\.{re.escape(name)}\.{_MKSTEMP_PART}{re.escape(TEMP_SUFFIX)}")
+
+
+def remove_stale_temp_files(directory, names) -> list:
+    """Remove the temporary files an interrupted :func:`atomic_write_bytes` left in ``directory`` for the
+    targets ``names`` (a kill -9 between write and rename); nothing else. Returns the removed paths.
+    Call it where a command starts, before it writes, in a directory it owns."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    patterns = [temp_name_pattern(n) for n in names]
+    removed = []
+    for p in directory.iterdir():
+        if p.is_file() and not p.is_symlink() and any(pat.fullmatch(p.name) for pat in patterns):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

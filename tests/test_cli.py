@@ -415,7 +415,8 @@ def test_every_command_lives_in_its_own_module_of_refimpl_cli():
                if p.get_default("func") is not None}
     assert modules == {"refimpl train": "refimpl.cli.train", "refimpl plot": "refimpl.cli.plot",
                        "refimpl eval": "refimpl.cli.evaluate", "refimpl demo": "refimpl.cli.demo",
-                       "refimpl ops-report": "refimpl.cli.ops_report", "refimpl golden export": "refimpl.cli.golden",
+                       "refimpl ops-report": "refimpl.cli.ops_report", "refimpl paper": "refimpl.cli.paper",
+                       "refimpl golden export": "refimpl.cli.golden",
                        "refimpl golden check": "refimpl.cli.golden", "refimpl golden verify": "refimpl.cli.golden"}
 
 

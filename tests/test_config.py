@@ -47,7 +47,7 @@ def test_presets_exact_values():
                          computeh_size=24, topd_size=20, readout_rank=3)
     assert PRESET_EXTRAS == {"tiny": {"n_label": 16, "n_cls": 5, "U": 3},
                              "mid": {"n_label": 50, "n_cls": 10, "U": 2}}
-    assert set(PRESETS) == {"paper", "tiny", "mid"}
+    assert set(PRESETS) == {"paper", "tiny", "mid", "small"}
     # a preset differs from paper only in the fields it lists
     assert Config().diff(tiny) == ["batch_size", "layer_sizes", "delta_dims", "h_dims",
                                    "computeh_size", "topd_size", "readout_rank", "n_eval"]
@@ -162,6 +162,6 @@ def test_every_activation_accepted():
 
 
 def test_unknown_preset():
-    with pytest.raises(ValueError, match="unknown preset 'huge'.*paper.*tiny.*mid"):
+    with pytest.raises(ValueError, match="unknown preset .huge.; known: tiny, mid, small, paper"):
         preset("huge")
     assert config_module.preset("tiny") is PRESETS["tiny"]

@@ -15,8 +15,10 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("distributed")
@@ -68,14 +70,27 @@ def test_two_workers_end_with_the_single_process_theta(reference, cluster, tmp_p
     assert_same_run(tmp_path, ref_dir, ref_state)
 
 
+def _call_number(calls) -> int:
+    """This call's number 1, 2, ... among all processes: the first ``calls.<n>`` it can create.
+
+    Exclusive creation is atomic, so two workers starting their tasks at the same moment get
+    different numbers (counting the lines of ``calls`` after appending can give both the same)."""
+    n = 1
+    while True:
+        try:
+            os.close(os.open(f"{calls}.{n}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return n
+        except FileExistsError:
+            n += 1
+
+
 def killing_meta_gradient(theta, phi, batches, config, *, n_cls, calls, marker, kill_at):
     """The real meta-gradient, except that call number ``kill_at`` SIGKILLs its own worker process, once."""
     from refimpl.meta.unroll import meta_gradient
 
     with open(calls, "a") as f:
         f.write(f"{os.getpid()}\n")
-    n_calls = len(Path(calls).read_text().split())
-    if n_calls == kill_at and not os.path.exists(marker):
+    if _call_number(calls) == kill_at and not os.path.exists(marker):
         Path(marker).write_text(str(os.getpid()))
         os.kill(os.getpid(), signal.SIGKILL)
     return meta_gradient(theta, phi, batches, config, n_cls=n_cls)
@@ -93,6 +108,57 @@ def test_a_killed_worker_is_replaced_and_its_task_computed_once(reference, clust
     assert len(pids) == N_STEPS * TINY.tasks_per_step + 1     # exactly one task computed again
     assert marker.read_text() in pids
     assert_same_run(run_dir, ref_dir, ref_state)
+
+
+def failing_once_meta_gradient(theta, phi, batches, config, *, n_cls, calls, marker, fail_at):
+    """The real meta-gradient, except that call number ``fail_at`` raises, once (the worker survives)."""
+    from refimpl.meta.unroll import meta_gradient
+
+    with open(calls, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    if len(Path(calls).read_text().split()) == fail_at and not os.path.exists(marker):
+        Path(marker).write_text("raised")
+        raise RuntimeError("a task that fails once (injected)")
+    return meta_gradient(theta, phi, batches, config, n_cls=n_cls)
+
+
+def test_a_task_that_raises_once_is_retried_and_the_theta_is_the_same(reference, cluster, tmp_path):
+    ref_dir, ref_state = reference
+    calls, marker = tmp_path / "calls.txt", tmp_path / "raised.txt"
+    mg = functools.partial(failing_once_meta_gradient, calls=str(calls), marker=str(marker),
+                           fail_at=TINY.tasks_per_step + 2)          # the second task of meta-step 2
+    run_dir = tmp_path / "run"
+    assert run(run_dir, TINY, run_tasks=cluster, meta_gradient_fn=mg) == 0
+    assert marker.exists(), "no task raised"
+    assert len(calls.read_text().split()) == N_STEPS * TINY.tasks_per_step + 1     # one task computed again
+    assert_same_run(run_dir, ref_dir, ref_state)
+
+
+def slow_first_task(theta, phi, batches, config, *, n_cls, finished):
+    """A stand-in for the meta-gradient: job ``phi["job"]`` (the test numbers its jobs there) returns
+    J = that number; job 0 takes a second longer than the others, so it completes after them."""
+    job = int(phi["job"])
+    if job == 0:
+        time.sleep(1.5)
+    with open(finished, "a") as f:
+        f.write(f"{job}\n")
+    return types.SimpleNamespace(loss=float(job), dtheta={}, phi_final={}, accuracies=[])
+
+
+def test_results_are_gathered_in_task_order_when_tasks_complete_out_of_order(cluster, tmp_path):
+    from refimpl.train import init_state
+    from refimpl.train.optim import unroll_range
+    from refimpl.train.step import SlotJob
+
+    finished = tmp_path / "finished.txt"
+    state = init_state(TINY)
+    jobs = [SlotJob(TINY, ts.task, {"job": np.array(i)}, ts.remaining, unroll_range(TINY, 0), ts.rng_state)
+            for i, ts in enumerate(state.tasks)]
+    results = cluster({}, iter(jobs), functools.partial(slow_first_task, finished=str(finished)))
+    order = [int(t) for t in finished.read_text().split()]
+    assert sorted(order) == list(range(len(jobs))) and order.index(0) > order.index(1), order   # out of order
+    assert [out.reason for out in results] == [None] * len(jobs)
+    assert [out.result.loss for out in results] == [float(i) for i in range(len(jobs))]
 
 
 def closed_port() -> int:

@@ -360,6 +360,7 @@ def test_demo_and_eval_parsers(monkeypatch):
     seen = {}
     monkeypatch.setattr(demo, "run_demo", lambda run_dir, **kw: seen.update(run_dir=run_dir, **kw))
     assert args.func(args) == 0
-    assert seen == {"run_dir": "runs/demo", "minutes": 0.5, "seeds": 2, "rule": demo.DEMO_RULE}
+    assert seen == {"run_dir": "runs/demo", "minutes": 0.5, "seeds": 2, "rule": demo.DEMO_RULE,
+                    "continue_run": False}
     args = parser.parse_args(["eval", "random", "--inner-steps", "0,5", "--datasets", "moons,digits"])
     assert (args.inner_steps, args.datasets, args.seeds, args.k_shot) == ([0, 5], ["moons", "digits"], 10, 10)

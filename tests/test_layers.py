@@ -26,6 +26,7 @@ LAYERS = (
     ("pretrained",),              # the shipped rules (data) and their loader
     ("train",),
     ("evaluation", "golden"),
+    ("paper",),                   # the paper's experiments, on top of the evaluation
     ("cli", "api"),               # the command line; the package namespace's lazily imported entry points
 )
 RANK = {layer: rank for rank, group in enumerate(LAYERS) for layer in group}
@@ -52,6 +53,7 @@ LAYER_OF = {
     "refimpl.pretrained": "pretrained",
     "refimpl.train": "train",
     "refimpl.evaluation": "evaluation",
+    "refimpl.paper": "paper",
     "refimpl.golden": "golden",
     "refimpl.cli": "cli",
     "refimpl.__main__": "cli",
@@ -162,7 +164,7 @@ SAMPLE = {"foundation": "refimpl.validate", "ops": "refimpl.ops.conv", "config":
           "meta_objective": "refimpl.meta.meta_objective", "unroll": "refimpl.meta.unroll",
           "reference": "refimpl.reference.registry", "data": "refimpl.data.registry",
           "pretrained": "refimpl.pretrained", "train": "refimpl.train.trainer",
-          "evaluation": "refimpl.evaluation.suite", "golden": "refimpl.golden.catalog",
+          "evaluation": "refimpl.evaluation.suite", "golden": "refimpl.golden.catalog", "paper": "refimpl.paper.curves",
           "cli": "refimpl.cli.train", "api": "refimpl.update_step"}
 EDGES = [(low, high) for low in RANK for high in RANK if RANK[low] < RANK[high]]
 PEERS = [(a, b) for group in LAYERS for a in group for b in group if a != b]

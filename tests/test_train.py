@@ -68,7 +68,7 @@ def nan_on(slots_steps, how="loss"):
 # -------------------------------------------------------------------------------------
 # presets
 # -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["tiny", "small", "paper"])
+@pytest.mark.parametrize("name", ["tiny", "mid", "small", "paper"])
 def test_presets_round_trip_through_json(name):
     tc = train_preset(name)
     back = TrainConfig.from_json(tc.to_json())

@@ -59,3 +59,17 @@ def test_check_int_and_check_positive():
     for bad in (0.0, -1.0, float("inf"), float("nan"), True, "1"):
         with pytest.raises(ValueError, match="must be a positive finite number"):
             check_positive("f", "eps", bad)
+
+
+def test_trusted_inputs_skips_the_array_checks_only_inside_the_block():
+    from refimpl.validate import check_array, check_same_dtype, check_shape, trusted_inputs
+
+    bad = np.array([1.0, np.nan])
+    with pytest.raises(ValueError, match="NaN"):
+        check_array("op", "x", bad, 1)
+    with trusted_inputs():
+        assert check_array("op", "x", bad, 2) is bad          # neither the NaN nor the ndim is looked at
+        check_shape("op", "x", bad, (3, 3))
+        assert check_same_dtype("op", a=bad, b=None) == bad.dtype
+    with pytest.raises(ValueError, match="dimensions"):     # the checks are back after the block
+        check_array("op", "x", np.ones(2), 2)

@@ -1,4 +1,4 @@
-"""Command line: refimpl train, refimpl plot, refimpl eval, refimpl demo, refimpl ops-report and
+"""Command line: refimpl train, refimpl plot, refimpl eval, refimpl demo, refimpl paper, refimpl ops-report and
 refimpl golden export|check|verify.
 
 Every error is one line on stderr, "refimpl COMMAND: what is wrong", and a
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     from refimpl.cli.evaluate import add_eval_parser
     from refimpl.cli.golden import add_golden_parsers
     from refimpl.cli.ops_report import add_ops_report_parser
+    from refimpl.cli.paper import add_paper_parser
     from refimpl.cli.plot import add_plot_parser
     from refimpl.cli.train import add_train_parser
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_golden_parsers(sub)
     add_eval_parser(sub)
     add_demo_parser(sub)
+    add_paper_parser(sub)
     add_ops_report_parser(sub)
     add_train_parser(sub)
     add_plot_parser(sub)
@@ -52,8 +54,8 @@ def run_command(parser: argparse.ArgumentParser, argv=None) -> int:
         command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
-    except KeyboardInterrupt:   # commands that must save state on Ctrl-C (train, demo) handle it themselves
-        return interrupted(f"{command_parser.prog}: interrupted")
+    except KeyboardInterrupt as e:   # commands that must save state on Ctrl-C (train, demo) handle it themselves
+        return interrupted(f"{command_parser.prog}: interrupted" + (f" {e}" if str(e) else ""))
     except (ValueError, OSError) as e:
         message = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         if isinstance(e, OSError) and e.filename:

@@ -8,12 +8,16 @@ from refimpl.runtime import directory_arg, nonneg_int, positive_int
 
 
 def _int_list(text: str) -> list[int]:
+    from refimpl.evaluation.suite import MAX_INNER_STEPS
+
     try:
         values = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         values = []
     if not values or any(v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {text!r}")
+    if max(values) > MAX_INNER_STEPS:
+        raise argparse.ArgumentTypeError(f"expected inner steps of at most {MAX_INNER_STEPS}, got {max(values)}")
     return values
 
 
@@ -38,7 +42,8 @@ def add_eval_parser(subparsers):
                     "report.md and plots to --out.")
     p.add_argument("rule", help="shipped rule name (see refimpl.pretrained.list_rules), theta .npz, or 'random'")
     p.add_argument("--datasets", type=_name_list, default=["digits", "moons"],
-                   help="comma-separated datasets (default digits,moons)")
+                   help="comma-separated datasets, each once: built-in names or paths of dataset .npz files "
+                        "holding x_train, y_train, x_test, y_test (default digits,moons)")
     p.add_argument("--k-shot", type=positive_int, default=10, help="labeled examples per class (default 10)")
     p.add_argument("--inner-steps", type=_int_list, default=list(DEFAULT_INNER_STEPS),
                    help="comma-separated inner-step checkpoints (default 0,100,300,1000)")
@@ -46,7 +51,8 @@ def add_eval_parser(subparsers):
     p.add_argument("--baselines", type=_name_list, default=list(ALL_BASELINES),
                    help=f"comma-separated baselines (default {','.join(ALL_BASELINES)}; ink is always included)")
     p.add_argument("--n-way", type=positive_int, default=10,
-                   help="classes per task for datasets with more classes (glyphs; default 10)")
+                   help="classes per task for datasets with more classes (glyphs; default 10); a value "
+                        "larger than every dataset's class count is refused")
     p.add_argument("--trials", type=positive_int, default=10, help="labeled draws per seed (default 10)")
     p.add_argument("--vae-steps", type=nonneg_int, default=None,
                    help="the VAE's step cap (default 20000; it stops early when its validation loss stops falling)")
@@ -57,7 +63,15 @@ def add_eval_parser(subparsers):
     p.add_argument("--arch", choices=("rule", "paper"), default="rule",
                    help="base net: the rule's widths (default) or the paper's 4 x 128 with a 32-d top")
     p.add_argument("--no-random-row", action="store_true", help="leave out the random-theta rows")
-    p.add_argument("--out", type=directory_arg, default=None, help="directory for report.json/.md and plots")
+    p.add_argument("--out", type=directory_arg, default=None,
+                   help="directory for report.json/.md and plots; each finished (dataset, seed) is kept there "
+                        "as it is done")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the interrupted evaluation in --out (same arguments); the report is the "
+                            "uninterrupted run's")
+    again.add_argument("--force", action="store_true",
+                       help="replace the evaluation --out holds (removes only the files an evaluation writes)")
     p.set_defaults(func=eval_command, parser=p)
     return p
 
@@ -66,11 +80,14 @@ def eval_command(args) -> int:
     from refimpl.evaluation.reporting import format_report
     from refimpl.evaluation.suite import evaluate_rule
 
+    if (args.resume or args.force) and args.out is None:
+        args.parser.error("--resume and --force need --out")
+
     report = evaluate_rule(args.rule, args.datasets, k_shot=args.k_shot, inner_steps=args.inner_steps,
                            seeds=args.seeds, baselines=args.baselines, n_way=args.n_way, n_trials=args.trials,
                            vae_steps=args.vae_steps, supervised_steps=args.supervised_steps,
                            supervised_lr=args.supervised_lr, arch=args.arch, random_row=not args.no_random_row,
-                           out_dir=args.out)
+                           out_dir=args.out, resume=args.resume, force=args.force)
     print(format_report(report))
     for p in report.get("paths", {}).values():
         print(f"eval: wrote {p}", file=sys.stderr)

@@ -20,6 +20,8 @@ Conventions (SPEC 2, 6):
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 SPLITS = ("train", "test")
@@ -61,7 +63,11 @@ def _check_count(name, k, minimum=1) -> int:
 
 
 class Source:
-    """The data behind a dataset. Subclasses set the attributes and implement :meth:`draw`.
+    """The data behind a dataset. Subclasses set the attributes and implement :meth:`realise`
+    (and, when they augment at random, :meth:`draw_params`); :meth:`draw` is the two in a row.
+
+    The split lets a dataset make every random draw of many batches first and their rows in
+    one call afterwards (:meth:`Dataset.rows`), with the numbers a batch-by-batch draw gives.
 
     Attributes: ``name``, ``n_features``, ``image_shape`` (tuple or None),
     ``class_names`` (tuple of str), ``n_reg``, ``augmented`` (True when every
@@ -80,7 +86,26 @@ class Source:
 
     def draw(self, rng: np.random.Generator, idx: np.ndarray, split: str, dtype: np.dtype):
         """Inputs ``x [len(idx), n_features]`` (dtype) and regression targets ``[len(idx), n_reg]``."""
-        raise NotImplementedError
+        return self.realise(idx, self.draw_params(rng, len(idx)), split, dtype)
+
+    def draw_params(self, rng: np.random.Generator, n: int):
+        """The random part of a draw of ``n`` examples (every number :meth:`draw` takes from ``rng``, in
+        its order), or None for a source without random augmentation."""
+        return None
+
+    def realise(self, idx: np.ndarray, params, split: str, dtype: np.dtype):
+        """:meth:`draw`'s result from the examples ``idx`` and their :meth:`draw_params`. A pure function
+        of its arguments, row by row, so the params of several draws, joined by :meth:`join_params`,
+        give the rows of those draws in one call."""
+        raise NotImplementedError(f"{type(self).__name__} must implement realise(idx, params, split, dtype) "
+                                  f"(and draw_params(rng, n) if it augments at random)")
+
+    @staticmethod
+    def join_params(params: list):
+        """The params of several draws as the params of their rows in one draw (in the given order)."""
+        if all(p is None for p in params):
+            return None
+        return tuple(np.concatenate(parts) for parts in zip(*params))
 
     def clean(self, idx: np.ndarray, split: str, dtype: np.dtype) -> np.ndarray:
         """Inputs without augmentation (equal to :meth:`draw` for unaugmented sources)."""
@@ -107,11 +132,18 @@ class ArraySource(Source):
                 raise ValueError(f"{name}: split {s} has {self.x[s].shape[0]} inputs "
                                  f"but {self.labels[s].shape} labels")
 
-    def draw(self, rng, idx, split, dtype):
+    def realise(self, idx, params, split, dtype):
         x = self.x[split][idx].astype(dtype)
         if self.scale != 1.0:
             x *= dtype.type(self.scale)
         return x, np.zeros((len(idx), 0))
+
+
+class BatchRequest(NamedTuple):
+    """A batch whose random draws are made and whose rows are not (:meth:`Dataset.realise` makes them)."""
+    idx: np.ndarray              # source example ids, in row order
+    params: object               # the source's draw_params for those rows (None: no augmentation)
+    k_per_class: int | None      # labeled batch: examples per class; None: unlabeled
 
 
 class Dataset:
@@ -256,14 +288,8 @@ class Dataset:
         -------
         ndarray, shape [B, n_features]
         """
-        rng, split, dtype = as_rng(rng), check_split(split), check_dtype(dtype)
-        batch_size = _check_count("batch_size", batch_size)
-        pool = self._pool[split]
-        if len(pool) == 0:
-            raise ValueError(f"{self.name}: split {split!r} has no examples of the selected classes")
-        idx = pool[rng.integers(len(pool), size=batch_size)]
-        x, _ = self.source.draw(rng, idx, split, dtype)
-        return self._finish(x)
+        split, dtype = check_split(split), check_dtype(dtype)
+        return self.realise([self.unlabeled_request(rng, batch_size, split)], split, dtype)[0]
 
     def labeled_batch(self, rng, k_per_class: int, split: str = "train", dtype=None):
         """A labeled batch of ``k_per_class`` examples of every class, class-major order.
@@ -290,7 +316,23 @@ class Dataset:
         y : ndarray, shape [K k, K + n_reg]
             One-hot labels, then the regression targets.
         """
-        rng, split, dtype = as_rng(rng), check_split(split), check_dtype(dtype)
+        split, dtype = check_split(split), check_dtype(dtype)
+        return self.realise([self.labeled_request(rng, k_per_class, split)], split, dtype)[0]
+
+    # -- batches in two phases: every random draw first, then the rows of many batches at once ----
+    def unlabeled_request(self, rng, batch_size: int, split: str = "train") -> BatchRequest:
+        """The random draws of :meth:`unlabeled_batch` (the same numbers from ``rng``, in its order)."""
+        rng, split = as_rng(rng), check_split(split)
+        batch_size = _check_count("batch_size", batch_size)
+        pool = self._pool[split]
+        if len(pool) == 0:
+            raise ValueError(f"{self.name}: split {split!r} has no examples of the selected classes")
+        idx = pool[rng.integers(len(pool), size=batch_size)]
+        return BatchRequest(idx, self.source.draw_params(rng, len(idx)), None)
+
+    def labeled_request(self, rng, k_per_class: int, split: str = "train") -> BatchRequest:
+        """The random draws of :meth:`labeled_batch` (the same numbers from ``rng``, in its order)."""
+        rng, split = as_rng(rng), check_split(split)
         k = _check_count("k_per_class", k_per_class)
         counts = self.class_counts(split)
         if counts.min() == 0 or (not self.augmented and k > counts.min()):
@@ -304,11 +346,36 @@ class Dataset:
             order = np.concatenate([rng.permutation(len(members)) for _ in range(reps)])[:k]
             picks.append(members[order])
         idx = np.concatenate(picks)
-        x, reg = self.source.draw(rng, idx, split, dtype)
-        y = np.zeros((len(idx), self.n_classes + self.n_reg), dtype=dtype)
-        y[np.arange(len(idx)), np.repeat(np.arange(self.n_classes), k)] = 1
+        return BatchRequest(idx, self.source.draw_params(rng, len(idx)), k)
+
+    def rows(self, requests, split: str = "train", dtype=None, *, permute: bool = True):
+        """The rows of all ``requests`` (from this view, one split) in order, made by one call of the
+        source (and one gather of the permutation; ``permute=False`` leaves the inputs unpermuted):
+        ``(x [rows, n_features], reg [rows, n_reg])``. Row for row what :meth:`unlabeled_batch` and
+        :meth:`labeled_batch` compute for the same draws."""
+        split, dtype = check_split(split), check_dtype(dtype)
+        idx = np.concatenate([r.idx for r in requests])
+        x, reg = self.source.realise(idx, self.source.join_params([r.params for r in requests]), split, dtype)
+        return (self._finish(x) if permute else x), reg
+
+    def targets(self, request: BatchRequest, reg: np.ndarray, dtype=None) -> np.ndarray:
+        """``y [n, n_classes + n_reg]`` of a labeled request: its one-hot classes, then ``reg`` (its rows)."""
+        n = len(request.idx)
+        y = np.zeros((n, self.n_classes + self.n_reg), dtype=check_dtype(dtype))
+        y[np.arange(n), np.repeat(np.arange(self.n_classes), request.k_per_class)] = 1
         y[:, self.n_classes:] = reg
-        return self._finish(x), y
+        return y
+
+    def realise(self, requests, split: str = "train", dtype=None) -> list:
+        """The batches of ``requests``: for each, ``x`` (unlabeled) or ``(x, y)`` (labeled), exactly
+        what :meth:`unlabeled_batch` / :meth:`labeled_batch` return for the same draws."""
+        x, reg = self.rows(requests, split, dtype)
+        out, start = [], 0
+        for r in requests:
+            part = slice(start, start + len(r.idx))
+            out.append(x[part] if r.k_per_class is None else (x[part], self.targets(r, reg[part], dtype)))
+            start = part.stop
+        return out
 
     def support_query_batch(self, rng, k_shot: int, k_query: int, split: str = "test", dtype=None):
         """A few-shot trial ``(x_s, y_s, x_q, y_q)``: ``k_shot`` support and ``k_query`` query rows per

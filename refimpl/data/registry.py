@@ -1,5 +1,15 @@
-"""``get_dataset(name, **kwargs)``: every dataset by name, as a :class:`~refimpl.data.base.Dataset`."""
+"""``get_dataset(name, **kwargs)``: every dataset by name, as a :class:`~refimpl.data.base.Dataset`.
+
+A name is one of the built-in :data:`DATASETS`, a name given to
+:func:`register_dataset` (a user's own data, in this process), or the path
+of a dataset ``.npz`` (:func:`refimpl.data.user.load_npz`: ``x_train,
+y_train, x_test, y_test``), which is what a saved TrainConfig or the command
+line can name in any process.
+"""
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from .base import Dataset
 
@@ -92,22 +102,81 @@ DATASETS = {
 }
 
 
+#: name -> Dataset: the datasets registered in this process (:func:`register_dataset`).
+REGISTERED: dict = {}
+#: (resolved path, mtime_ns, size) -> Dataset: each dataset .npz is read once per process.
+_NPZ_CACHE: dict = {}
+
+
 def list_datasets() -> tuple:
-    return tuple(DATASETS)
+    """The built-in names, then the registered ones."""
+    return tuple(DATASETS) + tuple(REGISTERED)
+
+
+def is_npz_path(name) -> bool:
+    """Whether ``name`` names a dataset file (it ends with ``.npz``) rather than a dataset."""
+    return isinstance(name, (str, os.PathLike)) and str(name).endswith(".npz")
+
+
+def is_dataset_name(name) -> bool:
+    """Whether ``name`` can be given to :func:`get_dataset`: built in, registered, or an ``.npz`` path
+    (whether that file exists and holds a dataset is checked when it is read)."""
+    return isinstance(name, str) and (name in DATASETS or name in REGISTERED or is_npz_path(name))
+
+
+def register_dataset(name: str, dataset: Dataset, *, replace: bool = False) -> Dataset:
+    """Make ``dataset`` (e.g. :func:`refimpl.data.user.from_arrays`) available as ``name`` in this process:
+    to :func:`get_dataset`, ``evaluate_rule`` and a TrainConfig's ``datasets``. A built-in name cannot be
+    taken; a registered one only with ``replace=True``."""
+    if not isinstance(name, str) or not name.strip() or is_npz_path(name):
+        raise ValueError(f"register_dataset: name must be a non-empty string not ending in .npz, got {name!r}")
+    if not isinstance(dataset, Dataset):
+        raise ValueError(f"register_dataset: expected a refimpl.data.Dataset (e.g. from_arrays(...)), "
+                         f"got {type(dataset).__name__}")
+    if name in DATASETS:
+        raise ValueError(f"register_dataset: {name!r} is a built-in dataset; choose another name")
+    if name in REGISTERED and not replace:
+        raise ValueError(f"register_dataset: {name!r} is registered already; pass replace=True to replace it")
+    REGISTERED[name] = dataset
+    return dataset
+
+
+def unregister_dataset(name: str) -> None:
+    """Forget a registered dataset (a missing name is not an error)."""
+    REGISTERED.pop(name, None)
+
+
+def _npz_dataset(path) -> Dataset:
+    from .user import load_npz
+
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        raise ValueError(f"dataset {path}: no such file") from None
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _NPZ_CACHE:
+        if len(_NPZ_CACHE) >= 8:     # a long-lived process that reads many files keeps only the latest
+            _NPZ_CACHE.clear()
+        _NPZ_CACHE[key] = load_npz(path)
+    return _NPZ_CACHE[key]
 
 
 def get_dataset(name: str, exclude_classes=(), **kwargs) -> Dataset:
-    """A dataset by name, with unpermuted inputs and all its classes but ``exclude_classes``.
+    """A dataset by name (built in, registered, or a dataset ``.npz`` path), with unpermuted inputs and
+    all its classes but ``exclude_classes``; a :class:`Dataset` given as ``name`` is returned as it is
+    (with those classes left out).
 
     Every dataset is made on this machine (rendered glyphs, scikit-learn's digits, two moons)
     or read from a Debian package (Fashion-MNIST); nothing is downloaded.
 
     Parameters
     ----------
-    name : str
+    name : str or Dataset
         A key of ``refimpl.data.registry.DATASETS``: ``"glyphs"`` and its variants (the
         meta-training data), ``"digits"``, ``"moons"``, ``"fashion_mnist14"``,
-        ``"fashion_mnist28"``, ...
+        ``"fashion_mnist28"``, ...; a name given to :func:`register_dataset`; or the path of an
+        ``.npz`` holding ``x_train, y_train, x_test, y_test`` (:func:`refimpl.data.user.load_npz`).
     exclude_classes : sequence of str
         Class names, or names of the source's class sets (glyphs: ``"digits"``, ``"letters"``,
         ``"math"``, ...), left out of the view (:meth:`~refimpl.data.base.Dataset.without`): the
@@ -137,12 +206,21 @@ def get_dataset(name: str, exclude_classes=(), **kwargs) -> Dataset:
     >>> digits.unlabeled_batch(np.random.default_rng(0), 32).shape
     (32, 64)
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    def without(ds: Dataset) -> Dataset:
+        return ds.without(tuple(exclude_classes)) if exclude_classes else ds
+
+    if isinstance(name, Dataset) and not kwargs:
+        return without(name)
+    if not is_dataset_name(name if not isinstance(name, os.PathLike) else str(name)):
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}, or the path of a "
+                         f"dataset .npz (x_train, y_train, x_test, y_test)")
+    if name in REGISTERED or is_npz_path(name):
+        if kwargs:
+            raise ValueError(f"dataset {name!r}: takes no keyword arguments, got {sorted(kwargs)}")
+        return without(REGISTERED[name] if name in REGISTERED else _npz_dataset(name))
     factory, _ = DATASETS[name]
     try:
         source = factory(**kwargs)
     except TypeError as e:
         raise ValueError(f"dataset {name!r}: bad keyword arguments {sorted(kwargs)}: {e}") from e
-    ds = Dataset(source)
-    return ds.without(tuple(exclude_classes)) if exclude_classes else ds
+    return without(Dataset(source))

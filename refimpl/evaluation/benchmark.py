@@ -94,7 +94,7 @@ def benchmark(theta, config, dataset, *, seeds=range(10), k_shot: int = 10, k_qu
               n_trials: int = 10, inner_steps=(0, 50, 100, 200), n_way=None, hidden=None, top=None,
               baselines=ALL_BASELINES, vae_steps=None, supervised_steps=None, supervised_lr=None,
               vae=None, random_theta=None, pool_size: int = 2000, dtype=np.float32,
-              progress: bool = True) -> dict:
+              progress: bool = True, permute: bool = True) -> dict:
     """Every method on one dataset, for each seed: the rule at its checkpoints and every baseline.
 
     The base model has layer sizes ``[n_features, *hidden, top]`` (defaults: the config's hidden
@@ -141,6 +141,9 @@ def benchmark(theta, config, dataset, *, seeds=range(10), k_shot: int = 10, k_qu
         The dtype the rule runs in (float32).
     progress : bool
         Print a line per seed to stderr.
+    permute : bool
+        False leaves the inputs in their own order; the permutation is still drawn, so phi_0 and
+        the trials' examples are those of ``permute=True`` (the two runs are paired).
 
     Returns
     -------
@@ -169,7 +172,8 @@ def benchmark(theta, config, dataset, *, seeds=range(10), k_shot: int = 10, k_qu
         t0 = time.perf_counter()
         task_rng = np.random.default_rng([seed, 0])
         task = dataset if n_way is None else dataset.sample_classes(task_rng, n_way)
-        task = task.permuted(task.random_permutation(task_rng))
+        perm = task.random_permutation(task_rng)
+        task = task.permuted(perm) if permute else task
         n_cls = task.n_classes
         phi = init_phi(cfg, task_rng, dtype)
         trials = _trials(task, np.random.default_rng([seed, 2]), k_shot, k_query, n_trials, dtype)

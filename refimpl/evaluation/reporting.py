@@ -75,6 +75,28 @@ def _save(fig, path: Path) -> None:
     atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
+#: What every error bar of these plots is.
+ERROR_BARS = "error bars: ± 1 standard error over seeds"
+
+
+def _error_bars(report: dict) -> str:
+    return "no error bars: one seed" if report.get("settings", {}).get("seeds") == 1 else ERROR_BARS
+
+
+def _seeds(report: dict) -> str:
+    n = report.get("settings", {}).get("seeds")
+    return f", {n} seed{'' if n == 1 else 's'}" if n else ""
+
+
+def _budget_title(report: dict) -> str:
+    """A title line naming the baselines' budgets when they are reduced (``settings['reduced_budget']``)."""
+    settings = report.get("settings", {})
+    if not settings.get("reduced_budget"):
+        return _seeds(report)
+    return (f"{_seeds(report)}\nREDUCED baseline budgets: VAE {settings.get('vae_steps')} steps, "
+            f"supervised {settings.get('supervised_steps')} steps (weaker than a full evaluation's)")
+
+
 def plot_accuracy(report: dict, path) -> Path:
     """One panel per dataset: accuracy ± se of every method (rule rows and baselines) as bars."""
     from matplotlib.figure import Figure
@@ -94,37 +116,59 @@ def plot_accuracy(report: dict, path) -> Path:
         ax.set_ylim(0, 1)
         ax.set_title(name, fontsize=9)
         ax.set_ylabel("few-shot accuracy")
-    fig.suptitle(f"{report['rule']}\nblue: the rule (rule@0 = phi_0); gray: baselines; red: collapsed", fontsize=8)
+    fig.suptitle(f"{report['rule']}{_budget_title(report)}\nblue: the rule (rule@0 = phi_0); gray: baselines; "
+                 f"red: collapsed; {_error_bars(report)}", fontsize=8)
     fig.tight_layout()
     _save(fig, Path(path))
     return Path(path)
 
 
 def plot_inner_steps(report: dict, path) -> Path:
-    """Accuracy and effective rank of the rule's features against inner steps, per dataset, with the
-    baselines as horizontal lines."""
+    """Accuracy and effective rank of the rule's features against inner steps, per dataset (± 1 standard
+    error over seeds), with the ink baseline as a dotted line. The step axis is logarithmic (step 0 drawn
+    at 1) only with 4 or more checkpoints; the legend sits beside the axes, never over the data."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8.5, 3.6))
+    fig = Figure(figsize=(10.0, 3.9))
     ax_acc, ax_rank = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    n_points = max((sum(r["method"].startswith("rule@") for r in res["summary"])
+                    for res in report["datasets"].values()), default=0)
+    log_axis = n_points >= 4
     for name, res in report["datasets"].items():
         rows = res["summary"]
         rule = sorted((int(r["method"].split("@")[1]), r) for r in rows if r["method"].startswith("rule@"))
-        steps = [max(s, 1) for s, _ in rule]      # log axis: step 0 drawn at 1
-        line, = ax_acc.plot(steps, [r["acc"] for _, r in rule], "o-", label=name)
-        ax_rank.plot(steps, [r["effective_rank"] for _, r in rule], "o-", color=line.get_color(), label=name)
+        steps = [max(s, 1) for s, _ in rule] if log_axis else [s for s, _ in rule]
+        se = [0 if math.isnan(r["acc_se"]) else r["acc_se"] for _, r in rule]
+        line = ax_acc.errorbar(steps, [r["acc"] for _, r in rule], yerr=se, fmt="o-", capsize=3, label=name)
+        color = line.lines[0].get_color()
+        ranks = {}
+        for s, r in rule:
+            ranks[s] = [rec["diag"][r["method"]]["effective_rank"] for rec in res.get("per_seed", [])
+                        if r["method"] in rec.get("diag", {})]
+        rank_se = [(float(_std(ranks[s]) / math.sqrt(len(ranks[s]))) if len(ranks[s]) > 1 else 0.0) for s, _ in rule]
+        ax_rank.errorbar(steps, [r["effective_rank"] for _, r in rule], yerr=rank_se, fmt="o-", capsize=3,
+                         color=color, label=name)
         for r in rows:
             if r["method"] == "ink":
-                ax_acc.axhline(r["acc"], color=line.get_color(), ls=":", lw=1)
+                ax_acc.axhline(r["acc"], color=color, ls=":", lw=1)
     for ax, label in ((ax_acc, "few-shot accuracy (dotted: ink)"), (ax_rank, "effective rank of top features")):
-        ax.set_xscale("log")
-        ax.set_xlabel("inner steps (0 drawn at 1)")
+        if log_axis:
+            ax.set_xscale("log")
+            ax.set_xlabel("inner steps (log; 0 drawn at 1)")
+        else:
+            ax.set_xlabel("inner steps")
         ax.set_ylabel(label)
-        ax.legend(fontsize=7)
-    fig.suptitle(report["rule"], fontsize=8)
+    ax_rank.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(f"{report['rule']}{_budget_title(report)}; {_error_bars(report)}", fontsize=8)
     fig.tight_layout()
     _save(fig, Path(path))
     return Path(path)
+
+
+def _std(values) -> float:
+    n = len(values)
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
 
 
 def write_report(report: dict, out_dir) -> dict:

@@ -25,7 +25,9 @@ layer of 32).
 """
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -47,35 +49,79 @@ def random_theta_of(config):
     return init_theta(config, np.random.default_rng(RANDOM_RULE_SEED), np.float32)
 
 
+#: Classes per task on datasets with more classes (glyphs); any other n_way must fit some dataset.
+DEFAULT_N_WAY = 10
+#: The largest inner-step checkpoint accepted (the shipped rule recommends 45; the paper's curves end at 1e4).
+MAX_INNER_STEPS = 100_000
+
+
+def _check_theta_config(rule) -> tuple:
+    """A ``(theta, config)`` pair, checked: a Config, and a theta of that config's shapes (one line otherwise)."""
+    from refimpl.config import Config
+    from refimpl.params import validate_theta
+
+    fn = "evaluate_rule"
+    if len(rule) != 2:
+        raise ValueError(f"{fn}: a rule given as a tuple must be (theta, config), got a tuple of {len(rule)}")
+    theta, config = rule
+    if not isinstance(config, Config):
+        raise ValueError(f"{fn}: a rule given as (theta, config) needs a refimpl.Config second "
+                         f"(e.g. refimpl.preset('small')), got {type(config).__name__}")
+    if not isinstance(theta, dict):
+        raise ValueError(f"{fn}: a rule given as (theta, config) needs theta as a dict of arrays "
+                         f"(refimpl.init_theta or refimpl.load), got {type(theta).__name__}")
+    validate_theta(theta, config, fn=fn)
+    return theta, config
+
+
 def resolve_rule(rule):
     """``(theta, config, label, info)`` of ``rule``: a shipped name, a theta ``.npz`` path, ``random``
-    (``init_theta`` of the ``small`` preset) or an already loaded ``(theta, config)`` pair."""
+    (``init_theta`` of the ``small`` preset) or a ``(theta, config)`` pair (checked: one line on a bad one)."""
     from refimpl.params import init_theta
     from refimpl.pretrained import load_rule
 
     if isinstance(rule, tuple):
-        theta, config = rule
+        theta, config = _check_theta_config(rule)
         return theta, config, "given theta", {}
+    if not isinstance(rule, (str, Path)):
+        raise ValueError(f"evaluate_rule: rule must be a shipped rule name, a theta .npz path, 'random' or a "
+                         f"(theta, config) tuple, got {type(rule).__name__}")
     if rule == "random":
-        from refimpl.train.presets import train_preset
+        from refimpl.config import preset
 
-        config = train_preset("small").model
+        config = preset("small")
         theta = init_theta(config, np.random.default_rng(RANDOM_RULE_SEED), np.float32)
         return theta, config, f"random rule (init_theta, small preset, seed {RANDOM_RULE_SEED})", {}
     theta, config, info = load_rule(rule)
     return theta, config, str(rule), info
 
 
-def check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_trials) -> list:
-    """Validate everything before any work; returns the Dataset objects. Raises ValueError (one line)."""
-    from refimpl.data import get_dataset, list_datasets
+def dataset_label(dataset) -> str:
+    """The name a dataset goes by in a report: its registry name, its .npz path, or a Dataset's ``name``."""
+    from refimpl.data import Dataset
+
+    return dataset.name if isinstance(dataset, Dataset) else str(dataset)
+
+
+def check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_trials, k_query: int = 10) -> list:
+    """Validate everything before any work; returns the Dataset objects. Raises ValueError (one line).
+
+    ``datasets``: names (built in, registered, dataset ``.npz`` paths) or
+    :class:`~refimpl.data.Dataset` objects, each at most once."""
+    from refimpl.data import Dataset, get_dataset, is_dataset_name, list_datasets
 
     fn = "evaluate_rule"
-    if isinstance(datasets, str) or not datasets:
-        raise ValueError(f"{fn}: datasets must be a non-empty list of names, got {datasets!r}")
-    unknown = [d for d in datasets if d not in list_datasets()]
+    if isinstance(datasets, (str, Dataset)) or not datasets:
+        raise ValueError(f"{fn}: datasets must be a non-empty list of names or Datasets, got {datasets!r}")
+    datasets = list(datasets)
+    unknown = [d for d in datasets if not (isinstance(d, Dataset) or is_dataset_name(str(d)))]
     if unknown:
-        raise ValueError(f"{fn}: unknown dataset {', '.join(map(str, unknown))} (known: {', '.join(list_datasets())})")
+        raise ValueError(f"{fn}: unknown dataset {', '.join(map(str, unknown))} (known: {', '.join(list_datasets())}, "
+                         f"or the path of a dataset .npz)")
+    labels = [dataset_label(d) for d in datasets]
+    repeated = sorted({n for n in labels if labels.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{fn}: dataset {', '.join(repeated)} is given more than once")
     for name, value, low in (("k_shot", k_shot, 1), ("seeds", seeds, 1), ("n_trials", n_trials, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{fn}: {name} must be an integer >= {low}, got {value!r}")
@@ -84,6 +130,8 @@ def check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_tr
     if not inner_steps or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0
                               for s in inner_steps):
         raise ValueError(f"{fn}: inner_steps must be a non-empty list of integers >= 0, got {inner_steps!r}")
+    if max(inner_steps) > MAX_INNER_STEPS:
+        raise ValueError(f"{fn}: inner_steps must be at most {MAX_INNER_STEPS}, got {max(inner_steps)}")
     bad = [b for b in baselines if b not in ALL_BASELINES]
     if bad:
         raise ValueError(f"{fn}: unknown baseline {', '.join(map(str, bad))} (known: {', '.join(ALL_BASELINES)})")
@@ -93,14 +141,26 @@ def check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_tr
             loaded.append(get_dataset(name))
         except FileNotFoundError as e:       # e.g. Fashion-MNIST without its Debian package
             raise ValueError(f"{fn}: dataset {name} is not installed: {' '.join(str(e).split())}") from None
+    if n_way is not None and n_way != DEFAULT_N_WAY and n_way > max(ds.n_classes for ds in loaded):
+        sizes = ", ".join(f"{label} {ds.n_classes}" for label, ds in zip(labels, loaded))
+        raise ValueError(f"{fn}: n_way {n_way} is more classes than any dataset has ({sizes}); n_way applies to "
+                         f"datasets with more classes than it (the default {DEFAULT_N_WAY} to those with more than "
+                         f"{DEFAULT_N_WAY})")
+    for label, ds in zip(labels, loaded):
+        counts = ds.class_counts("test")
+        if not ds.augmented and counts.min() < k_shot + k_query:
+            c = int(np.argmin(counts))
+            raise ValueError(f"{fn}: dataset {label} has {counts[c]} test examples of class {ds.class_names[c]!r}; "
+                             f"each trial draws k_shot + k_query = {k_shot} + {k_query} per class")
     return loaded
 
 
 def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner_steps=DEFAULT_INNER_STEPS,
-                  seeds: int = 10, baselines=ALL_BASELINES, n_way: int | None = 10, n_trials: int = 10,
+                  seeds: int = 10, baselines=ALL_BASELINES, n_way: int | None = DEFAULT_N_WAY, n_trials: int = 10,
                   k_query: int = 10, vae_steps=None, supervised_steps=None, supervised_lr=None,
                   arch: str = "rule", random_row: bool = True,
-                  out_dir=None, progress: bool = True, benchmark_fn=None) -> dict:
+                  out_dir=None, resume: bool = False, force: bool = False, progress: bool = True,
+                  benchmark_fn=None, skipped=None, reduced_budget: bool = False) -> dict:
     """Evaluate a rule against every baseline on each dataset, as ``refimpl eval`` does.
 
     For each seed (a task), a fresh random base model phi_0 is built for the dataset, the rule is
@@ -114,9 +174,12 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
     rule : str, path-like or tuple
         A shipped rule's name (:func:`refimpl.list_rules`), the path of a theta ``.npz``,
         ``"random"`` (an untrained theta of the ``small`` preset: the random-theta control) or a
-        loaded ``(theta, config)`` pair.
-    datasets : sequence of str
-        Names for :func:`refimpl.get_dataset`.
+        ``(theta, config)`` pair: a rule variant of one's own, theta a dict of arrays with the
+        SPEC 9 names and shapes of the :class:`refimpl.Config` (checked: one line otherwise).
+    datasets : sequence of str or Dataset
+        Each at most once: names for :func:`refimpl.get_dataset` (built in, registered with
+        :func:`refimpl.data.register_dataset`, or dataset ``.npz`` paths) or
+        :class:`refimpl.data.Dataset` objects (:func:`refimpl.data.from_arrays`).
     k_shot : int
         Labeled examples per class for the readout.
     inner_steps : sequence of int
@@ -147,23 +210,36 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
         Add the ``random@<s>`` rows: a random theta (SPEC 9 ``init_theta`` of the rule's config)
         applied from the same phi_0 on the same batches (not for the ``random`` rule itself).
     out_dir : str or path-like, optional
-        If given, ``report.json``, ``report.md`` and two figures are written there.
+        If given, each finished (dataset, seed) is written there at once
+        (:mod:`refimpl.evaluation.store`), and at the end ``report.json``, ``report.md`` and two
+        figures. A directory holding a finished or an interrupted evaluation is refused unless
+        ``force`` or ``resume``.
+    resume : bool
+        Continue the interrupted evaluation in ``out_dir`` (same arguments): the report is the
+        uninterrupted run's.
+    force : bool
+        Replace what an earlier evaluation wrote in ``out_dir`` (its own files only).
     progress : bool
-        Print a line per seed to stderr.
+        Print a line per seed and progress lines (seeds done, rate, ETA) to stderr.
     benchmark_fn : callable, optional
         Replaces :func:`refimpl.evaluation.benchmark.benchmark` (tests).
+    skipped : dict, optional
+        ``{dataset: reason}`` of datasets the caller left out, named in the report's notes.
+    reduced_budget : bool
+        Say in the notes and the plots' titles that the baselines' budgets are reduced.
 
     Returns
     -------
     dict
-        ``{"rule", "config", "info", "settings", "notes", "datasets"}``; ``datasets`` maps each
+        ``{"rule", "config", "info", "settings", "notes", "skipped", "datasets"}``; ``datasets`` maps each
         name to the :func:`~refimpl.evaluation.benchmark.benchmark` result of that dataset.
 
     Raises
     ------
     ValueError
         One line naming the bad argument, before any work: an unknown rule, dataset or baseline,
-        a count out of range, or a dataset that is not installed.
+        a count out of range, a dataset given twice, an ``n_way`` no dataset has, a dataset that
+        is not installed or has too few test examples per class.
 
     Examples
     --------
@@ -173,36 +249,80 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
     >>> [row["method"] for row in report["datasets"]["moons"]["summary"]]
     ['rule@0', 'rule@10', 'random@10', 'raw', 'ink']
     """
+    from refimpl.evaluation.benchmark import summarize
     from refimpl.evaluation.reporting import write_report
+    from refimpl.evaluation.store import EvalStore, theta_digest
+    from refimpl.runtime import Progress
 
     inner_steps = tuple(inner_steps)
     baselines = tuple(dict.fromkeys(list(baselines) + ["ink"]))
-    loaded = check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_trials)
+    loaded = check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_trials, k_query)
     if arch not in ARCHS:
         raise ValueError(f"evaluate_rule: unknown arch {arch!r} (known: {', '.join(ARCHS)})")
+    names = [dataset_label(d) for d in datasets]
     theta, config, label, info = resolve_rule(rule)
     hidden, top = ARCHS[arch] if ARCHS[arch] is not None else (None, None)
-    random_theta = random_theta_of(config) if (random_row and rule != "random") else None
+    random_theta = random_theta_of(config) if (random_row and not (isinstance(rule, str) and rule == "random")) \
+        else None
+    skipped = dict(skipped or {})
+    settings = {"k_shot": k_shot, "k_query": k_query, "inner_steps": list(inner_steps), "seeds": seeds,
+                "n_way": n_way, "n_trials": n_trials, "baselines": list(baselines),
+                "vae_steps": vae_steps, "supervised_steps": supervised_steps, "supervised_lr": supervised_lr,
+                "arch": arch, "random_row": random_theta is not None, "reduced_budget": bool(reduced_budget)}
+    store = None
     if out_dir is not None:
         out_dir = check_run_dir(out_dir, create=True)
+        manifest = {"rule": label, "theta": theta_digest(theta, config), "datasets": names, "settings": settings}
+        store = EvalStore(out_dir, manifest, resume=resume, force=force)
+    elif resume or force:
+        raise ValueError("evaluate_rule: resume and force need an out_dir")
 
     run = benchmark if benchmark_fn is None else benchmark_fn
     results = {}
-    with blas_single_thread():      # small matrices (benchmarks/RESULTS.md, "One BLAS thread for meta-training ...")
-        for name, ds in zip(datasets, loaded):
-            way = n_way if (n_way is not None and ds.n_classes > n_way) else None
-            if progress:
-                print(f"eval: {label} on {name}, {way or ds.n_classes}-way {k_shot}-shot, {seeds} seeds, "
-                      f"inner steps {list(inner_steps)}", file=sys.stderr, flush=True)
-            extra = {} if random_theta is None else {"random_theta": random_theta}
-            if hidden is not None:
-                extra.update(hidden=hidden, top=top)
-            if supervised_lr is not None:
-                extra["supervised_lr"] = supervised_lr
-            results[name] = run(theta, config, ds, seeds=range(seeds), k_shot=k_shot, k_query=k_query,
-                                n_trials=n_trials, inner_steps=inner_steps, n_way=way, baselines=baselines,
-                                vae_steps=vae_steps, supervised_steps=supervised_steps, progress=progress,
-                                **extra)
+    bar = Progress(len(names) * seeds, desc="eval", unit="seeds") if progress else None
+    where = ["before the first seed"]
+    try:
+        with blas_single_thread():   # small matrices (benchmarks/RESULTS.md, "One BLAS thread for meta-training ...")
+            for index, (name, ds) in enumerate(zip(names, loaded)):
+                way = n_way if (n_way is not None and ds.n_classes > n_way) else None
+                extra = {} if random_theta is None else {"random_theta": random_theta}
+                if hidden is not None:
+                    extra.update(hidden=hidden, top=top)
+                if supervised_lr is not None:
+                    extra["supervised_lr"] = supervised_lr
+                if progress:
+                    bar.write(lambda text: print(text, file=sys.stderr, flush=True),
+                              f"eval: {label} on {name}, {way or ds.n_classes}-way {k_shot}-shot, {seeds} seeds, "
+                              f"inner steps {list(inner_steps)}")
+                parts = []
+                for seed in range(seeds):
+                    part = None if store is None else store.load(index, seed)
+                    if part is None:
+                        where[0] = f"during {name} seed {seed} ({index * seeds + seed} of {len(names) * seeds} " \
+                                   f"seeds done)"
+                        part = run(theta, config, ds, seeds=[seed], k_shot=k_shot, k_query=k_query,
+                                   n_trials=n_trials, inner_steps=inner_steps, n_way=way, baselines=baselines,
+                                   vae_steps=vae_steps, supervised_steps=supervised_steps, progress=progress,
+                                   **extra)
+                        # as it reads back from the store, so a resumed report equals an uninterrupted one
+                        part = json.loads(json.dumps(part, allow_nan=True))
+                        if store is not None:
+                            store.save(index, seed, part)
+                    elif progress:
+                        bar.write(lambda text: print(text, file=sys.stderr, flush=True),
+                                  f"eval: {name} seed {seed}: resumed from {out_dir}")
+                    parts.append(part)
+                    if progress:
+                        bar.update(1)
+                per_seed = [r for part in parts for r in part["per_seed"]]
+                results[name] = {**parts[-1], "per_seed": per_seed, "summary": summarize(per_seed)}
+    except KeyboardInterrupt:
+        kept = (f"; the finished seeds are kept in {store.partial}, continue with --resume (resume=True)"
+                if store is not None else "")
+        raise KeyboardInterrupt(f"{where[0]}{kept}") from None
+    finally:
+        if bar is not None:
+            bar.close()
     budgets = next((r.get("budgets") for r in results.values() if r.get("budgets")), {}) or {}
     vae_b, sup_b = budgets.get("vae"), budgets.get("supervised")
     notes = [f"rule: {label}" + (f", recommended inner steps {info['recommended_inner_steps']}"
@@ -220,12 +340,14 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
              "rule@s: theta applied s inner steps to phi_0 on unlabeled train-split batches; rule@0 is phi_0; "
              "differences are paired per seed (same task, phi_0 and labeled trials); ± is one standard error "
              "over seeds"]
+    if reduced_budget:
+        notes.append(f"REDUCED baseline budgets (VAE {vae_steps} steps, supervised {supervised_steps} steps): "
+                     f"these baselines are weaker than in a full evaluation")
+    for name, why in skipped.items():
+        notes.append(f"skipped dataset {name}: {why}")
     report = {"rule": label, "config": config.to_dict(), "info": info, "notes": notes,
-              "settings": {"k_shot": k_shot, "k_query": k_query, "inner_steps": list(inner_steps), "seeds": seeds,
-                           "n_way": n_way, "n_trials": n_trials, "baselines": list(baselines),
-                           "vae_steps": vae_steps, "supervised_steps": supervised_steps,
-                           "supervised_lr": supervised_lr, "arch": arch, "random_row": random_theta is not None},
-              "datasets": results}
+              "settings": settings, "skipped": skipped, "datasets": results}
     if out_dir is not None:
         report["paths"] = {k: str(p) for k, p in write_report(report, out_dir).items()}
+        store.remove_partial()
     return report

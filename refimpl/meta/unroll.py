@@ -33,7 +33,7 @@ from refimpl.config import Config
 from refimpl.meta.meta_objective import check_labeled_pairs, meta_objective_backward, meta_objective_forward_unchecked
 from refimpl.params import validate_phi, validate_theta
 from refimpl.rule.update_step import update_step_forward_unchecked, update_step_vjp
-from refimpl.validate import check_array, fail
+from refimpl.validate import check_array, fail, trusted_inputs
 
 OP = "meta_gradient"
 
@@ -190,10 +190,11 @@ def unroll_forward(theta: Mapping[str, np.ndarray], phi: Mapping[str, np.ndarray
     Keeps nothing but the current phi; raises NonFiniteError on NaN/Inf."""
     _check_all(theta, phi, batches, config, n_cls)
     losses, accuracies = [], []
-    for u in range(batches.U):
-        phi, _, loss, accuracy, _ = _step_forward(theta, phi, batches, u, config, n_cls)
-        losses.append(loss)
-        accuracies.append(accuracy)
+    with trusted_inputs():                     # validated above, once
+        for u in range(batches.U):
+            phi, _, loss, accuracy, _ = _step_forward(theta, phi, batches, u, config, n_cls)
+            losses.append(loss)
+            accuracies.append(accuracy)
     return sum(losses) / len(losses), phi, losses, accuracies
 
 
@@ -241,7 +242,27 @@ def meta_gradient(theta: Mapping[str, np.ndarray], phi: Mapping[str, np.ndarray]
         If an argument does not match ``config`` (names, shapes, one dtype, batch size).
     """
     U, dtype = _check_all(theta, phi, batches, config, n_cls)
+    with trusted_inputs():                     # validated above, once
+        return _meta_gradient(theta, phi, batches, config, n_cls, U, dtype)
 
+
+def _cache_fits(config, batches: UnrollBatches, U: int, step_caches) -> bool:
+    """Whether U steps' caches fit in KEEP_CACHES_BYTES; a step's cache size depends only on the
+    shapes and the dtype, so it is measured once per (config, shapes, dtype) and remembered."""
+    key = (config, batches.x.shape[1:], batches.x_a.shape[1:], batches.y_a.shape[1:], batches.x.dtype)
+    size = _STEP_CACHE_BYTES.get(key)
+    if size is None:
+        if len(_STEP_CACHE_BYTES) >= 4096:    # one entry per architecture met; keep it bounded
+            _STEP_CACHE_BYTES.clear()
+        size = _STEP_CACHE_BYTES[key] = _cache_bytes(step_caches, set())
+    return U * size <= KEEP_CACHES_BYTES
+
+
+#: (config, batch shapes, dtype) -> bytes of one step's caches (see _cache_fits).
+_STEP_CACHE_BYTES: dict = {}
+
+
+def _meta_gradient(theta, phi, batches, config, n_cls, U, dtype) -> MetaGradient:
     # Forward (eq. 1-2): keep phi_0..phi_U only; the last step's caches survive
     # the loop because its backward runs first.
     phis = [phi]
@@ -254,7 +275,7 @@ def meta_gradient(theta: Mapping[str, np.ndarray], phi: Mapping[str, np.ndarray]
         losses.append(loss)
         accuracies.append(accuracy)
         if u == 0:
-            keep = U > 1 and U * _cache_bytes((step_cache, mo_cache), set()) <= KEEP_CACHES_BYTES
+            keep = U > 1 and _cache_fits(config, batches, U, (step_cache, mo_cache))
         if u < U - 1:
             if keep:
                 kept[u] = (step_cache, mo_cache)

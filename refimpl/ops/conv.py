@@ -32,6 +32,7 @@ Derivation: derivations/conv_batch.md (ConvUnit: derivations/conv_unit.md).
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -206,6 +207,24 @@ def _edge_units(N: int, P: int) -> np.ndarray:
     return np.unique(np.concatenate([np.arange(min(P, N)), np.arange(max(N - P, 0), N)]))
 
 
+@functools.lru_cache(maxsize=256)
+def _edge_plan(N: int, K: int) -> tuple:
+    """(edge units, ((k, which edge units tap k reaches in range, the units it reads), ...)) for
+    the ConvUnit edge recomputation of eq. 8; a function of N and K only, so built once per pair."""
+    P = (K - 1) // 2
+    edge = _edge_units(N, P)
+    taps = []
+    for k in range(K):
+        s = k - P
+        src = edge + s
+        ok = (s != 0) & (src >= 0) & (src < N)
+        if ok.any():
+            taps.append((k, ok, src[ok]))
+    for a in [edge] + [a for _, ok, src in taps for a in (ok, src)]:
+        a.setflags(write=False)
+    return edge, tuple(taps)
+
+
 def _tap_geometry(B: int, N: int, K: int, axis: int) -> tuple[int, int, int, int]:
     """(P, length, row_step, rows): the half-width, the length of the conv axis, the rows one step along
     it moves in the flattened [B*N] order, and B*N."""
@@ -239,14 +258,10 @@ def _tap_sum(m, w, axis: int) -> np.ndarray:
         # eq. 8: the first and last P units read, in the flattened order, a neighbouring batch
         # element; recompute their outputs from the in-range taps only.
         m3, y3 = m2.reshape(B, N, C), y.reshape(B, N, Cout)
-        edge = _edge_units(N, P)
+        edge, taps = _edge_plan(N, K)
         acc = m3[:, edge] @ w[P]
-        for k in range(K):
-            s = k - P
-            src = edge + s
-            ok = (s != 0) & (src >= 0) & (src < N)
-            if ok.any():
-                acc[:, ok] += m3[:, src[ok]] @ w[k]
+        for k, ok, src in taps:
+            acc[:, ok] += m3[:, src] @ w[k]
         y3[:, edge] = acc
     return y
 

@@ -37,6 +37,16 @@ class LowRRGrads(NamedTuple):
     pb: np.ndarray
 
 
+def _contract(a, b, a_axes, b_axes):
+    """``np.tensordot`` of two [B, n, k] arrays over two axes, as tensordot computes it (the same
+    transposed copies and the same ``dot``) without its argument handling: ``a_axes`` puts a's kept
+    axis first, ``b_axes`` b's kept axis last. ([1, 0, 2], [0, 2, 1]) contracts axes (0, 2) of both;
+    ([2, 0, 1], [0, 1, 2]) contracts axes (0, 1) of both."""
+    at = a.transpose(a_axes)
+    bt = b.transpose(b_axes)
+    return np.dot(at.reshape(at.shape[0], -1), bt.reshape(-1, bt.shape[-1]))
+
+
 def lowrr_forward(ha: np.ndarray, hb: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> tuple[np.ndarray, LowRRCache]:
     """LowRR forward.
 
@@ -61,17 +71,22 @@ def lowrr_forward(ha: np.ndarray, hb: np.ndarray, pa: np.ndarray, pb: np.ndarray
     ra = (ha.reshape(B * Na, Hd) @ pa).reshape(B, Na, R)                   # eq. 1
     rb = (hb.reshape(B * Nb, Hd) @ pb).reshape(B, Nb, R)
     scale = 1.0 / (B * R)
-    y = np.tensordot(ra, rb, axes=([0, 2], [0, 2])) * scale               # eq. 2
+    y = _contract(ra, rb, (1, 0, 2), (0, 2, 1)) * scale                    # eq. 2
     return y, LowRRCache(ha, hb, pa, pb, ra, rb, scale)
 
 
 def lowrr_backward(dy: np.ndarray, cache: LowRRCache) -> LowRRGrads:
     """VJP of lowrr_forward: dy [Na, Nb] -> LowRRGrads(ha, hb, pa, pb), each shaped like its input."""
     ha, hb, pa, pb, ra, rb, scale = cache
-    dra = np.einsum("ij,bjk->bik", dy * scale, rb, optimize=True)         # eq. 3
-    drb = np.einsum("ij,bik->bjk", dy * scale, ra, optimize=True)         # eq. 4
+    B, Na, R = ra.shape
+    Nb = rb.shape[1]
+    g = dy * scale
+    # eq. 3-4: dra = einsum("ij,bjk->bik", g, rb), drb = einsum("ij,bik->bjk", g, ra), each as
+    # numpy's einsum evaluates them: one matmul of the [B*R, N] transposed copy, read back transposed.
+    dra = np.matmul(rb.transpose(0, 2, 1).reshape(B * R, Nb), g.T).reshape(B, R, Na).transpose(0, 2, 1)
+    drb = np.matmul(ra.transpose(0, 2, 1).reshape(B * R, Na), g).reshape(B, R, Nb).transpose(0, 2, 1)
     dha = dra @ pa.T                                                       # eq. 5
     dhb = drb @ pb.T
-    dpa = np.tensordot(ha, dra, axes=([0, 1], [0, 1]))                     # eq. 6
-    dpb = np.tensordot(hb, drb, axes=([0, 1], [0, 1]))
+    dpa = _contract(ha, dra, (2, 0, 1), (0, 1, 2))                         # eq. 6
+    dpb = _contract(hb, drb, (2, 0, 1), (0, 1, 2))
     return LowRRGrads(dha, dhb, dpa, dpb)

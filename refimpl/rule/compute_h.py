@@ -28,6 +28,7 @@ Derivation: derivations/compute_h.md.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -59,8 +60,16 @@ def channel_slices(D: int) -> dict[str, slice]:
 
 def positional_channels(N: int, dtype: npt.DTypeLike) -> tuple[np.ndarray, np.ndarray]:
     """p0[j] = sin(2 pi j / N), p1[j] = cos(2 pi j / N), j = 0..N-1: computed in float64, then cast."""
+    return _positional_channels(int(N), np.dtype(dtype))
+
+
+@functools.lru_cache(maxsize=256)
+def _positional_channels(N: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     angle = 2.0 * np.pi * np.arange(N, dtype=np.float64) / N
-    return np.sin(angle).astype(dtype), np.cos(angle).astype(dtype)
+    p0, p1 = np.sin(angle).astype(dtype), np.cos(angle).astype(dtype)
+    p0.setflags(write=False)        # shared by every call with this N and dtype
+    p1.setflags(write=False)
+    return p0, p1
 
 
 class ComputeHCache(NamedTuple):

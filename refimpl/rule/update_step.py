@@ -28,7 +28,7 @@ from refimpl.rule.weight_update import (
     shared_planes_backward,
     shared_planes_forward_unchecked,
 )
-from refimpl.validate import check_inputs, fail
+from refimpl.validate import check_inputs, fail, trusted_inputs
 
 OP = "update_step"
 
@@ -71,7 +71,8 @@ def update_step_forward(theta: Mapping[str, np.ndarray], phi: Mapping[str, np.nd
     Validated here once; the stages below trust what this checked.
     """
     _check_step_inputs(theta, phi, x, config)
-    return update_step_forward_unchecked(theta, phi, x, config)
+    with trusted_inputs():
+        return update_step_forward_unchecked(theta, phi, x, config)
 
 
 def update_step_forward_unchecked(theta: Mapping[str, np.ndarray], phi: Mapping[str, np.ndarray], x: np.ndarray,

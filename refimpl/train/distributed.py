@@ -1,11 +1,16 @@
 """The meta-batch on Dask distributed (optional extra ``refimpl[distributed]``).
 
 The driver (:func:`refimpl.train.trainer.run`, the loop) keeps theta, Adam, every
-task's state and every random generator; it draws each slot's batches
-itself, so the random streams are those of the single-process run. Only
-:func:`refimpl.train.step.run_task` (a pure function of theta and one
-slot's inputs) runs on the workers; the results are gathered in slot order,
-so a run on N workers ends with exactly the theta of the single-process run.
+task's state and every random generator's state. A worker runs
+:func:`refimpl.train.step.run_slot` for one slot: it rebuilds the slot's
+generator from the state the job carries, draws the slot's U and batches
+with it, computes the meta-gradient, and returns the result with the
+generator's advanced state; the driver continues the slot's stream from that
+state. run_slot is a pure function of its arguments, and the results are
+gathered in slot order, so a run on N workers ends with exactly the theta
+(and every generator state) of the single-process run. What travels is
+theta, the slot's phi and task definition and a generator state (tens to
+hundreds of KiB), not its batches.
 
     with DaskTasks(workers=2) as tasks:               # a LocalCluster of 2 worker processes
         run(run_dir, tc, run_tasks=tasks)
@@ -24,10 +29,12 @@ import logging
 import time
 from concurrent.futures import CancelledError
 
-from refimpl.train.step import run_task
+from refimpl.train.step import run_slot
 
 #: Seconds to wait for the scheduler (connecting, or silent during a meta-step) before giving up.
 DEFAULT_TIMEOUT = 30.0
+#: Seconds between looks at the tasks in flight (short against the compute time of a task).
+POLL_SECONDS = 0.003
 #: How often a task that raised is submitted again before the meta-step fails.
 DEFAULT_RETRIES = 2
 
@@ -45,12 +52,33 @@ def _import_distributed():
     return distributed
 
 
-def _run_task_single_thread(theta, job, meta_gradient_fn):
-    """run_task with BLAS limited to one thread, as in the single-process trainer."""
+def check_scheduler_address(address: str) -> str:
+    """``address`` if it is a Dask scheduler address (``tcp://host:port``, ``host:port``, ...); a
+    ValueError (one line) before any connection is tried otherwise: a Client built from a bad address
+    leaves a traceback behind when it is collected."""
+    distributed = _import_distributed()
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls"):
+            host, port = parse_host_port(location)
+            if not host or not port:
+                raise ValueError("needs a host and a port")
+        elif scheme not in distributed.comm.registry.backends:
+            raise ValueError(f"unknown scheme {scheme!r}")
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"--scheduler {address!r} is not a Dask scheduler address such as tcp://host:8786 "
+                         f"({' '.join(str(e).split())})") from None
+    return address
+
+
+def _run_slot_single_thread(theta, job, meta_gradient_fn):
+    """run_slot with BLAS limited to one thread, as in the single-process trainer."""
     from refimpl.runtime import blas_single_thread
 
     with blas_single_thread():
-        return run_task(theta, job, meta_gradient_fn)
+        return run_slot(theta, job, meta_gradient_fn)
 
 
 class DaskTasks:
@@ -109,30 +137,50 @@ class DaskTasks:
         self._handlers = ()
 
     def __call__(self, theta, jobs, meta_gradient_fn=None):
-        """[run_task(theta, job, meta_gradient_fn) for job in jobs], computed on the cluster, in order.
+        """[run_slot(theta, job, meta_gradient_fn) for job in jobs], computed on the cluster, in order.
 
-        Each job is submitted as soon as ``jobs`` yields it, so the workers start while the
-        driver draws the next slot's batches.
+        At most one task per worker thread is in flight: the next slot is submitted when a task
+        finishes, so each slot goes to the first worker that is free (the scheduler would
+        otherwise hand out every slot at once, two per one-thread worker, whatever their sizes).
         """
 
         client = self.client
-        futures = [client.submit(_run_task_single_thread, theta, job, meta_gradient_fn, pure=False,
-                                 retries=self.retries) for job in jobs]
+        jobs = list(jobs)
+        slots = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+        results = [None] * len(jobs)
+        inflight, next_slot, submitted = {}, 0, []
+        lost_since = None
+
+        def submit():
+            nonlocal next_slot
+            future = client.submit(_run_slot_single_thread, theta, jobs[next_slot], meta_gradient_fn, pure=False,
+                                   retries=self.retries)
+            inflight[future] = next_slot
+            submitted.append(future)
+            next_slot += 1
+
         try:
-            results, lost_since = [], None
-            for future in futures:                    # in slot order
-                while True:
-                    try:
-                        results.append(future.result(timeout=0.5))
-                        break
-                    except TimeoutError:
-                        pass
+            while next_slot < len(jobs) and len(inflight) < slots:
+                submit()
+            checked = time.monotonic()
+            while inflight:
+                done = [f for f in inflight if f.done()]
+                if not done:
+                    time.sleep(POLL_SECONDS)
+                    if time.monotonic() - checked < 0.5:
+                        continue
+                    checked = time.monotonic()
                     if client.status == "running":
                         lost_since = None
                     else:
                         lost_since = lost_since or time.monotonic()
                         if time.monotonic() - lost_since > self.timeout:
                             raise self._lost("no answer")
+                    continue
+                for future in done:
+                    results[inflight.pop(future)] = future.result()
+                    if next_slot < len(jobs):
+                        submit()
             return results
         except DistributedError:
             raise
@@ -141,7 +189,7 @@ class DaskTasks:
                 raise
             raise self._lost(type(e).__name__) from None
         finally:
-            for f in futures:
+            for f in submitted:
                 f.release()
 
     def _lost(self, why: str) -> DistributedError:

@@ -1,4 +1,5 @@
-"""Meta-training settings (SPEC 7): :class:`TrainConfig` and the presets ``tiny``, ``small``, ``mixture``, ``paper``.
+"""Meta-training settings (SPEC 7): :class:`TrainConfig` and the presets ``tiny``, ``mid``, ``small``, ``mixture``,
+``paper`` (the names of :data:`refimpl.config.PRESET_NAMES`; a preset's ``model`` is ``refimpl.preset`` of its name).
 
 A :class:`TrainConfig` is frozen and validated on construction; it holds the
 rule's sizes (a :class:`refimpl.config.Config`; its ``layer_sizes[-1]`` is
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from refimpl.config import Config, JsonFields, preset as model_preset
+from refimpl.config import PRESET_NAMES, Config, JsonFields, preset as model_preset
 from refimpl.validate import fail, is_int as _is_int, is_number as _is_num
 
 DTYPES = ("float32", "float64")
@@ -57,7 +58,9 @@ class TrainConfig(JsonFields):
     """Meta-training settings. Ranges are inclusive ``(lo, hi)`` pairs.
 
     Task distribution (SPEC 7): ``datasets`` (names for
-    :func:`refimpl.data.get_dataset`, drawn uniformly), ``n_way`` (classes
+    :func:`refimpl.data.get_dataset`, drawn uniformly: built in, registered
+    with :func:`refimpl.data.register_dataset` in the process that trains,
+    or dataset ``.npz`` paths; a name may repeat to weight it), ``n_way`` (classes
     per task, uniform integer), ``k_shot`` (examples per class in each
     labeled batch, so n_label = n_way * k_shot), ``depth`` (number of hidden
     layers between the input and the top layer, uniform integer; the base
@@ -136,10 +139,11 @@ class TrainConfig(JsonFields):
         ds = tuple(ds)
         if not ds or not all(isinstance(d, str) and d for d in ds):
             _fail(f"field 'datasets' must be a non-empty sequence of names, got {ds!r}")
-        from refimpl.data import DATASETS
-        unknown = [d for d in ds if d not in DATASETS]
+        from refimpl.data import is_dataset_name, list_datasets
+        unknown = [d for d in ds if not is_dataset_name(d)]
         if unknown:
-            _fail(f"unknown dataset(s) {unknown}; known: {', '.join(DATASETS)}")
+            _fail(f"unknown dataset(s) {unknown}; known: {', '.join(list_datasets())}, a name given to "
+                  f"refimpl.data.register_dataset, or the path of a dataset .npz")
         object.__setattr__(self, "datasets", ds)
         if self.split not in ("train", "test"):
             _fail(f"field 'split' must be 'train' or 'test', got {self.split!r}")
@@ -255,6 +259,18 @@ def _tiny() -> TrainConfig:
         n_steps=30, checkpoint_every=5)
 
 
+def _mid() -> TrainConfig:
+    # Model preset mid (B=32, D=8, Hd=16, Hs=24, T=20, R=3, n_eval=5, top 16) on 5-10-way glyph
+    # tasks with short unrolls: between tiny (a smoke test) and small (a useful run).
+    return TrainConfig(
+        name="mid", model=model_preset("mid"), datasets=("glyphs",),
+        n_way=(5, 10), k_shot=5, depth=(1, 2), width=(16, 48), tasks_per_step=2,
+        unroll_start=(1, 2), unroll_end=(2, 4), unroll_ramp_steps=100,
+        budget_scale_start=5.0, budget_scale_end=20.0, budget_ramp_steps=50,
+        lr=(1e-3, 3e-4, 1e-4), lr_boundaries=(100, 150),
+        n_steps=200, checkpoint_every=20)
+
+
 def _small() -> TrainConfig:
     # A useful run in about an hour on one core: batch 32, small rule widths,
     # narrow base models, schedules scaled down. The inner step lr_phi is
@@ -263,10 +279,8 @@ def _small() -> TrainConfig:
     # Labelled batches follow SPEC 7: 10 examples per class. Glyphs rotated by up
     # to 30 degrees, not shifted, and budgets of about 45 inner steps: how these
     # were chosen, on glyphs only, is docs/transfer.md, section 5.
-    model = Config(batch_size=32, layer_sizes=(196, 64, 64, 16), delta_dims=8, h_dims=16,
-                   computeh_size=16, topd_size=16, readout_rank=3, n_eval=2, lr_phi=1e-2)
     return TrainConfig(
-        name="small", model=model, datasets=("glyphs_rotation",),
+        name="small", model=model_preset("small"), datasets=("glyphs_rotation",),
         n_way=(10, 20), k_shot=10, depth=(1, 2), width=(32, 96), tasks_per_step=4,
         unroll_start=(2, 3), unroll_end=(3, 6), unroll_ramp_steps=800,
         budget_scale_start=20.0, budget_scale_end=40.0, budget_ramp_steps=300,
@@ -286,8 +300,7 @@ def _mixture() -> TrainConfig:
     # evaluation net [n_in, 64, 64, 32] and the paper's [n_in, 128 x 4, 32]. Inner horizons grow late
     # in training: budgets from about 20 to 150 inner steps over 1200 meta-steps, unrolls from 2-3 to
     # 4-8 steps.
-    model = Config(batch_size=32, layer_sizes=(196, 64, 64, 32), delta_dims=8, h_dims=16,
-                   computeh_size=16, topd_size=16, readout_rank=3, n_eval=2, lr_phi=1e-2)
+    model = model_preset("mixture")
     datasets = ("glyphs_rotation", "glyphs_rotation", "glyphs_plain", "glyphs_paper_aug", "glyphs10_rotation",
                 "glyphs20_rotation", "glyphs_letters_rotation", "glyphs_math_rotation", "glyphs_currency_rotation")
     return TrainConfig(
@@ -305,12 +318,12 @@ def _paper() -> TrainConfig:
     return TrainConfig(name="paper", model=model_preset("paper"))
 
 
-_PRESETS = {"tiny": _tiny, "small": _small, "mixture": _mixture, "paper": _paper}
-PRESET_NAMES = tuple(_PRESETS)
+_PRESETS = {"tiny": _tiny, "mid": _mid, "small": _small, "mixture": _mixture, "paper": _paper}
+assert tuple(_PRESETS) == PRESET_NAMES, "one set of preset names for refimpl.preset and the trainer"
 
 
 def train_preset(name: str) -> TrainConfig:
-    """The meta-training preset ``name`` ("tiny", "small", "mixture" or "paper")."""
+    """The meta-training preset ``name`` (one of :data:`PRESET_NAMES`: "tiny", "mid", "small", "mixture", "paper")."""
     try:
         return _PRESETS[name]()
     except (KeyError, TypeError):

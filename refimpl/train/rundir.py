@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from refimpl.npzio import atomic_write_bytes
+from refimpl.npzio import atomic_write_bytes, remove_stale_temp_files
 from refimpl.params import save_params
 from refimpl.runtime import RunDirError, check_run_dir
 from refimpl.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
@@ -78,6 +78,12 @@ def write_checkpoint(run_dir, state: TrainState, tc: TrainConfig) -> None:
     save_checkpoint(run_dir / CHECKPOINT_FILE, state, tc)
     save_params(run_dir / THETA_FILE, state.theta, tc.model, kind="theta")
 
+
+
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    """The temporary files of atomic writes of the trainer's own files that a kill -9 left behind."""
+    for p in remove_stale_temp_files(run_dir, RUN_FILES):
+        print(f"removed {p}, left by an interrupted write", file=sys.stderr)
 
 
 def _check_holds_run(run_dir: Path) -> None:
@@ -150,6 +156,7 @@ def prepare_run(run_dir, tc: TrainConfig | None, *, resume: bool, restart: bool 
             run_dir = check_run_dir(run_dir, create=False)
         except RunDirError as e:
             raise RunDirError(f"--resume: {e}") from None
+        _remove_stale_temp_files(run_dir)
         state, stored = _load_for_resume(run_dir)
         if tc is not None:
             differing = [n for n in tc.diff(stored) if n not in ("n_steps", "checkpoint_every")]
@@ -171,6 +178,7 @@ def prepare_run(run_dir, tc: TrainConfig | None, *, resume: bool, restart: bool 
         raise RunDirError("a new run needs a TrainConfig")
     tc = tc.replace(**overrides)
     run_dir = check_run_dir(run_dir, create=True)
+    _remove_stale_temp_files(run_dir)
     if restart:
         _check_holds_run(run_dir)
         for name in RUN_FILES:

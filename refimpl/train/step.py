@@ -5,7 +5,9 @@ One meta-step (:func:`meta_step`, a pure function of the state) at step k:
 1. for each task slot i (in order), with slot i's generator: draw U uniform
    in :func:`~refimpl.train.optim.unroll_range` at k, capped at the task's
    remaining budget; draw the U unlabeled batches and U x n_eval labeled
-   pairs; call ``meta_gradient`` from the slot's phi; keep phi_final;
+   pairs; call ``meta_gradient`` from the slot's phi; keep phi_final
+   (:func:`run_slot`: in this process, or on a worker that receives the
+   generator's state and returns it advanced);
 2. a task whose J, dtheta or phi_final is not finite (or whose unroll raises
    :class:`refimpl.meta.unroll.NonFiniteError`) is *dropped*: its gradient is
    not used, it is reset, the event is counted and logged;
@@ -68,7 +70,7 @@ def _json_float(x):
 
 
 class TaskJob(NamedTuple):
-    """One slot's share of a meta-step, drawn on the driver: everything a (possibly remote) worker needs."""
+    """One slot's drawn unroll: U, the phi it starts from, its batches, the rule config and n_cls."""
     U: int
     phi: dict
     batches: object          # refimpl.meta.unroll.UnrollBatches
@@ -97,45 +99,76 @@ def run_task(theta: dict, job: TaskJob, meta_gradient_fn=None):
     return res, None
 
 
+class SlotJob(NamedTuple):
+    """One slot's share of a meta-step before anything is drawn: everything a (possibly remote)
+    worker needs to draw the slot's U and batches with the slot's generator and to compute its
+    meta-gradient (:func:`run_slot`). The generator travels as its state and comes back advanced."""
+    tc: TrainConfig
+    task: object             # refimpl.train.tasks.TaskDef
+    phi: dict
+    remaining: int           # the task's inner steps left (caps U)
+    unroll_range: tuple      # (lo, hi) of meta-step k (refimpl.train.optim.unroll_range)
+    rng_state: dict          # the slot generator's bit_generator.state before the draws
+
+
+class SlotOutcome(NamedTuple):
+    """What :func:`run_slot` hands back to the driver."""
+    U: int
+    result: object           # the MetaGradient, or None when the task is dropped
+    reason: str | None       # why it was dropped (None: kept)
+    rng_state: dict          # the slot generator's state after the draws of U and the batches
+
+
+def draw_task_job(job: SlotJob, rng: np.random.Generator) -> TaskJob:
+    """The slot's draws, with its generator ``rng`` (advanced): U uniform in the unroll range,
+    capped at the task's remaining budget, then the unroll's batches (refimpl.train.tasks.draw_unroll)."""
+    from refimpl.meta.unroll import UnrollBatches
+
+    lo, hi = job.unroll_range
+    U = min(int(rng.integers(lo, hi + 1)), job.remaining)
+    x, x_a, x_b, y_a, y_b = draw_unroll(job.tc, job.task, U, rng)
+    return TaskJob(U, job.phi, UnrollBatches(x, x_a, x_b, y_a, y_b), job.task.config(job.tc.model),
+                   job.task.n_way)
+
+
+def run_slot(theta: dict, job: SlotJob, meta_gradient_fn=None) -> SlotOutcome:
+    """Draw one slot's unroll and compute its meta-gradient (:func:`run_task`).
+
+    A pure function of its arguments: the generator is rebuilt from ``job.rng_state`` and its
+    advanced state is returned, so a worker process may run it (and run it again after a
+    failure) and the driver continues the slot's stream exactly where one process would.
+    """
+    rng = rng_from_state(job.rng_state)
+    task_job = draw_task_job(job, rng)
+    res, reason = run_task(theta, task_job, meta_gradient_fn)
+    return SlotOutcome(task_job.U, res, reason, rng.bit_generator.state)
+
+
 def meta_step(state: TrainState, tc: TrainConfig, meta_gradient_fn=None, run_tasks=None):
     """One meta-step; returns ``(new_state, record)`` and never modifies ``state``.
 
     ``record`` is the JSON log line (a dict). ``meta_gradient_fn`` defaults
     to :func:`refimpl.meta.unroll.meta_gradient` (tests pass stubs).
-    ``run_tasks(theta, jobs, meta_gradient_fn)``, when given, returns
-    ``[run_task(theta, job, meta_gradient_fn) for job in jobs]``, computed
-    elsewhere (refimpl.train.distributed); ``jobs`` is an iterator that draws
-    each slot's inputs when it is reached. Every random draw stays here.
+    ``run_tasks(theta, slot_jobs, meta_gradient_fn)``, when given, returns
+    ``[run_slot(theta, job, meta_gradient_fn) for job in slot_jobs]``, computed
+    elsewhere (refimpl.train.distributed): the slots' draws happen there, on
+    generators rebuilt from the states the jobs carry, and the advanced states
+    come back; the driver keeps every state, so the run is the one-process run.
     """
-    from refimpl.meta.unroll import UnrollBatches
-
     t0 = time.perf_counter()
     k = state.step
     lo, hi = unroll_range(tc, k)
     lr = learning_rate(tc, k)
-    jobs, rngs = [], []
-
-    def draw_jobs():
-        """Each slot's draws, on its own generator, in slot order; yielded one by one so that a
-        distributed ``run_tasks`` can start slot i while slot i + 1 is drawn."""
-        for ts in state.tasks:
-            rng = rng_from_state(ts.rng_state)
-            U = min(int(rng.integers(lo, hi + 1)), ts.remaining)
-            x, x_a, x_b, y_a, y_b = draw_unroll(tc, ts.task, U, rng)
-            jobs.append(TaskJob(U, ts.phi, UnrollBatches(x, x_a, x_b, y_a, y_b), ts.task.config(tc.model),
-                                ts.task.n_way))
-            rngs.append(rng)
-            yield jobs[-1]
-
+    slots = [SlotJob(tc, ts.task, ts.phi, ts.remaining, (lo, hi), ts.rng_state) for ts in state.tasks]
     if run_tasks is None:
-        outcomes = [run_task(state.theta, job, meta_gradient_fn) for job in draw_jobs()]
+        outcomes = [run_slot(state.theta, job, meta_gradient_fn) for job in slots]
     else:
-        outcomes = run_tasks(state.theta, draw_jobs(), meta_gradient_fn)
+        outcomes = list(run_tasks(state.theta, slots, meta_gradient_fn))
     grads, tasks = [], []
     rec_J, rec_acc, rec_U, dropped, resets = [], [], [], [], []
     counters = dict(state.counters)
-    for i, (ts, rng, job, (res, reason)) in enumerate(zip(state.tasks, rngs, jobs, outcomes)):
-        U = job.U
+    for i, (ts, (U, res, reason, rng_state)) in enumerate(zip(state.tasks, outcomes)):
+        rng = rng_from_state(rng_state)
         rec_U.append(U)
         if reason is None:
             grads.append(res.dtheta)

@@ -42,9 +42,13 @@ _DATASETS: dict = {}
 
 
 def dataset(name: str):
-    """The full (all classes, unpermuted) dataset ``name``, built once per process."""
+    """The full (all classes, unpermuted) dataset ``name``, built once per process (a registered
+    dataset or a dataset .npz is looked up each time: refimpl.data keeps those)."""
+    from refimpl.data import DATASETS, get_dataset
+
+    if name not in DATASETS:
+        return get_dataset(name)
     if name not in _DATASETS:
-        from refimpl.data import get_dataset
         _DATASETS[name] = get_dataset(name)
     return _DATASETS[name]
 
@@ -214,7 +218,55 @@ def draw_unroll(tc, task: TaskDef, U: int, rng: np.random.Generator):
     Draw order: the U unlabeled batches, then for u = 0..U-1 and e = 0..n_eval-1
     the pair (x_a, y_a), (x_b, y_b). n_label = n_way * k_shot. With input
     augmentation, each batch's augmentation draws follow its own draws.
+
+    Every random number is drawn first, batch by batch in that order (the
+    numbers :func:`draw_unroll_plain` draws); then the rows of all U x B
+    unlabeled and U x n_eval x 2 x n_label labeled examples are made by one
+    call of the dataset, augmented and permuted at once. The result is
+    :func:`draw_unroll_plain`'s, bit for bit.
     """
+    dtype, split, B, E, K = tc.np_dtype, tc.split, tc.model.batch_size, tc.model.n_eval, tc.k_shot
+    augment = tc.input_augmentation
+    view = dataset(task.dataset).subset(list(task.classes)) if augment else task.view()
+    aug = task_augmentation(tc, task) if augment else None
+    requests, shifts, keeps = [], [], []
+
+    def request(req):
+        requests.append(req)
+        if aug is not None:                       # augment_inputs' draws, right after the batch's own
+            n = len(req.idx)
+            if aug.x_shift:
+                shifts.append(rng.integers(-tc.max_x_shift, tc.max_x_shift + 1, size=n))
+            if aug.example_dropout:
+                keeps.append(rng.random((n, view.n_features)) >= tc.dropout_rate)
+
+    for _ in range(U):
+        request(view.unlabeled_request(rng, B, split))
+    for _ in range(U * E * 2):                    # (u, e, a|b) in row-major order
+        request(view.labeled_request(rng, K, split))
+    x_all, reg = view.rows(requests, split, dtype, permute=not augment)
+    if aug is not None:                           # augment_inputs on all rows at once, then the permutation
+        if aug.x_shift:
+            x_all = shift_columns(x_all, np.concatenate(shifts), view.image_shape)
+        if aug.example_dropout:
+            x_all = x_all * np.concatenate(keeps).astype(x_all.dtype)
+        if aug.task_mask is not None:
+            x_all = x_all * aug.task_mask
+        x_all = np.ascontiguousarray(x_all[:, task.perm])
+    F = x_all.shape[1]
+    n = len(requests[-1].idx)
+    x = x_all[:U * B].reshape(U, B, F)
+    labeled = x_all[U * B:].reshape(U, E, 2, n, F)
+    reg = reg[U * B:]
+    y = np.stack([view.targets(r, reg[i * n:(i + 1) * n], dtype) for i, r in enumerate(requests[U:])])
+    y = y.reshape(U, E, 2, n, y.shape[-1])
+    x_a, x_b = np.ascontiguousarray(labeled[:, :, 0]), np.ascontiguousarray(labeled[:, :, 1])
+    y_a, y_b = np.ascontiguousarray(y[:, :, 0]), np.ascontiguousarray(y[:, :, 1])
+    return x, x_a, x_b, y_a, y_b
+
+
+def draw_unroll_plain(tc, task: TaskDef, U: int, rng: np.random.Generator):
+    """:func:`draw_unroll` batch by batch: the definition, written plainly (tests compare the two)."""
     dtype, split, B, E, K = tc.np_dtype, tc.split, tc.model.batch_size, tc.model.n_eval, tc.k_shot
     if tc.input_augmentation:
         view = dataset(task.dataset).subset(list(task.classes))

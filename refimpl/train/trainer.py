@@ -24,6 +24,15 @@ def _progress(total, initial, quiet):
                 desc="meta-train")
 
 
+def _plain_progress(total, initial, quiet):
+    """Plain lines (count, rate, ETA) on stderr when it is not a terminal (a log, nohup, CI), else None."""
+    from refimpl.runtime import Progress
+
+    if quiet or sys.stderr.isatty() or total <= initial:
+        return None
+    return Progress(total - initial, desc=f"meta-train (steps {initial + 1}-{total})", unit="meta-steps")
+
+
 
 def run(run_dir, tc: TrainConfig | None = None, *, resume: bool = False, restart: bool = False, n_steps=None,
         checkpoint_every=None, quiet: bool = True, meta_gradient_fn=None, on_step=None,
@@ -51,7 +60,10 @@ def run(run_dir, tc: TrainConfig | None = None, *, resume: bool = False, restart
                             checkpoint_every=checkpoint_every, expect=expect)
     run_dir = Path(run_dir)
     log_path = run_dir / LOG_FILE
+    if resume and not quiet:
+        print(f"resuming the run in {run_dir} from meta-step {state.step} (of {tc.n_steps})", file=sys.stderr)
     bar = _progress(tc.n_steps, state.step, quiet)
+    plain = _plain_progress(tc.n_steps, state.step, quiet)
     committed = state
     written = state.step          # prepare_run's checkpoint (start) or the one resumed from
     try:
@@ -75,6 +87,11 @@ def run(run_dir, tc: TrainConfig | None = None, *, resume: bool = False, restart
                 if record["J"] is not None:
                     bar.set_postfix(J=f"{record['J']:.4f}", drop=committed.counters["dropped_total"],
                                     refresh=False)
+                if plain is not None:
+                    if record["J"] is not None:
+                        plain.desc = (f"meta-train (steps {state.step + 1}-{tc.n_steps}; step {committed.step} "
+                                      f"J {record['J']:.4f})")
+                    plain.update(1)
                 if on_step is not None:
                     on_step(committed, record)
                 if committed.step % tc.checkpoint_every == 0:
