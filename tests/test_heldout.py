@@ -73,17 +73,18 @@ def test_final_split_is_computer_modern_letters_and_digits():
 # support and query are different images
 # ---------------------------------------------------------------------------------
 class _Recorder:
-    """Wraps a source's draw to record the example indices of each call."""
+    """Wraps a source's realise (every draw, one at a time or batched, ends there) to record the
+    example indices of each call."""
 
     def __init__(self, ds, monkeypatch):
         self.calls = []
         src = ds.source
-        original = src.draw
+        original = src.realise
 
-        def draw(rng, idx, split, dtype):
+        def realise(idx, params, split, dtype):
             self.calls.append(np.array(idx))
-            return original(rng, idx, split, dtype)
-        monkeypatch.setattr(src, "draw", draw)
+            return original(idx, params, split, dtype)
+        monkeypatch.setattr(src, "realise", realise)
 
 
 def _overlap(ds, support_idx, query_idx, k_shot, k_query):
