@@ -239,7 +239,7 @@ def preset(name: str) -> Config:
     Parameters
     ----------
     name : str
-        One of :data:`PRESET_NAMES`, the names the meta-training presets share: ``"tiny"``
+        One of ``PRESET_NAMES``, the names the meta-training presets share: ``"tiny"``
         (small, pairwise different sizes: the gradient checks), ``"mid"`` (golden values at a
         realistic shape), ``"small"`` (the rule of the trainer's ``small`` preset and of the
         shipped rule) or ``"paper"`` (the paper's sizes).

@@ -1,8 +1,8 @@
 """``get_dataset(name, **kwargs)``: every dataset by name, as a :class:`~refimpl.data.base.Dataset`.
 
 A name is one of the built-in :data:`DATASETS`, a name given to
-:func:`register_dataset` (a user's own data, in this process), or the path
-of a dataset ``.npz`` (:func:`refimpl.data.user.load_npz`: ``x_train,
+``register_dataset`` (a user's own data, in this process), or the path
+of a dataset ``.npz`` (``refimpl.data.user.load_npz``: ``x_train,
 y_train, x_test, y_test``), which is what a saved TrainConfig or the command
 line can name in any process.
 """
@@ -102,7 +102,7 @@ DATASETS = {
 }
 
 
-#: name -> Dataset: the datasets registered in this process (:func:`register_dataset`).
+#: name -> Dataset: the datasets registered in this process (``register_dataset``).
 REGISTERED: dict = {}
 #: (resolved path, mtime_ns, size) -> Dataset: each dataset .npz is read once per process.
 _NPZ_CACHE: dict = {}
@@ -164,7 +164,7 @@ def _npz_dataset(path) -> Dataset:
 
 def get_dataset(name: str, exclude_classes=(), **kwargs) -> Dataset:
     """A dataset by name (built in, registered, or a dataset ``.npz`` path), with unpermuted inputs and
-    all its classes but ``exclude_classes``; a :class:`Dataset` given as ``name`` is returned as it is
+    all its classes but ``exclude_classes``; a :class:`~refimpl.data.Dataset` given as ``name`` is returned as it is
     (with those classes left out).
 
     Every dataset is made on this machine (rendered glyphs, scikit-learn's digits, two moons)
@@ -175,8 +175,8 @@ def get_dataset(name: str, exclude_classes=(), **kwargs) -> Dataset:
     name : str or Dataset
         A key of ``refimpl.data.registry.DATASETS``: ``"glyphs"`` and its variants (the
         meta-training data), ``"digits"``, ``"moons"``, ``"fashion_mnist14"``,
-        ``"fashion_mnist28"``, ...; a name given to :func:`register_dataset`; or the path of an
-        ``.npz`` holding ``x_train, y_train, x_test, y_test`` (:func:`refimpl.data.user.load_npz`).
+        ``"fashion_mnist28"``, ...; a name given to ``register_dataset``; or the path of an
+        ``.npz`` holding ``x_train, y_train, x_test, y_test`` (``refimpl.data.user.load_npz``).
     exclude_classes : sequence of str
         Class names, or names of the source's class sets (glyphs: ``"digits"``, ``"letters"``,
         ``"math"``, ...), left out of the view (:meth:`~refimpl.data.base.Dataset.without`): the

@@ -178,8 +178,8 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
         SPEC 9 names and shapes of the :class:`refimpl.Config` (checked: one line otherwise).
     datasets : sequence of str or Dataset
         Each at most once: names for :func:`refimpl.get_dataset` (built in, registered with
-        :func:`refimpl.data.register_dataset`, or dataset ``.npz`` paths) or
-        :class:`refimpl.data.Dataset` objects (:func:`refimpl.data.from_arrays`).
+        ``refimpl.data.register_dataset``, or dataset ``.npz`` paths) or
+        :class:`refimpl.data.Dataset` objects (``refimpl.data.from_arrays``).
     k_shot : int
         Labeled examples per class for the readout.
     inner_steps : sequence of int
@@ -211,7 +211,7 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
         applied from the same phi_0 on the same batches (not for the ``random`` rule itself).
     out_dir : str or path-like, optional
         If given, each finished (dataset, seed) is written there at once
-        (:mod:`refimpl.evaluation.store`), and at the end ``report.json``, ``report.md`` and two
+        (``refimpl.evaluation.store``), and at the end ``report.json``, ``report.md`` and two
         figures. A directory holding a finished or an interrupted evaluation is refused unless
         ``force`` or ``resume``.
     resume : bool
