@@ -210,6 +210,9 @@ PRESETS: dict[str, Config] = {
                   computeh_size=24, topd_size=20, readout_rank=3),
     "small": Config(batch_size=32, layer_sizes=(196, 64, 64, 16), delta_dims=8, h_dims=16,
                     computeh_size=16, topd_size=16, readout_rank=3, n_eval=2, lr_phi=1e-2),
+    # the small rule with a 32-wide top layer, for the trainer's ``mixture`` preset (the paper's task distribution)
+    "mixture": Config(batch_size=32, layer_sizes=(196, 64, 64, 32), delta_dims=8, h_dims=16,
+                      computeh_size=16, topd_size=16, readout_rank=3, n_eval=2, lr_phi=1e-2),
     "paper": Config(),
 }
 #: The preset names, smallest first (refimpl.preset and the trainer's presets take the same ones).
@@ -236,7 +239,7 @@ def preset(name: str) -> Config:
     Parameters
     ----------
     name : str
-        One of :data:`PRESET_NAMES`, the names the meta-training presets share: ``"tiny"``
+        One of ``PRESET_NAMES``, the names the meta-training presets share: ``"tiny"``
         (small, pairwise different sizes: the gradient checks), ``"mid"`` (golden values at a
         realistic shape), ``"small"`` (the rule of the trainer's ``small`` preset and of the
         shipped rule) or ``"paper"`` (the paper's sizes).

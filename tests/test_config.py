@@ -47,7 +47,9 @@ def test_presets_exact_values():
                          computeh_size=24, topd_size=20, readout_rank=3)
     assert PRESET_EXTRAS == {"tiny": {"n_label": 16, "n_cls": 5, "U": 3},
                              "mid": {"n_label": 50, "n_cls": 10, "U": 2}}
-    assert set(PRESETS) == {"paper", "tiny", "mid", "small"}
+    assert set(PRESETS) == {"paper", "tiny", "mid", "small", "mixture"}
+    # the mixture preset's rule is the small one with a 32-wide top layer (the paper's evaluation top)
+    assert preset("mixture") == preset("small").replace(layer_sizes=(196, 64, 64, 32))
     # a preset differs from paper only in the fields it lists
     assert Config().diff(tiny) == ["batch_size", "layer_sizes", "delta_dims", "h_dims",
                                    "computeh_size", "topd_size", "readout_rank", "n_eval"]
@@ -162,6 +164,6 @@ def test_every_activation_accepted():
 
 
 def test_unknown_preset():
-    with pytest.raises(ValueError, match="unknown preset .huge.; known: tiny, mid, small, paper"):
+    with pytest.raises(ValueError, match="unknown preset .huge.; known: tiny, mid, small, mixture, paper"):
         preset("huge")
     assert config_module.preset("tiny") is PRESETS["tiny"]

@@ -290,7 +290,9 @@ def ds(request, fake_fashion):
 
 def test_registry():
     glyph_variants = {"glyphs_rotation", "glyphs_classes", "glyphs_plain", "glyphs_paper_aug", "glyphs10",
-                      "glyphs20", "glyphs_letters", "glyphs_math", "glyphs_currency"}
+                      "glyphs20", "glyphs_letters", "glyphs_math", "glyphs_currency", "glyphs_rotation_final",
+                      "glyphs10_rotation", "glyphs20_rotation", "glyphs_letters_rotation", "glyphs_math_rotation",
+                      "glyphs_currency_rotation"}
     assert set(list_datasets()) == {"glyphs", "digits", "moons", "fashion_mnist14", "fashion_mnist28"} | glyph_variants
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
         get_dataset("mnist")

@@ -221,7 +221,7 @@ def test_evaluate_rule_on_a_tiny_task_writes_tables_and_plots(tmp_path):
                                  benchmark_fn=lambda th, cfg, _ds, **kw: suite.benchmark(
                                      th, cfg.replace(layer_sizes=(N_FEATURES, *cfg.layer_sizes[1:])), ds, **kw))
     rows = {r["method"]: r for r in report["datasets"]["moons"]["summary"]}
-    assert set(rows) == {"rule@0", "rule@2", "raw", "ink"}          # ink is always measured
+    assert set(rows) == {"rule@0", "rule@2", "random@2", "raw", "ink"}     # ink and the random theta always
     assert rows["rule@0"]["delta"] == 0 and rows["rule@0"]["n"] == 2
     assert report["settings"]["baselines"] == ["raw", "ink"]
     for name in ("report.json", "report.md", "accuracy.png", "inner_steps.png"):

@@ -129,12 +129,12 @@ def test_one_set_of_preset_names():
     from refimpl.config import PRESET_NAMES, PRESETS
     from refimpl.train.presets import PRESET_NAMES as TRAIN_NAMES
 
-    assert PRESET_NAMES == TRAIN_NAMES == tuple(PRESETS) == ("tiny", "mid", "small", "paper")
+    assert PRESET_NAMES == TRAIN_NAMES == tuple(PRESETS) == ("tiny", "mid", "small", "mixture", "paper")
     for name in PRESET_NAMES:
         assert train_preset(name).model == refimpl.preset(name), name
     theta, config, _ = refimpl.load_rule("small-glyphs-rotation")
     assert config == refimpl.preset("small")             # the shipped rule's config is the small preset
-    with pytest.raises(ValueError, match="known: tiny, mid, small, paper"):
+    with pytest.raises(ValueError, match="known: tiny, mid, small, mixture, paper"):
         refimpl.preset("huge")
 
 

@@ -1,7 +1,12 @@
-"""Choose the shipped theta and its inner-step count using ONLY glyphs_rotation in held-out fonts,
-10-way 10-shot (selection seeds 100-104, disjoint from the reporting seeds 0-9).
+"""Choose the shipped theta and its inner-step count using ONLY glyphs_rotation in the held-out ``select``
+font families (STIX General; support and query from different fonts), 10-way 10-shot (selection seeds
+100-104, disjoint from the reporting seeds 0-9). Each table also has the random-theta rows (SPEC 9
+init_theta of the theta's config) and the raw-input row.
 Criterion: the best paired gain over phi_0 among (snapshot, steps) whose effective rank is >= half of phi_0's.
-Usage: choose_rule.py OUT.json THETA.npz [THETA.npz ...]  (appends; skips thetas already in OUT.json)"""
+Usage: choose_rule.py OUT.json THETA.npz [THETA.npz ...] [--dataset NAME]  (appends; skips thetas already in OUT.json)
+--dataset (default glyphs_rotation): glyphs_rotation_final checks a theta whose meta-training saw the select
+families (the first shipped rule was trained on three STIX General fonts) on the final families; a check, never
+a choice."""
 import json
 import os
 import sys
@@ -10,18 +15,26 @@ import time
 from refimpl.data import get_dataset
 from refimpl.evaluation.benchmark import benchmark
 from refimpl.evaluation.reporting import format_summary
+from refimpl.evaluation.suite import random_theta_of
 from refimpl.params import load_params
 
-out = sys.argv[1]
+args = sys.argv[1:]
+name = "glyphs_rotation"
+if "--dataset" in args:
+    i = args.index("--dataset")
+    name = args[i + 1]
+    del args[i:i + 2]
+out = args[0]
 done = json.load(open(out)) if os.path.exists(out) else {}
-ds = get_dataset("glyphs_rotation")
-for path in sys.argv[2:]:
+ds = get_dataset(name)
+for path in args[1:]:
     if path in done:
         continue
     t = time.time()
     theta, config = load_params(path, kind="theta")
     r = benchmark(theta, config, ds, seeds=range(100, 105), n_way=10, k_shot=10, k_query=10, n_trials=5,
-                  inner_steps=(25, 50, 100, 200), baselines=("ink",), progress=False)
+                  inner_steps=(25, 50, 100, 200), baselines=("raw", "ink"), random_theta=random_theta_of(config),
+                  progress=False)
     done[path] = r["summary"]
     print(f"## {path} [{time.time()-t:.0f}s]\n" + format_summary(r["summary"]), flush=True)
     json.dump(done, open(out + ".tmp", "w"), indent=1)

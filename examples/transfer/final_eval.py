@@ -1,7 +1,8 @@
-"""The shipped rule's one evaluation: glyphs_rotation (held-out fonts, 10-way 10-shot), held-out digits, moons and
-Fashion-MNIST 14x14 at 10-shot, 10 seeds, at 0 and the recommended inner steps, against every baseline.
+"""The shipped rule's one evaluation: glyphs_rotation_final (the final held-out font families, 10-way 10-shot,
+support and query from different fonts), held-out digits, moons and Fashion-MNIST 14x14 at 10-shot, 10 seeds, at 0
+and the recommended inner steps, against the random-theta control and every baseline.
 
-    python examples/transfer/final_eval.py RULE OUT_DIR [CACHED_BASELINES.json ...]
+    python examples/transfer/final_eval.py RULE OUT_DIR [CACHED_BASELINES.json ...] [--arch rule|paper]
 
 The same computation as ``refimpl eval RULE --datasets ... --seeds 10`` (refimpl.evaluation.benchmark), except
 that the theta-independent VAE and supervised baselines, the slow ones, may be taken from earlier runs of
@@ -15,10 +16,19 @@ import sys
 from refimpl.data import get_dataset
 from refimpl.evaluation.benchmark import benchmark, summarize
 from refimpl.evaluation.reporting import format_report, write_report
+from refimpl.evaluation.suite import ARCHS, random_theta_of
 from refimpl.pretrained import load_rule
 
-rule, out_dir, cached_files = sys.argv[1], sys.argv[2], sys.argv[3:]
+argv = sys.argv[1:]
+arch = "rule"
+if "--arch" in argv:
+    i = argv.index("--arch")
+    arch = argv[i + 1]
+    del argv[i:i + 2]
+rule, out_dir, cached_files = argv[0], argv[1], argv[2:]
 theta, config, info = load_rule(rule)
+hidden, top = ARCHS[arch] if ARCHS[arch] is not None else (None, None)
+random_theta = random_theta_of(config)
 steps = (0, info["recommended_inner_steps"])
 cached = {}
 for path in cached_files:
@@ -26,13 +36,13 @@ for path in cached_files:
     for res in ([data] if "per_seed" in data else [v for v in data.values() if isinstance(v, dict) and "per_seed" in v]):
         cached[res["dataset"]] = res
 datasets = {}
-for name, kw in (("glyphs_rotation", {"n_way": 10, "n_trials": 5, "baselines": ("raw", "ink", "pca")}),
+for name, kw in (("glyphs_rotation_final", {"n_way": 10, "n_trials": 5, "baselines": ("raw", "ink", "pca")}),
                  ("digits", {}), ("moons", {}), ("fashion_mnist14", {})):
     slow = ("vae", "supervised") if name in cached else ()
     baselines = kw.pop("baselines", ("raw", "ink", "pca", "vae", "supervised"))
     res = benchmark(theta, config, get_dataset(name), seeds=range(10), k_shot=10, k_query=10,
                     inner_steps=steps, baselines=tuple(b for b in baselines if b not in slow),
-                    **{"n_trials": 10, **kw})
+                    random_theta=random_theta, hidden=hidden, top=top, **{"n_trials": 10, **kw})
     if slow:
         by_seed = {b["seed"]: b for b in cached[name]["per_seed"]}
         for rec in res["per_seed"]:
@@ -48,9 +58,11 @@ for name, kw in (("glyphs_rotation", {"n_way": 10, "n_trials": 5, "baselines": (
 report = {"rule": rule, "config": config.to_dict(), "info": info, "datasets": datasets,
           "notes": [f"rule {rule}: meta-step {info.get('theta_snapshot')}, recommended inner steps "
                     f"{info['recommended_inner_steps']} (chosen on glyphs in held-out fonts)",
-                    "10 seeds (0-9) per dataset; glyphs: 10-way 10-shot, 5 trials; others: all classes, 10-shot, "
-                    "10 trials x 10 queries/class; VAE 2000 Adam steps (latent N^L, hidden as the base model), "
-                    "supervised 300 Adam steps on each trial's 10-shot support set",
+                    "10 seeds (0-9) per dataset; glyphs (final font families, support and query from different "
+                    "fonts): 10-way 10-shot, 5 trials; others: all classes, 10-shot, 10 trials x 10 queries/class",
+                    f"base net: {arch}; budgets per dataset in report.json (datasets.<name>.budgets: the VAE's "
+                    "sizes, early stopping and cap, the supervised steps and lr)",
+                    "random@s: a random theta (SPEC 9 init_theta of the rule's config) from the same phi_0",
                     "± is one standard error over seeds; differences to phi_0 (rule@0) are paired per seed"],
           "settings": {"k_shot": 10, "inner_steps": list(steps), "seeds": 10}}
 write_report(report, out_dir)

@@ -3,19 +3,19 @@
     python examples/transfer/ship_rule.py RUN_DIR THETA.npz NAME --steps S --selection SELECT.json \\
         --commit SHA --command "..."
 
-RUN_DIR is the meta-training run (log.jsonl, train_config.json); THETA.npz a theta-only snapshot of it;
-SELECT.json the glyph selection table (examples/transfer/choose_rule.py). Writes
-refimpl/pretrained/rules/NAME.{npz,json,md}.
+RUN_DIR is the meta-training run (log.jsonl or log.jsonl.gz, train_config.json), committed in the repository
+(e.g. experiments/NAME, examples/transfer/collect_run.py); THETA.npz a theta-only snapshot of it; SELECT.json the
+glyph selection table (examples/transfer/choose_rule.py), committed too. Writes
+refimpl/pretrained/rules/NAME.{npz,json,md}; the card's provenance names the log, probe log and selection
+JSON by their paths in the repository (tests/test_provenance.py recomputes the card from them).
 """
 import argparse
 import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from refimpl.params import load_params
-from refimpl.train import read_log
+from refimpl.pretrained.card import log_summary, read_jsonl, selection_rows_markdown, selection_table
 
 ROOT = Path(__file__).resolve().parents[2]
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,39 +26,37 @@ p.add_argument("--steps", type=int, required=True, help="recommended inner steps
 p.add_argument("--selection", required=True)
 p.add_argument("--commit", required=True)
 p.add_argument("--command", required=True)
+p.add_argument("--seed", type=int, default=0)
 args = p.parse_args()
 
 theta, config = load_params(args.theta, kind="theta")          # must be a theta-only file with its config
-records = read_log(args.run_dir)
+run_dir = Path(args.run_dir).resolve()
+log_path = next(q for q in (run_dir / "log.jsonl", run_dir / "log.jsonl.gz") if q.is_file())
+records = read_jsonl(log_path)
 suffix = Path(args.theta).stem.split("_")[-1]
 meta_step = int(suffix) if suffix.isdigit() else records[-1]["step"]     # theta.npz of the finished run: its last step
-upto = [r for r in records if r["step"] <= meta_step]
-J = np.array([r["J"] for r in upto if r["J"] is not None])
-first, last = J[:50].mean(), J[-50:].mean()
+summary = log_summary(records, meta_step)
+first, last = summary["J_mean_first_50_steps"], summary["J_mean_last_50_steps"]
 selection = json.loads(Path(args.selection).read_text())
-table = []
-for path, rows in selection.items():
-    for r in rows:
-        if r["method"].startswith("rule@") and r["method"] != "rule@0":
-            r0 = next(x for x in rows if x["method"] == "rule@0")
-            table.append({"theta": Path(path).name, "inner_steps": int(r["method"].split("@")[1]),
-                          "gain": round(r["delta"], 4), "gain_se": round(r["delta_se"], 4),
-                          "effective_rank": round(r["effective_rank"], 2),
-                          "phi0_effective_rank": round(r0["effective_rank"], 2)})
+table = selection_table(selection)
 card = {
     "name": args.name,
     "theta_snapshot": f"{Path(args.theta).name} (meta-step {meta_step})",
     "recommended_inner_steps": args.steps,
-    "trained_by": {"command": args.command, "seed": 0, "commit": args.commit,
+    "trained_by": {"command": args.command, "seed": args.seed, "commit": args.commit,
                    "train_config": json.loads((Path(args.run_dir) / "train_config.json").read_text())},
-    "log_summary": {"meta_steps": meta_step, "tasks_drawn": upto[-1]["tasks_drawn"],
-                    "wall_minutes": round(upto[-1]["wall_time"] / 60, 1),
-                    "J_mean_first_50_steps": round(float(first), 4), "J_mean_last_50_steps": round(float(last), 4),
-                    "dropped_tasks": int(upto[-1]["dropped_total"]), "final_lr": upto[-1]["lr"]},
-    "chosen_by": ("glyphs_rotation, fonts held out of meta-training, 10-way 10-shot, seeds 100-104, 5 trials: "
+    "log_summary": summary,
+    "chosen_by": ("glyphs_rotation, the select font families (STIX General; support and query from different "
+                  "fonts), 10-way 10-shot, seeds 100-104, 5 trials: "
                   "the (snapshot, inner steps) with the best paired gain over phi_0 among those whose top "
                   "features keep >= half of phi_0's effective rank; no evaluation dataset was used"),
     "selection_table": table,
+    "provenance": {
+        "log": str(log_path.relative_to(ROOT)),
+        "probe_log": next((str(q.relative_to(ROOT)) for q in (run_dir / "probe.jsonl", run_dir / "probe.jsonl.gz")
+                           if q.is_file()), None),
+        "selection": str(Path(args.selection).resolve().relative_to(ROOT)),
+    },
 }
 out = ROOT / "refimpl" / "pretrained" / "rules"
 out.mkdir(parents=True, exist_ok=True)
@@ -68,11 +66,12 @@ md = [f"# Shipped rule `{args.name}`", "",
       f"- theta: meta-step {meta_step} of the run below ({card['log_summary']['tasks_drawn']} tasks drawn, "
       f"{card['log_summary']['wall_minutes']} min on one core); config embedded in the .npz",
       f"- recommended inner steps: **{args.steps}**",
-      f"- reproduce: `{args.command}` (seed 0) at commit {args.commit}",
+      f"- reproduce: `{args.command}` (seed {args.seed}) at commit {args.commit}",
       f"- J (mean of the kept tasks): {first:.3f} over the first 50 meta-steps, {last:.3f} over the last 50",
-      f"- chosen by: {card['chosen_by']}", "",
+      f"- chosen by: {card['chosen_by']}",
+      f"- files behind these numbers: log `{card['provenance']['log']}`, probe log "
+      f"`{card['provenance']['probe_log']}`, selection `{card['provenance']['selection']}`", "",
       "| snapshot | inner steps | gain vs phi_0 ± se | eff. rank (phi_0) |", "|---|---:|---:|---:|"]
-md += [f"| {t['theta']} | {t['inner_steps']} | {t['gain']:+.3f} ± {t['gain_se']:.3f} | "
-       f"{t['effective_rank']:.1f} ({t['phi0_effective_rank']:.1f}) |" for t in table]
+md += selection_rows_markdown(table)
 (out / f"{args.name}.md").write_text("\n".join(md) + "\n")
 print("\n".join(md))

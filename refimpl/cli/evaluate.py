@@ -54,9 +54,15 @@ def add_eval_parser(subparsers):
                    help="classes per task for datasets with more classes (glyphs; default 10); a value "
                         "larger than every dataset's class count is refused")
     p.add_argument("--trials", type=positive_int, default=10, help="labeled draws per seed (default 10)")
-    p.add_argument("--vae-steps", type=nonneg_int, default=2000, help="VAE training steps (default 2000)")
-    p.add_argument("--supervised-steps", type=nonneg_int, default=300,
-                   help="supervised baseline training steps (default 300)")
+    p.add_argument("--vae-steps", type=nonneg_int, default=None,
+                   help="the VAE's step cap (default 20000; it stops early when its validation loss stops falling)")
+    p.add_argument("--supervised-steps", type=nonneg_int, default=None,
+                   help="supervised baseline training steps (default: chosen on held-out glyph tasks)")
+    p.add_argument("--supervised-lr", type=float, default=None,
+                   help="supervised baseline learning rate (default: chosen on held-out glyph tasks)")
+    p.add_argument("--arch", choices=("rule", "paper"), default="rule",
+                   help="base net: the rule's widths (default) or the paper's 4 x 128 with a 32-d top")
+    p.add_argument("--no-random-row", action="store_true", help="leave out the random-theta rows")
     p.add_argument("--out", type=directory_arg, default=None,
                    help="directory for report.json/.md and plots; each finished (dataset, seed) is kept there "
                         "as it is done")
@@ -79,8 +85,9 @@ def eval_command(args) -> int:
 
     report = evaluate_rule(args.rule, args.datasets, k_shot=args.k_shot, inner_steps=args.inner_steps,
                            seeds=args.seeds, baselines=args.baselines, n_way=args.n_way, n_trials=args.trials,
-                           vae_steps=args.vae_steps, supervised_steps=args.supervised_steps, out_dir=args.out,
-                           resume=args.resume, force=args.force)
+                           vae_steps=args.vae_steps, supervised_steps=args.supervised_steps,
+                           supervised_lr=args.supervised_lr, arch=args.arch, random_row=not args.no_random_row,
+                           out_dir=args.out, resume=args.resume, force=args.force)
     print(format_report(report))
     for p in report.get("paths", {}).values():
         print(f"eval: wrote {p}", file=sys.stderr)

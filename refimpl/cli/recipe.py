@@ -1,9 +1,11 @@
 """The recipe of a shipped rule: a meta-training run with theta snapshots and a probe log.
 
     python -m refimpl.cli.recipe RUN_DIR [--preset small] [--seed 0] [--minutes 75]
+                                 [--steps N] [--exclude-classes digits]
 
 Runs :func:`refimpl.train.run` (same files as ``refimpl train``; a run
-already in RUN_DIR is continued bit for bit) and, through its ``on_step``
+already in RUN_DIR is continued bit for bit, for another ``--minutes``, after
+checking that the flags agree with its stored settings) and, through its ``on_step``
 hook (which does not touch the training state), every ``--snapshot-every``
 meta-steps:
 
@@ -12,6 +14,11 @@ meta-steps:
 - appends one line to ``RUN_DIR/probe.jsonl``: :func:`refimpl.evaluation.probe.probe_rule`
   on the fixed probe task (J, accuracy, effective rank, mean |correlation|,
   zero rows, dead units after 0, 25, 50 and 100 inner steps).
+
+``--exclude-classes`` (comma-separated class or class-set names, e.g.
+``digits``) removes those classes from every meta-training task: the control
+that shows whether a rule's gain on digits needs digit glyphs in training.
+``--steps`` sets the total number of meta-steps (default: the preset's).
 """
 from __future__ import annotations
 
@@ -57,17 +64,35 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--minutes", type=float, default=75.0)
     p.add_argument("--snapshot-every", type=int, default=100)
+    p.add_argument("--steps", type=int, default=None, help="total meta-steps (default: the preset's n_steps)")
+    p.add_argument("--exclude-classes", default="",
+                   help="comma-separated class or class-set names never used in meta-training (e.g. digits)")
     args = p.parse_args(argv)
-    if args.snapshot_every < 1 or args.minutes <= 0:
-        print("recipe: --snapshot-every must be >= 1 and --minutes > 0", file=sys.stderr)
+    if args.snapshot_every < 1 or args.minutes <= 0 or (args.steps is not None and args.steps < 1):
+        print("recipe: --snapshot-every and --steps must be >= 1 and --minutes > 0", file=sys.stderr)
         return 2
-    tc = train_preset(args.preset).replace(seed=args.seed)
+    from refimpl.runtime import RunDirError
+    try:
+        tc = train_preset(args.preset).replace(seed=args.seed)
+        excluded = tuple(t.strip() for t in args.exclude_classes.split(",") if t.strip())
+        if excluded:
+            tc = tc.replace(exclude_classes=excluded)
+            from refimpl.train.tasks import training_view
+            for name in tc.datasets:        # unknown names fail here, before any file is written
+                training_view(tc, name)
+    except ValueError as e:
+        print(f"recipe: {e}", file=sys.stderr)
+        return 2
     resume = (Path(args.run_dir) / CHECKPOINT_FILE).exists()
     if not resume:
         Path(args.run_dir).mkdir(parents=True, exist_ok=True)
     hook = snapshot_hook(args.run_dir, tc, args.snapshot_every)
-    return run(args.run_dir, None if resume else tc, resume=resume, quiet=False, on_step=hook,
-               max_seconds=60.0 * args.minutes)
+    try:
+        return run(args.run_dir, tc, resume=resume, quiet=False, on_step=hook, n_steps=args.steps,
+                   max_seconds=60.0 * args.minutes)
+    except RunDirError as e:
+        print(f"recipe: {e}", file=sys.stderr)
+        return 2
 
 
 def plot_probe(run_dir, path=None):

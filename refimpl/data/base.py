@@ -377,6 +377,75 @@ class Dataset:
             start = part.stop
         return out
 
+    def support_query_batch(self, rng, k_shot: int, k_query: int, split: str = "test", dtype=None):
+        """A few-shot trial ``(x_s, y_s, x_q, y_q)``: ``k_shot`` support and ``k_query`` query rows per
+        class (each class-major, targets as :meth:`labeled_batch`) whose examples are disjoint.
+
+        Support and query are never the same example, augmented or not. An
+        unaugmented source draws ``k_shot + k_query`` distinct examples per
+        class (:meth:`labeled_batch`) and splits them. An augmented source
+        (glyphs: an example is one font's glyph) splits each class's examples
+        at random into a support part (``round(n k_shot / (k_shot + k_query))``,
+        kept between 1 and n-1) and a query part, and draws each set's rows from
+        its own part, with fresh augmentation when a part has fewer examples than
+        rows. A class with fewer than 2 examples (augmented) or fewer than
+        ``k_shot + k_query`` (otherwise) raises ``ValueError``.
+        """
+        rng, split, dtype = as_rng(rng), check_split(split), check_dtype(dtype)
+        k_shot, k_query = _check_count("k_shot", k_shot), _check_count("k_query", k_query)
+        n_cls = self.n_classes
+        if not self.augmented:
+            x, y = self.labeled_batch(rng, k_shot + k_query, split=split, dtype=dtype)
+            support = np.tile(np.arange(k_shot + k_query) < k_shot, n_cls)
+            return x[support], y[support], x[~support], y[~support]
+        counts = self.class_counts(split)
+        if counts.min() < 2:
+            c = int(np.argmin(counts))
+            raise ValueError(f"class {self.class_names[c]!r} has {counts[c]} example(s) in the {split} split of "
+                             f"{self.name}; support and query need at least 2 different ones")
+
+        def cycle(members, k):
+            reps = -(-k // len(members))
+            return members[np.concatenate([rng.permutation(len(members)) for _ in range(reps)])[:k]]
+        picks_s, picks_q = [], []
+        for members in self._by_class[split]:
+            n = len(members)
+            order = members[rng.permutation(n)]
+            n_s = min(max(int(np.floor(n * k_shot / (k_shot + k_query) + 0.5)), 1), n - 1)
+            picks_s.append(cycle(order[:n_s], k_shot))
+            picks_q.append(cycle(order[n_s:], k_query))
+        idx = np.concatenate(picks_s + picks_q)
+        x, reg = self.source.draw(rng, idx, split, dtype)
+        labels = np.concatenate([np.repeat(np.arange(n_cls), k_shot), np.repeat(np.arange(n_cls), k_query)])
+        y = np.zeros((len(idx), n_cls + self.n_reg), dtype=dtype)
+        y[np.arange(len(idx)), labels] = 1
+        y[:, n_cls:] = reg
+        x = self._finish(x)
+        m = n_cls * k_shot
+        return x[:m], y[:m], x[m:], y[m:]
+
+    def without(self, names) -> Dataset:
+        """The view without the classes ``names``: class names, or names of the source's class sets
+        (``source.class_sets``, e.g. ``"digits"`` for glyphs), which remove every class of the set
+        the view has. Unknown names raise ``ValueError``; labels become 0..n-1 in the remaining order."""
+        if isinstance(names, str):
+            names = (names,)
+        sets = getattr(self.source, "class_sets", {}) or {}
+        drop = set()
+        own = self.class_names
+        for name in names:
+            if name in sets:
+                drop |= {c for c in sets[name] if c in own}
+            elif name in own:
+                drop.add(name)
+            else:
+                known = f"; class sets: {', '.join(sets)}" if sets else ""
+                raise ValueError(f"{self.name}: no class or class set named {name!r}{known}")
+        keep = [i for i, c in enumerate(own) if c not in drop]
+        if not keep:
+            raise ValueError(f"{self.name}: excluding {list(names)} leaves no class")
+        return self.subset(keep)
+
     def arrays(self, split: str = "test", dtype=None):
         """Every example of ``split`` without augmentation: ``(x [n, F], labels [n] int)``."""
         split, dtype = check_split(split), check_dtype(dtype)

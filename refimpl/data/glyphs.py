@@ -3,9 +3,16 @@
 Classes are characters: upper- and lower-case Latin letters, digits, math
 symbols and currency symbols. Every (character, font) pair a font really
 contains (non-zero glyph index, non-empty ink) is one example; the train and
-test splits are disjoint sets of *fonts* (:data:`TEST_FONTS`), so test images
-are glyphs of unseen typefaces. A character kept as a class has at least one
-font in each split.
+test splits are disjoint sets of *font families* (:data:`FAMILIES`,
+:data:`FAMILY_SPLITS`): no style of a family whose fonts are held out is
+trained on. The ``test`` split of a source is one of two held-out family
+sets, chosen by ``heldout``: ``"select"`` (STIX General; the default: every
+choice made during or after meta-training is made on it) or ``"final"``
+(Computer Modern, letters and digits only: the glyph evaluation reported
+beside the transfer datasets, used for no choice). A character kept as a
+class has at least one train font and at least two held-out fonts, so that
+the support and the query examples of a few-shot trial can be glyphs of
+different fonts (:meth:`refimpl.data.base.Dataset.support_query_batch`).
 
 Rendering (once per process, cached): FreeType through ``matplotlib.ft2font``
 (no system fonts, no network), unhinted, antialiased, at ``HIRES = 4`` times
@@ -44,18 +51,55 @@ CURRENCY = "$\u20ac\u00a3\u00a5\u00a2\u20b9\u20a9\u20bd\u20ba\u20aa\u20ab\u20b4\
 #: The default character set (classes, in this order, minus any no font split has).
 DEFAULT_CHARS = UPPER + LOWER + DIGITS + MATH + CURRENCY
 
-#: Fonts (file names in matplotlib's mpl-data/fonts/ttf) used by default.
-TRAIN_FONTS = (
-    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
-    "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-BoldItalic.ttf",
-    "DejaVuSansMono.ttf", "DejaVuSansMono-Oblique.ttf", "DejaVuSansMono-BoldOblique.ttf",
-    "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralBolIta.ttf",
-)
-#: Held-out fonts: the test split (one or more of each family).
-TEST_FONTS = (
-    "DejaVuSans-BoldOblique.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSansMono-Bold.ttf",
-    "STIXGeneralItalic.ttf",
-)
+#: Font families (file names in matplotlib's mpl-data/fonts/ttf). A family is every style of one
+#: design. The three DejaVu families share a design lineage, so they sit in one split together.
+FAMILIES = {
+    "DejaVu Sans": ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
+                    "DejaVuSans-BoldOblique.ttf"),
+    "DejaVu Serif": ("DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf",
+                     "DejaVuSerif-BoldItalic.ttf"),
+    "DejaVu Sans Mono": ("DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf",
+                         "DejaVuSansMono-BoldOblique.ttf"),
+    "STIX General": ("STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf"),
+    # BaKoMa's Computer Modern: its cmaps put TeX glyphs at ASCII code points, so beyond letters and
+    # digits a code point may show another glyph (in cmr10 '<' is an inverted exclamation mark).
+    "Computer Modern": ("cmr10.ttf", "cmb10.ttf", "cmti10.ttf", "cmss10.ttf", "cmtt10.ttf", "cmmi10.ttf"),
+}
+#: The families of each split: ``train`` for meta-training, ``select`` for every choice (snapshot,
+#: inner steps, the baselines' settings), ``final`` for the reported glyph evaluation only.
+FAMILY_SPLITS = {
+    "train": ("DejaVu Sans", "DejaVu Serif", "DejaVu Sans Mono"),
+    "select": ("STIX General",),
+    "final": ("Computer Modern",),
+}
+#: The characters a split's fonts show faithfully (None: all; Computer Modern: see FAMILIES).
+SPLIT_CHARS = {"train": None, "select": None, "final": UPPER + LOWER + DIGITS}
+#: Named class sets, for ``get_dataset(..., exclude_classes=("digits",))``.
+CLASS_SETS = {"upper": UPPER, "lower": LOWER, "letters": UPPER + LOWER, "digits": DIGITS, "math": MATH,
+              "currency": CURRENCY}
+
+
+def split_fonts(split: str) -> tuple:
+    """The font files of ``split`` (a key of :data:`FAMILY_SPLITS`)."""
+    if split not in FAMILY_SPLITS:
+        raise ValueError(f"glyphs: unknown font split {split!r}; known: {', '.join(FAMILY_SPLITS)}")
+    return tuple(f for fam in FAMILY_SPLITS[split] for f in FAMILIES[fam])
+
+
+def family_of(font: str) -> str:
+    """The family (a key of :data:`FAMILIES`) of the font file ``font``."""
+    name = Path(font).name
+    for fam, files in FAMILIES.items():
+        if name in files:
+            return fam
+    raise ValueError(f"glyphs: font {name!r} is in no family of FAMILIES")
+
+
+#: The meta-training fonts and the default held-out fonts (the ``select`` families).
+TRAIN_FONTS = split_fonts("train")
+TEST_FONTS = split_fonts("select")
+#: A class needs glyphs in at least this many held-out fonts (support and query from different fonts).
+MIN_HELDOUT_FONTS = 2
 
 HIRES = 4
 
@@ -146,22 +190,27 @@ def bilinear_sample(images: np.ndarray, idx: np.ndarray, rows: np.ndarray, cols:
 
 
 @functools.lru_cache(maxsize=8)
-def _render_all(chars: str, train_fonts: tuple, test_fonts: tuple, side: int,
+def _render_all(chars: str, train_fonts: tuple, test_fonts: tuple, test_chars, side: int,
                 cap_height: float, max_extent: float):
     fdir = font_dir()
     per_split = {}
     for split, fonts in (("train", train_fonts), ("test", test_fonts)):
         entries = []
+        wanted = chars if split == "train" or test_chars is None else "".join(c for c in chars if c in test_chars)
         for fname in fonts:
             path = Path(fname) if Path(fname).is_absolute() else fdir / fname
             if not path.is_file():
                 raise FileNotFoundError(f"glyphs: font file {path} not found (matplotlib ships it "
                                         f"in {fdir}); pass fonts that exist")
-            canv, kept = render_font(path, chars, side, cap_height, max_extent)
+            canv, kept = render_font(path, wanted, side, cap_height, max_extent)
             entries.append((canv, kept, Path(fname).name))
         per_split[split] = entries
-    have = {s: {c for _, kept, _ in per_split[s] for c in kept} for s in SPLITS}
-    classes = [c for c in dict.fromkeys(chars) if c in have["train"] and c in have["test"]]
+    have_train = {c for _, kept, _ in per_split["train"] for c in kept}
+    n_test = {}
+    for _, kept, _ in per_split["test"]:
+        for c in kept:
+            n_test[c] = n_test.get(c, 0) + 1
+    classes = [c for c in dict.fromkeys(chars) if c in have_train and n_test.get(c, 0) >= MIN_HELDOUT_FONTS]
     cid = {c: i for i, c in enumerate(classes)}
     data = {}
     for split in SPLITS:
@@ -180,10 +229,12 @@ def _render_all(chars: str, train_fonts: tuple, test_fonts: tuple, side: int,
 class GlyphSource(Source):
     """Glyph images ``side x side`` in [0, 1] with rotation/shift augmentation (see module docstring)."""
 
-    def __init__(self, chars: str = DEFAULT_CHARS, train_fonts=TRAIN_FONTS, test_fonts=TEST_FONTS,
+    def __init__(self, chars: str = DEFAULT_CHARS, train_fonts=TRAIN_FONTS, test_fonts=None,
                  side: int = 14, augment: bool = True, max_angle: float = 30.0,
                  max_shift: float = 2.0, supersample: int = 2, cap_height: float | None = None,
-                 max_extent: float | None = None, regression_targets: bool = True):
+                 max_extent: float | None = None, regression_targets: bool = True, heldout: str = "select"):
+        """``test_fonts`` default: the fonts of the ``heldout`` families (``"select"`` or ``"final"``,
+        :data:`FAMILY_SPLITS`), showing the characters :data:`SPLIT_CHARS` allows there."""
         if not isinstance(side, int) or side < 4:
             raise ValueError(f"glyphs: side must be an int >= 4, got {side!r}")
         if supersample not in (2, 4):
@@ -195,15 +246,29 @@ class GlyphSource(Source):
             raise ValueError(f"glyphs: max_shift must be in [0, side/2], got {max_shift!r}")
         if not chars:
             raise ValueError("glyphs: chars is empty")
+        if heldout not in ("select", "final"):
+            raise ValueError(f"glyphs: heldout must be 'select' or 'final', got {heldout!r}")
+        test_chars = None
+        if test_fonts is None:
+            test_fonts, test_chars = split_fonts(heldout), SPLIT_CHARS[heldout]
         if set(train_fonts) & set(test_fonts):
             raise ValueError("glyphs: a font is in both the train and the test fonts")
+        known = {f for files in FAMILIES.values() for f in files}
+        shared = ({family_of(f) for f in train_fonts if Path(f).name in known}
+                  & {family_of(f) for f in test_fonts if Path(f).name in known})
+        if shared:
+            raise ValueError(f"glyphs: the font family {sorted(shared)[0]!r} has fonts in both the train "
+                             f"and the test fonts; hold out whole families")
         cap_height = 0.6 * side if cap_height is None else float(cap_height)
         max_extent = 0.75 * side if max_extent is None else float(max_extent)
-        classes, data = _render_all(str(chars), tuple(train_fonts), tuple(test_fonts), side,
+        classes, data = _render_all(str(chars), tuple(train_fonts), tuple(test_fonts), test_chars, side,
                                     cap_height, max_extent)
         if len(classes) == 0:
-            raise ValueError("glyphs: no character is present in both a train and a test font")
+            raise ValueError(f"glyphs: no character is present in a train font and in {MIN_HELDOUT_FONTS} "
+                             f"test fonts")
         self.name = "glyphs"
+        self.heldout = heldout if test_chars is not None else "custom"
+        self.class_sets = CLASS_SETS
         self.side = side
         self.image_shape = (side, side)
         self.n_features = side * side

@@ -1,8 +1,8 @@
 """``get_dataset(name, **kwargs)``: every dataset by name, as a :class:`~refimpl.data.base.Dataset`.
 
 A name is one of the built-in :data:`DATASETS`, a name given to
-:func:`register_dataset` (a user's own data, in this process), or the path
-of a dataset ``.npz`` (:func:`refimpl.data.user.load_npz`: ``x_train,
+``register_dataset`` (a user's own data, in this process), or the path
+of a dataset ``.npz`` (``refimpl.data.user.load_npz``: ``x_train,
 y_train, x_test, y_test``), which is what a saved TrainConfig or the command
 line can name in any process.
 """
@@ -80,6 +80,21 @@ DATASETS = {
                     "14x14 glyphs of the math symbols, paper augmentation"),
     "glyphs_currency": (_glyph_subset("currency", max_angle=180.0, max_shift=5.0),
                         "14x14 glyphs of the currency symbols, paper augmentation"),
+    # The same resolutions and subsets with the rotation-only augmentation of glyphs_rotation
+    # (the mixture training preset; see refimpl/train/presets.py).
+    "glyphs10_rotation": (_glyph_variant(side=10, max_shift=0.0), "10x10 glyphs rotated by up to 30 degrees, not shifted"),
+    "glyphs20_rotation": (_glyph_variant(side=20, max_shift=0.0), "20x20 glyphs rotated by up to 30 degrees, not shifted"),
+    "glyphs_letters_rotation": (_glyph_subset("letters", max_shift=0.0),
+                                "14x14 glyphs of the 52 Latin letters rotated by up to 30 degrees, not shifted"),
+    "glyphs_math_rotation": (_glyph_subset("math", max_shift=0.0),
+                             "14x14 glyphs of the math symbols rotated by up to 30 degrees, not shifted"),
+    "glyphs_currency_rotation": (_glyph_subset("currency", max_shift=0.0),
+                                 "14x14 glyphs of the currency symbols rotated by up to 30 degrees, not shifted"),
+    # The glyph evaluation reported beside the transfer datasets: held-out fonts of the "final"
+    # families (Computer Modern), letters and digits; no choice is made on it.
+    "glyphs_rotation_final": (_glyph_variant(max_shift=0.0, heldout="final"),
+                              "glyphs_rotation whose test split is the final held-out font families "
+                              "(Computer Modern), letters and digits only"),
     "digits": (_digits, "scikit-learn's 8x8 handwritten digits, 10 classes; kwargs: test_fraction, seed"),
     "moons": (_moons, "two moons, 2 features, 2 classes; kwargs: n_train, n_test, noise, seed"),
     "fashion_mnist14": (_fashion(14), "Fashion-MNIST 14x14 (2x2 area average); kwargs: path"),
@@ -87,7 +102,7 @@ DATASETS = {
 }
 
 
-#: name -> Dataset: the datasets registered in this process (:func:`register_dataset`).
+#: name -> Dataset: the datasets registered in this process (``register_dataset``).
 REGISTERED: dict = {}
 #: (resolved path, mtime_ns, size) -> Dataset: each dataset .npz is read once per process.
 _NPZ_CACHE: dict = {}
@@ -147,9 +162,10 @@ def _npz_dataset(path) -> Dataset:
     return _NPZ_CACHE[key]
 
 
-def get_dataset(name: str, **kwargs) -> Dataset:
-    """A dataset by name (built in, registered, or a dataset ``.npz`` path), with all its classes and
-    unpermuted inputs; a :class:`Dataset` given as ``name`` is returned as it is.
+def get_dataset(name: str, exclude_classes=(), **kwargs) -> Dataset:
+    """A dataset by name (built in, registered, or a dataset ``.npz`` path), with unpermuted inputs and
+    all its classes but ``exclude_classes``; a :class:`~refimpl.data.Dataset` given as ``name`` is returned as it is
+    (with those classes left out).
 
     Every dataset is made on this machine (rendered glyphs, scikit-learn's digits, two moons)
     or read from a Debian package (Fashion-MNIST); nothing is downloaded.
@@ -159,8 +175,12 @@ def get_dataset(name: str, **kwargs) -> Dataset:
     name : str or Dataset
         A key of ``refimpl.data.registry.DATASETS``: ``"glyphs"`` and its variants (the
         meta-training data), ``"digits"``, ``"moons"``, ``"fashion_mnist14"``,
-        ``"fashion_mnist28"``, ...; a name given to :func:`register_dataset`; or the path of an
-        ``.npz`` holding ``x_train, y_train, x_test, y_test`` (:func:`refimpl.data.user.load_npz`).
+        ``"fashion_mnist28"``, ...; a name given to ``register_dataset``; or the path of an
+        ``.npz`` holding ``x_train, y_train, x_test, y_test`` (``refimpl.data.user.load_npz``).
+    exclude_classes : sequence of str
+        Class names, or names of the source's class sets (glyphs: ``"digits"``, ``"letters"``,
+        ``"math"``, ...), left out of the view (:meth:`~refimpl.data.base.Dataset.without`): the
+        controls of meta-training.
     **kwargs
         Passed to the dataset's source (e.g. ``seed`` for ``"digits"`` and ``"moons"``,
         ``path`` for Fashion-MNIST).
@@ -173,7 +193,8 @@ def get_dataset(name: str, **kwargs) -> Dataset:
     Raises
     ------
     ValueError
-        If ``name`` is unknown or a keyword argument is not the source's.
+        If ``name`` is unknown, a keyword argument is not the source's, or ``exclude_classes``
+        names a class the dataset does not have.
     DatasetNotFoundError
         If the files of a packaged dataset are not on this machine (the message says how to
         install them).
@@ -185,18 +206,21 @@ def get_dataset(name: str, **kwargs) -> Dataset:
     >>> digits.unlabeled_batch(np.random.default_rng(0), 32).shape
     (32, 64)
     """
+    def without(ds: Dataset) -> Dataset:
+        return ds.without(tuple(exclude_classes)) if exclude_classes else ds
+
     if isinstance(name, Dataset) and not kwargs:
-        return name
+        return without(name)
     if not is_dataset_name(name if not isinstance(name, os.PathLike) else str(name)):
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}, or the path of a "
                          f"dataset .npz (x_train, y_train, x_test, y_test)")
     if name in REGISTERED or is_npz_path(name):
         if kwargs:
             raise ValueError(f"dataset {name!r}: takes no keyword arguments, got {sorted(kwargs)}")
-        return REGISTERED[name] if name in REGISTERED else _npz_dataset(name)
+        return without(REGISTERED[name] if name in REGISTERED else _npz_dataset(name))
     factory, _ = DATASETS[name]
     try:
         source = factory(**kwargs)
     except TypeError as e:
         raise ValueError(f"dataset {name!r}: bad keyword arguments {sorted(kwargs)}: {e}") from e
-    return Dataset(source)
+    return without(Dataset(source))

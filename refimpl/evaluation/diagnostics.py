@@ -207,7 +207,7 @@ def objective_comparison(dataset, layer_sizes, n_way: int, k_shot: int, *, n_tas
     ``dataset`` and a random input permutation, ``phi_0`` (``init_phi``) and a
     :func:`collapsed_phi` for ``layer_sizes`` (first entry the input width),
     then one pair of labeled batches with ``k_shot`` examples per class from
-    ``split``. Returns ``{name: {"J", "J_se", "acc", "acc_se", "effective_rank"}}``
+    ``split``, of disjoint examples (``Dataset.support_query_batch``). Returns ``{name: {"J", "J_se", "acc", "acc_se", "effective_rank"}}``
     for ``phi_0``, ``collapsed`` and ``ink``: means and standard errors over tasks,
     and the mean effective rank of the features on batch a. ``classes_only`` drops the
     regression targets (e.g. the glyphs' rotation and shift) from the targets.
@@ -222,8 +222,8 @@ def objective_comparison(dataset, layer_sizes, n_way: int, k_shot: int, *, n_tas
         task = dataset.sample_classes(rng, n_way)
         task = task.permuted(task.random_permutation(rng))
         phis = {"phi_0": init_phi(config, rng, dtype), "collapsed": collapsed_phi(config, rng, dtype)}
-        x_a, y_a = task.labeled_batch(rng, k_shot, split=split, dtype=dtype)
-        x_b, y_b = task.labeled_batch(rng, k_shot, split=split, dtype=dtype)
+        # a and b are different examples (for glyphs, different fonts), never one image augmented twice
+        x_a, y_a, x_b, y_b = task.support_query_batch(rng, k_shot, k_shot, split=split, dtype=dtype)
         if classes_only:
             y_a, y_b = y_a[:, :n_way], y_b[:, :n_way]
         feats = {m: (base_forward(p, x_a, config)[0][-1], base_forward(p, x_b, config)[0][-1])

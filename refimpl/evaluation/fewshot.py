@@ -18,8 +18,9 @@ readout?". This module measures exactly that, with no gradients:
 
 Choices (the SPEC defines only the meta-objective used in training):
 
-- Support and query sets are disjoint: one labeled batch with
-  ``k_shot + k_query`` examples per class is drawn and split per class.
+- Support and query sets are disjoint examples
+  (:meth:`refimpl.data.base.Dataset.support_query_batch`): for glyphs,
+  glyphs of different fonts, never one image augmented twice.
 - The readout regresses only the class columns (regression targets such as
   the glyph angles are not used). The accuracy does not depend on it:
   centring subtracts one scalar from every column and scales all by one
@@ -214,15 +215,12 @@ def few_shot_accuracy(phi, dataset, config, rng, k_shot: int = 10, n_trials: int
     elif dtype is None:
         dtype = np.float32
     k_query = _k_query(fn, dataset, split, k_shot, k_query)
-    k = k_shot + k_query
     n_cls = dataset.n_classes
-    in_support = np.tile(np.arange(k) < k_shot, n_cls)    # labeled batches are class-major
     accs = np.empty(n_trials)
     for t in range(n_trials):
-        x, y = dataset.labeled_batch(rng, k, split=split, dtype=dtype)
-        f_s = features(phi, x[in_support], config)
-        f_q = features(phi, x[~in_support], config)
-        accs[t] = readout_accuracy(f_s, y[in_support], f_q, y[~in_support], n_cls, config.ridge)
+        x_s, y_s, x_q, y_q = dataset.support_query_batch(rng, k_shot, k_query, split=split, dtype=dtype)
+        accs[t] = readout_accuracy(features(phi, x_s, config), y_s, features(phi, x_q, config), y_q,
+                                   n_cls, config.ridge)
     return float(accs.mean()), float(accs.std())
 
 

@@ -2,7 +2,8 @@
 
 :func:`probe_rule` applies theta to one fixed random base model for a few
 inner steps on unlabeled glyphs in the training fonts (the dataset of PROBE), then reads out the
-top features on labeled glyphs in the held-out fonts: the SPEC 6
+top features on labeled glyphs in the held-out (``select``) font families, support and query
+from different fonts: the SPEC 6
 objective J (one pair), the few-shot accuracy of the same readout on a
 disjoint query set, and :func:`~refimpl.evaluation.diagnostics.feature_diagnostics`.
 The same task, phi_0, unlabeled batches and labeled batches are used every
@@ -59,9 +60,8 @@ def probe_rule(theta, config: Config, inner_steps=(0, 25, 50, 100), probe: dict 
     cfg = config.replace(layer_sizes=(task.n_features, *probe["hidden"], config.layer_sizes[-1]))
     dtype = np.float32 if theta is None else next(iter(theta.values())).dtype
     phi = init_phi(cfg, rng, dtype)
-    k, q = probe["k_shot"], probe["k_query"]
-    x, y = task.labeled_batch(rng, k + q, split="test", dtype=dtype)
-    support = np.tile(np.arange(k + q) < k, task.n_classes)
+    x_s, y_s, x_q, y_q = task.support_query_batch(rng, probe["k_shot"], probe["k_query"], split="test",
+                                                  dtype=dtype)
     batch_rng = np.random.default_rng([probe["seed"], 1])
     rows, done = [], 0
     for target in steps:
@@ -71,12 +71,12 @@ def probe_rule(theta, config: Config, inner_steps=(0, 25, 50, 100), probe: dict 
         if not all(np.isfinite(v).all() for v in phi.values()):
             rows.append({"step": target, "diverged": True})
             break
-        f_s = base_forward(phi, x[support], cfg)[0][-1]
-        f_q = base_forward(phi, x[~support], cfg)[0][-1]
-        J, acc = readout_objective(f_s, y[support], f_q, y[~support], task.n_classes, cfg.ridge, cfg.eps_p)
+        f_s = base_forward(phi, x_s, cfg)[0][-1]
+        f_q = base_forward(phi, x_q, cfg)[0][-1]
+        J, acc = readout_objective(f_s, y_s, f_q, y_q, task.n_classes, cfg.ridge, cfg.eps_p)
         # J of the class columns alone: the glyphs' regression targets (rotation, shift) can move J
         # while the classes do not
-        J_cls, _ = readout_objective(f_s, y[support, :task.n_classes], f_q, y[~support, :task.n_classes],
+        J_cls, _ = readout_objective(f_s, y_s[:, :task.n_classes], f_q, y_q[:, :task.n_classes],
                                      task.n_classes, cfg.ridge, cfg.eps_p)
         rows.append({"step": target, "J": J, "J_classes": J_cls, "accuracy": acc, **feature_diagnostics(f_s)})
     return rows

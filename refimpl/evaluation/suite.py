@@ -14,9 +14,14 @@ which phi became non-finite are counted in the ``diverged`` column.
 
 The rule is a shipped name (:func:`refimpl.pretrained.list_rules`), a theta
 ``.npz`` file, or ``random`` (``init_theta`` of the ``small`` preset, seed
-12345). Datasets with more classes than ``n_way`` are evaluated on ``n_way``
-random classes per seed (glyphs); for glyphs the labeled trials come from
-the fonts held out of meta-training.
+12345). Every table of a learned rule also carries the ``random@<s>`` rows:
+``init_theta`` of the rule's own config (seed 12345) applied from the same
+phi_0 on the same batches. Datasets with more classes than ``n_way`` are
+evaluated on ``n_way`` random classes per seed (glyphs); for glyphs the
+labeled trials come from the font families held out of meta-training, support
+and query from different fonts. ``arch``: ``"rule"`` (the rule's hidden widths
+and N^L) or ``"paper"`` (:data:`PAPER_ARCH`: 4 hidden layers of 128, a top
+layer of 32).
 """
 from __future__ import annotations
 
@@ -32,6 +37,18 @@ from refimpl.runtime import blas_single_thread, check_run_dir
 #: The seed of the ``random`` rule's theta.
 RANDOM_RULE_SEED = 12345
 DEFAULT_INNER_STEPS = (0, 100, 300, 1000)
+#: Base nets of the evaluation: (hidden widths, top width); None = the rule's own.
+ARCHS = {"rule": None, "paper": ((128, 128, 128, 128), 32)}
+PAPER_ARCH = ARCHS["paper"]
+
+
+def random_theta_of(config):
+    """The random-theta control of a rule with ``config``: SPEC 9 ``init_theta``, seed RANDOM_RULE_SEED."""
+    from refimpl.params import init_theta
+
+    return init_theta(config, np.random.default_rng(RANDOM_RULE_SEED), np.float32)
+
+
 #: Classes per task on datasets with more classes (glyphs); any other n_way must fit some dataset.
 DEFAULT_N_WAY = 10
 #: The largest inner-step checkpoint accepted (the shipped rule recommends 45; the paper's curves end at 1e4).
@@ -140,7 +157,8 @@ def check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_tr
 
 def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner_steps=DEFAULT_INNER_STEPS,
                   seeds: int = 10, baselines=ALL_BASELINES, n_way: int | None = DEFAULT_N_WAY, n_trials: int = 10,
-                  k_query: int = 10, vae_steps: int = 2000, supervised_steps: int = 300,
+                  k_query: int = 10, vae_steps=None, supervised_steps=None, supervised_lr=None,
+                  arch: str = "rule", random_row: bool = True,
                   out_dir=None, resume: bool = False, force: bool = False, progress: bool = True,
                   benchmark_fn=None, skipped=None, reduced_budget: bool = False) -> dict:
     """Evaluate a rule against every baseline on each dataset, as ``refimpl eval`` does.
@@ -160,8 +178,8 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
         SPEC 9 names and shapes of the :class:`refimpl.Config` (checked: one line otherwise).
     datasets : sequence of str or Dataset
         Each at most once: names for :func:`refimpl.get_dataset` (built in, registered with
-        :func:`refimpl.data.register_dataset`, or dataset ``.npz`` paths) or
-        :class:`refimpl.data.Dataset` objects (:func:`refimpl.data.from_arrays`).
+        ``refimpl.data.register_dataset``, or dataset ``.npz`` paths) or
+        :class:`refimpl.data.Dataset` objects (``refimpl.data.from_arrays``).
     k_shot : int
         Labeled examples per class for the readout.
     inner_steps : sequence of int
@@ -179,11 +197,21 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
         Labeled draws per seed; the accuracy is their mean.
     k_query : int
         Query examples per class in each trial.
-    vae_steps, supervised_steps : int
-        The training budgets of the VAE and supervised baselines (recorded in the report).
+    vae_steps, supervised_steps, supervised_lr : int, int, float, optional
+        Override the baselines' budgets: the VAE's step cap (it stops early when its loss on a
+        validation part of the unlabeled data stops falling), the supervised baseline's Adam steps
+        and learning rate (defaults: :data:`refimpl.evaluation.benchmark.VAE_DEFAULTS` and
+        ``SUPERVISED_DEFAULTS``, chosen on held-out glyph tasks). The budgets used are in each
+        dataset's result (``budgets``) and in the report's notes.
+    arch : str
+        The base net: ``"rule"`` (the rule's hidden widths and N^L) or ``"paper"`` (4 hidden layers
+        of 128, a top layer of 32).
+    random_row : bool
+        Add the ``random@<s>`` rows: a random theta (SPEC 9 ``init_theta`` of the rule's config)
+        applied from the same phi_0 on the same batches (not for the ``random`` rule itself).
     out_dir : str or path-like, optional
         If given, each finished (dataset, seed) is written there at once
-        (:mod:`refimpl.evaluation.store`), and at the end ``report.json``, ``report.md`` and two
+        (``refimpl.evaluation.store``), and at the end ``report.json``, ``report.md`` and two
         figures. A directory holding a finished or an interrupted evaluation is refused unless
         ``force`` or ``resume``.
     resume : bool
@@ -219,7 +247,7 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
     >>> report = refimpl.evaluate_rule("small-glyphs-rotation", ["moons"], inner_steps=[0, 10],
     ...                                seeds=1, baselines=["raw"], n_trials=1, progress=False)
     >>> [row["method"] for row in report["datasets"]["moons"]["summary"]]
-    ['rule@0', 'rule@10', 'raw', 'ink']
+    ['rule@0', 'rule@10', 'random@10', 'raw', 'ink']
     """
     from refimpl.evaluation.benchmark import summarize
     from refimpl.evaluation.reporting import write_report
@@ -229,12 +257,18 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
     inner_steps = tuple(inner_steps)
     baselines = tuple(dict.fromkeys(list(baselines) + ["ink"]))
     loaded = check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_trials, k_query)
+    if arch not in ARCHS:
+        raise ValueError(f"evaluate_rule: unknown arch {arch!r} (known: {', '.join(ARCHS)})")
     names = [dataset_label(d) for d in datasets]
     theta, config, label, info = resolve_rule(rule)
+    hidden, top = ARCHS[arch] if ARCHS[arch] is not None else (None, None)
+    random_theta = random_theta_of(config) if (random_row and not (isinstance(rule, str) and rule == "random")) \
+        else None
     skipped = dict(skipped or {})
     settings = {"k_shot": k_shot, "k_query": k_query, "inner_steps": list(inner_steps), "seeds": seeds,
                 "n_way": n_way, "n_trials": n_trials, "baselines": list(baselines),
-                "vae_steps": vae_steps, "supervised_steps": supervised_steps, "reduced_budget": bool(reduced_budget)}
+                "vae_steps": vae_steps, "supervised_steps": supervised_steps, "supervised_lr": supervised_lr,
+                "arch": arch, "random_row": random_theta is not None, "reduced_budget": bool(reduced_budget)}
     store = None
     if out_dir is not None:
         out_dir = check_run_dir(out_dir, create=True)
@@ -251,6 +285,11 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
         with blas_single_thread():   # small matrices (benchmarks/RESULTS.md, "One BLAS thread for meta-training ...")
             for index, (name, ds) in enumerate(zip(names, loaded)):
                 way = n_way if (n_way is not None and ds.n_classes > n_way) else None
+                extra = {} if random_theta is None else {"random_theta": random_theta}
+                if hidden is not None:
+                    extra.update(hidden=hidden, top=top)
+                if supervised_lr is not None:
+                    extra["supervised_lr"] = supervised_lr
                 if progress:
                     bar.write(lambda text: print(text, file=sys.stderr, flush=True),
                               f"eval: {label} on {name}, {way or ds.n_classes}-way {k_shot}-shot, {seeds} seeds, "
@@ -263,7 +302,8 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
                                    f"seeds done)"
                         part = run(theta, config, ds, seeds=[seed], k_shot=k_shot, k_query=k_query,
                                    n_trials=n_trials, inner_steps=inner_steps, n_way=way, baselines=baselines,
-                                   vae_steps=vae_steps, supervised_steps=supervised_steps, progress=progress)
+                                   vae_steps=vae_steps, supervised_steps=supervised_steps, progress=progress,
+                                   **extra)
                         # as it reads back from the store, so a resumed report equals an uninterrupted one
                         part = json.loads(json.dumps(part, allow_nan=True))
                         if store is not None:
@@ -283,12 +323,20 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
     finally:
         if bar is not None:
             bar.close()
+    budgets = next((r.get("budgets") for r in results.values() if r.get("budgets")), {}) or {}
+    vae_b, sup_b = budgets.get("vae"), budgets.get("supervised")
     notes = [f"rule: {label}" + (f", recommended inner steps {info['recommended_inner_steps']}"
                                  if "recommended_inner_steps" in info else ""),
              f"baselines: {', '.join(baselines)}"
-             + (f" (VAE {vae_steps} Adam steps)" if "vae" in baselines else "")
-             + (f" (supervised: {supervised_steps} Adam steps on each trial's support set)"
-                if "supervised" in baselines else ""),
+             + (f" (VAE {vae_b['hidden']} latent {vae_b['latent']}, Adam {vae_b['lr']:g}, early stopping on a "
+                f"{vae_b['valid_fraction']:g} validation part every {vae_b['eval_every']} steps, patience "
+                f"{vae_b['patience']}, cap {vae_b['max_steps']} steps)" if vae_b else "")
+             + (f" (supervised: {sup_b['steps']} Adam steps at lr {sup_b['lr']:g} on each trial's support set)"
+                if sup_b else ""),
+             f"base net: {arch}" + ("" if hidden is None else f" (hidden {list(hidden)}, top {top})"),
+             *(["random@s: a random theta (SPEC 9 init_theta of the rule's config, seed "
+                f"{RANDOM_RULE_SEED}) applied s inner steps from the same phi_0 on the same batches"]
+               if random_theta is not None else []),
              "rule@s: theta applied s inner steps to phi_0 on unlabeled train-split batches; rule@0 is phi_0; "
              "differences are paired per seed (same task, phi_0 and labeled trials); ± is one standard error "
              "over seeds"]

@@ -1,5 +1,5 @@
-"""Meta-training settings (SPEC 7): :class:`TrainConfig` and the presets ``tiny``, ``mid``, ``small``, ``paper``
-(the names of :data:`refimpl.config.PRESET_NAMES`; a preset's ``model`` is ``refimpl.preset`` of its name).
+"""Meta-training settings (SPEC 7): :class:`TrainConfig` and the presets ``tiny``, ``mid``, ``small``, ``mixture``,
+``paper`` (the names of :data:`refimpl.config.PRESET_NAMES`; a preset's ``model`` is ``refimpl.preset`` of its name).
 
 A :class:`TrainConfig` is frozen and validated on construction; it holds the
 rule's sizes (a :class:`refimpl.config.Config`; its ``layer_sizes[-1]`` is
@@ -33,7 +33,7 @@ _PROBABILITY_FIELDS = ("p_permute", "p_task_dropout", "p_example_dropout", "p_x_
 
 #: Fields added after runs had been checkpointed without them. A stored config that
 #: lacks one means its default, which reproduces what those runs did.
-_LATER_FIELDS = ("n_way_choices",) + _PROBABILITY_FIELDS + ("dropout_rate", "max_x_shift")
+_LATER_FIELDS = ("n_way_choices",) + _PROBABILITY_FIELDS + ("dropout_rate", "max_x_shift", "exclude_classes")
 _POS_INT_FIELDS = ("k_shot", "tasks_per_step", "n_steps", "checkpoint_every")
 _NONNEG_INT_FIELDS = ("unroll_ramp_steps", "budget_ramp_steps", "seed")
 
@@ -86,6 +86,10 @@ class TrainConfig(JsonFields):
     the task, a fresh mask per example (each at ``dropout_rate``), and a
     random horizontal shift of each image by up to ``max_x_shift`` pixels
     (see :mod:`refimpl.train.tasks`).
+
+    Controls: ``exclude_classes`` (class names or class-set names such as
+    ``"digits"``, :meth:`refimpl.data.base.Dataset.without`) are never
+    sampled into a task of any dataset that has them.
     """
 
     _ERROR_PREFIX = "train config"   # not a field: no annotation
@@ -122,6 +126,7 @@ class TrainConfig(JsonFields):
     p_x_shift: float = 0.0
     dropout_rate: float = 0.2
     max_x_shift: int = 2
+    exclude_classes: tuple = ()
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -193,6 +198,11 @@ class TrainConfig(JsonFields):
         if not _is_int(self.max_x_shift) or self.max_x_shift < 0:
             _fail(f"field 'max_x_shift' must be a non-negative integer, got {self.max_x_shift!r}")
         object.__setattr__(self, "max_x_shift", int(self.max_x_shift))
+        ex = self.exclude_classes
+        if isinstance(ex, (str, bytes)) or not hasattr(ex, "__iter__") or not all(
+                isinstance(c, str) and c for c in ex):
+            _fail(f"field 'exclude_classes' must be a sequence of class or class-set names, got {ex!r}")
+        object.__setattr__(self, "exclude_classes", tuple(ex))
         if self.dtype not in DTYPES:
             _fail(f"field 'dtype' must be one of {DTYPES}, got {self.dtype!r}")
 
@@ -278,17 +288,42 @@ def _small() -> TrainConfig:
         n_steps=2000, checkpoint_every=50)
 
 
+def _mixture() -> TrainConfig:
+    # The small preset's rule sizes, batch and inner lr on the paper's task distribution (appendix
+    # "Training Data Distribution"): glyphs at 10x10, 14x14 and 20x20, the letter, math and currency
+    # subsets, three augmentations (none; rotations to 30 degrees, the small preset's; the paper's
+    # rotations to 180 degrees with shifts to 5 px), the paper's n_way values, per-task and
+    # per-example input dropout and horizontal shifts on a tenth of the tasks each. The paper's
+    # shifted augmentation gets one draw in nine: with shifts the small preset's runs learned to
+    # encode the shift targets instead of the classes (see _small). Base models of 1-4 hidden layers
+    # 32-160 wide (log-uniform, so 64 and 128 are inside) and a 32-wide top layer cover the small
+    # evaluation net [n_in, 64, 64, 32] and the paper's [n_in, 128 x 4, 32]. Inner horizons grow late
+    # in training: budgets from about 20 to 150 inner steps over 1200 meta-steps, unrolls from 2-3 to
+    # 4-8 steps.
+    model = model_preset("mixture")
+    datasets = ("glyphs_rotation", "glyphs_rotation", "glyphs_plain", "glyphs_paper_aug", "glyphs10_rotation",
+                "glyphs20_rotation", "glyphs_letters_rotation", "glyphs_math_rotation", "glyphs_currency_rotation")
+    return TrainConfig(
+        name="mixture", model=model, datasets=datasets,
+        n_way=(10, 30), n_way_choices=(10, 13, 14, 17, 20, 30), k_shot=10, depth=(1, 4), width=(32, 160),
+        tasks_per_step=4, unroll_start=(2, 3), unroll_end=(4, 8), unroll_ramp_steps=1200,
+        budget_scale_start=20.0, budget_scale_end=150.0, budget_ramp_steps=1200,
+        lr=(1e-3, 3e-4, 1e-4), lr_boundaries=(1000, 1400),
+        p_task_dropout=0.1, p_example_dropout=0.1, p_x_shift=0.1, dropout_rate=0.2, max_x_shift=2,
+        n_steps=1600, checkpoint_every=25)
+
+
 def _paper() -> TrainConfig:
     # SPEC 1 paper sizes and the paper's schedules (appendix); 256 tasks per meta-step.
     return TrainConfig(name="paper", model=model_preset("paper"))
 
 
-_PRESETS = {"tiny": _tiny, "mid": _mid, "small": _small, "paper": _paper}
+_PRESETS = {"tiny": _tiny, "mid": _mid, "small": _small, "mixture": _mixture, "paper": _paper}
 assert tuple(_PRESETS) == PRESET_NAMES, "one set of preset names for refimpl.preset and the trainer"
 
 
 def train_preset(name: str) -> TrainConfig:
-    """The meta-training preset ``name`` (one of :data:`PRESET_NAMES`: "tiny", "mid", "small", "paper")."""
+    """The meta-training preset ``name`` (one of :data:`PRESET_NAMES`: "tiny", "mid", "small", "mixture", "paper")."""
     try:
         return _PRESETS[name]()
     except (KeyError, TypeError):

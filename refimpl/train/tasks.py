@@ -53,6 +53,23 @@ def dataset(name: str):
     return _DATASETS[name]
 
 
+def training_view(tc, name: str):
+    """The classes of dataset ``name`` that tasks are sampled from: all but ``tc.exclude_classes``
+    (names a dataset does not have are ignored; a class set removes those of its classes it has)."""
+    full = dataset(name)
+    if not tc.exclude_classes:
+        return full
+
+    def known(ds):
+        return set(getattr(ds.source, "class_sets", {}) or {}) | set(ds.class_names)
+    unknown = set(tc.exclude_classes) - set().union(*(known(dataset(d)) for d in tc.datasets))
+    if unknown:
+        raise ValueError(f"exclude_classes: no dataset of {list(tc.datasets)} has a class or class set "
+                         f"named {sorted(unknown)[0]!r}")
+    names = [c for c in tc.exclude_classes if c in known(full)]
+    return full.without(names) if names else full
+
+
 class TaskDef(NamedTuple):
     """What defines a task (fixed for its lifetime)."""
     dataset: str            # name for refimpl.data.get_dataset
@@ -116,11 +133,12 @@ def sample_architecture(tc, n_features: int, rng: np.random.Generator) -> tuple:
 def sample_task(tc, k: int, rng: np.random.Generator) -> tuple[TaskDef, dict]:
     """A new task for first use at meta-step k, and its phi_0.
 
-    Draw order: dataset index, n_way, classes, (whether to permute, only when
+    Draw order: dataset index, n_way, classes (again while an unaugmented dataset's draw has a class
+    with fewer than k_shot examples), (whether to permute, only when
     ``p_permute < 1``), permutation, architecture, phi_0, budget.
     """
     name = tc.datasets[int(rng.integers(len(tc.datasets)))]
-    full = dataset(name)
+    full = training_view(tc, name)
     if tc.n_way_choices:
         n_way = min(tc.n_way_choices[int(rng.integers(len(tc.n_way_choices)))], full.n_classes)
     else:
@@ -129,6 +147,14 @@ def sample_task(tc, k: int, rng: np.random.Generator) -> tuple[TaskDef, dict]:
             raise ValueError(f"n_way range {tc.n_way} does not fit {name}'s {full.n_classes} classes")
         n_way = int(rng.integers(tc.n_way[0], hi + 1))
     sub = full.sample_classes(rng, n_way)
+    # An unaugmented dataset cannot give k_shot distinct examples of a class that has fewer (the
+    # glyph '∅' has 8 train fonts): draw the subset again. Only such draws (which would otherwise
+    # fail in draw_unroll) consume more of the generator, so every other run is unchanged.
+    while not full.augmented and sub.class_counts(tc.split).min() < tc.k_shot:
+        if int((full.class_counts(tc.split) >= tc.k_shot).sum()) < n_way:
+            raise ValueError(f"{name} has fewer than {n_way} classes with {tc.k_shot} examples in its "
+                             f"{tc.split} split")
+        sub = full.sample_classes(rng, n_way)
     permute = True if tc.p_permute >= 1 else bool(rng.random() < tc.p_permute)
     perm = full.random_permutation(rng).astype(np.int64)
     if not permute:

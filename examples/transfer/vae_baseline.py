@@ -1,0 +1,95 @@
+"""The paper-sized VAE baseline on the evaluation's own tasks, with its loss curves (JSON and PNG).
+
+    OMP_NUM_THREADS=1 python examples/transfer/vae_baseline.py OUT_DIR DATASET [DATASET ...] [--arch rule|paper]
+        [--rule small-glyphs-rotation] [--seeds 10]
+
+For each dataset: ``refimpl.evaluation.benchmark.benchmark`` with only the VAE
+(and phi_0, so that the result can be paired with and merged into a full
+evaluation on the same seeds, tasks and labeled trials, as
+``examples/transfer/final_eval.py`` does with cached baselines). The VAE is the
+paper's (3 hidden layers of 128 with batch norm, latent 32 or N^L when the base
+net's top is narrower, Adam 1e-4), fitted on a part of the dataset's unlabeled
+train split and stopped when its loss on the other part (validation) has not
+improved for ``patience`` checks (``VAE_DEFAULTS``). Writes
+``OUT_DIR/vae_<dataset>_<arch>.json`` (the benchmark result with every seed's
+validation and training curve) and ``.png`` (the curves), after every seed; a second run continues with
+the seeds not yet in the JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def plot_curves(result, path, title):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.6))
+    FigureCanvasAgg(fig)
+    ax_t, ax_v = fig.subplots(1, 2)
+    for rec in result["per_seed"]:
+        c = rec["vae_curve"]
+        ax_t.plot([50 * i for i in range(len(c["train_every_50"]))], c["train_every_50"], lw=0.8,
+                  label=f"seed {rec['seed']}")
+        steps, losses = zip(*c["valid"])
+        line, = ax_v.plot(steps, losses, "o-", ms=2, lw=0.8)
+        ax_v.axvline(c["best_step"], color=line.get_color(), ls=":", lw=0.6)
+    ax_t.set_title("training loss (negative ELBO, mean of 50 steps)", fontsize=8)
+    ax_v.set_title("validation loss; dotted: the step kept", fontsize=8)
+    for ax in (ax_t, ax_v):
+        ax.set_xlabel("Adam step")
+    ax_t.legend(fontsize=6)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100)
+
+
+def main(argv=None) -> int:
+    from refimpl.data import get_dataset
+    from refimpl.evaluation.benchmark import benchmark, summarize
+    from refimpl.evaluation.suite import ARCHS, resolve_rule
+    from refimpl.runtime import blas_single_thread
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out_dir")
+    p.add_argument("datasets", nargs="+")
+    p.add_argument("--arch", choices=tuple(ARCHS), default="rule")
+    p.add_argument("--rule", default="small-glyphs-rotation", help="whose config sets the base net (arch rule)")
+    p.add_argument("--seeds", type=int, default=10)
+    args = p.parse_args(argv)
+    _, config, _, _ = resolve_rule(args.rule)
+    hidden, top = ARCHS[args.arch] if ARCHS[args.arch] is not None else (None, None)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in args.datasets:
+        ds = get_dataset(name)
+        way = 10 if ds.n_classes > 10 else None
+        stem = out / f"vae_{name}_{args.arch}"
+        done = json.loads(stem.with_suffix(".json").read_text())["per_seed"] if stem.with_suffix(".json").is_file() \
+            else []
+        for seed in range(args.seeds):              # one seed at a time, written after each: resumable
+            if any(r["seed"] == seed for r in done):
+                continue
+            with blas_single_thread():
+                res = benchmark(None, config, ds, seeds=[seed], k_shot=10, k_query=10, n_trials=10,
+                                n_way=way, hidden=hidden, top=top, baselines=("vae",))
+            done = sorted(done + res["per_seed"], key=lambda r: r["seed"])
+            res["per_seed"], res["summary"] = done, summarize(done)
+            res["rule_config_from"] = args.rule
+            res["arch"] = args.arch
+            stem.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
+            plot_curves(res, stem.with_suffix(".png"),
+                        f"VAE {res['budgets']['vae']['hidden']} latent {res['budgets']['vae']['latent']} on {name} "
+                        f"(net {res['layer_sizes']}), {len(done)} seeds")
+        rows = {r["method"]: r for r in res["summary"]}
+        print(f"{name} {args.arch}: vae {rows['vae']['acc']:.3f} ± {rows['vae']['acc_se']:.3f}, "
+              f"phi_0 {rows['rule@0']['acc']:.3f}; stopped at "
+              f"{[r['vae_curve']['stopped_at'] for r in res['per_seed']]}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
