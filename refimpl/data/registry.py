@@ -179,7 +179,7 @@ def get_dataset(name: str, exclude_classes=(), **kwargs) -> Dataset:
         ``.npz`` holding ``x_train, y_train, x_test, y_test`` (``refimpl.data.user.load_npz``).
     exclude_classes : sequence of str
         Class names, or names of the source's class sets (glyphs: ``"digits"``, ``"letters"``,
-        ``"math"``, ...), left out of the view (:meth:`~refimpl.data.base.Dataset.without`): the
+        ``"math"``, ...), left out of the view (``Dataset.without``): the
         controls of meta-training.
     **kwargs
         Passed to the dataset's source (e.g. ``seed`` for ``"digits"`` and ``"moons"``,
