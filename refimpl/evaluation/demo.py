@@ -40,7 +40,7 @@ from pathlib import Path
 DEMO_RULE = "small-glyphs-rotation"
 DEMO_DATASETS = ("digits", "moons", "fashion_mnist14")
 #: The demo's budget (it must finish within the README's stated time on 2 cores, set-up included).
-DEMO_SEEDS = 10
+DEMO_SEEDS = 5
 DEMO_MINUTES = 3.5
 CONTROL = {"dataset": "glyphs_rotation", "n_way": 10, "k_shot": 10, "baselines": ("raw", "ink", "pca")}
 
