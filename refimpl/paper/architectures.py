@@ -19,6 +19,7 @@ import numpy as np
 from refimpl.paper.common import (
     Progress,
     compare,
+    finish_report,
     fmt,
     header,
     mean_se,
@@ -26,7 +27,6 @@ from refimpl.paper.common import (
     per_seed_acc,
     rule_and_control,
     run_benchmark,
-    write_outputs,
 )
 
 WIDTHS = (32, 64, 128, 256, 512, 1024, 2048)
@@ -115,16 +115,11 @@ def width_depth(rule="small-glyphs-rotation", out_dir=None, *, quick: bool = Fal
                         "diverged": {"rule": seeds - len(ra), "control": seeds - len(ca)}}
                 cells.append(cell)
         out[name] = cells
-    report = {"experiment": "width-depth", "title": "hidden widths and depths the rule was not meta-trained on",
-              "rule": rule.label, "rule_name": rule.name, "control": control.label, "quick": quick,
-              "budget": WIDTH_DEPTH_BUDGET, "seconds": log.seconds, "cpu_seconds": log.cpu_seconds,
-              "settings": {**s, "seeds": "3 (2 where stated per cell)" if not quick else 2,
+    return finish_report("width-depth", "hidden widths and depths the rule was not meta-trained on", rule, control, quick,
+                         WIDTH_DEPTH_BUDGET, log, out_dir, width_depth_markdown, width_depth_figure,
+                         **{"settings": {**s, "seeds": "3 (2 where stated per cell)" if not quick else 2,
                            "meta_trained_on": "hidden depth 1-2, widths 32-96 (small preset's task mixture)"},
-              "datasets": out}
-    log("done")
-    if out_dir is not None:
-        report["paths"] = write_outputs(report, width_depth_markdown(report), width_depth_figure(report), out_dir)
-    return report
+              "datasets": out})
 
 
 def width_depth_markdown(report) -> str:

@@ -233,6 +233,19 @@ def write_outputs(report: dict, markdown: str, figure, out_dir) -> dict:
     return {k: str(p) for k, p in paths.items()}
 
 
+def finish_report(experiment: str, title: str, rule, control, quick: bool, budget, log, out_dir,
+                  markdown_fn, figure_fn, **body) -> dict:
+    """The report every experiment returns: its name, title, rule and control, budget and times, then
+    ``body`` (settings and results); written as JSON, Markdown and PNG when ``out_dir`` is given."""
+    report = {"experiment": experiment, "title": title, "rule": rule.label, "rule_name": rule.name,
+              "control": control.label, "quick": quick, "budget": budget, "seconds": log.seconds,
+              "cpu_seconds": log.cpu_seconds, **body}
+    log("done")
+    if out_dir is not None:
+        report["paths"] = write_outputs(report, markdown_fn(report), figure_fn(report), out_dir)
+    return report
+
+
 def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **kw):
     """A matplotlib Figure on an Agg canvas (no pyplot) and its axes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

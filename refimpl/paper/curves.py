@@ -12,6 +12,7 @@ from refimpl.paper.common import (
     Progress,
     compare,
     errorbar,
+    finish_report,
     fmt,
     header,
     mean_se,
@@ -83,15 +84,10 @@ def inner_steps(rule="small-glyphs-rotation", out_dir=None, *, quick: bool = Fal
                           "reported_at": at_here,
                           "baselines": _baseline_rows(res[rule.name], s["baselines"], at_here),
                           "layer_sizes": res[rule.name]["layer_sizes"], "n_classes": res[rule.name]["n_classes"]}
-    report = {"experiment": "inner-steps", "title": "few-shot accuracy over inner training, with baselines",
-              "rule": rule.label, "rule_name": rule.name, "control": control.label, "quick": quick,
-              "budget": INNER_STEPS_BUDGET, "seconds": log.seconds, "cpu_seconds": log.cpu_seconds,
-              "settings": {**{k: v for k, v in s.items() if k != "datasets"}, "reporting_steps": at},
-              "datasets": datasets}
-    log("done")
-    if out_dir is not None:
-        report["paths"] = write_outputs(report, inner_steps_markdown(report), inner_steps_figure(report), out_dir)
-    return report
+    return finish_report("inner-steps", "few-shot accuracy over inner training, with baselines", rule, control, quick,
+                         INNER_STEPS_BUDGET, log, out_dir, inner_steps_markdown, inner_steps_figure,
+                         **{"settings": {**{k: v for k, v in s.items() if k != "datasets"}, "reporting_steps": at},
+              "datasets": datasets})
 
 
 def combine_inner_steps(parts, out_dir=None) -> dict:
@@ -196,14 +192,9 @@ def activations(rule="small-glyphs-rotation", out_dir=None, *, quick: bool = Fal
                             k_query=s["k_query"], n_trials=s["n_trials"])
         out[act] = {"rows": step_table(res, rule, control, s["steps"]),
                     "layer_sizes": res[rule.name]["layer_sizes"]}
-    report = {"experiment": "activations", "title": f"the rule on base models with other activations ({s['dataset']})",
-              "rule": rule.label, "rule_name": rule.name, "control": control.label, "quick": quick,
-              "budget": ACTIVATIONS_BUDGET, "seconds": log.seconds, "cpu_seconds": log.cpu_seconds,
-              "settings": {**s, "reporting_steps": reporting_steps(rule)}, "activations": out}
-    log("done")
-    if out_dir is not None:
-        report["paths"] = write_outputs(report, activations_markdown(report), activations_figure(report), out_dir)
-    return report
+    return finish_report("activations", f"the rule on base models with other activations ({s['dataset']})", rule, control, quick,
+                         ACTIVATIONS_BUDGET, log, out_dir, activations_markdown, activations_figure,
+                         **{"settings": {**s, "reporting_steps": reporting_steps(rule)}, "activations": out})
 
 
 def activations_markdown(report) -> str:
@@ -274,14 +265,9 @@ def shots(rule="small-glyphs-rotation", out_dir=None, *, quick: bool = False, pr
         row["k_shot"] = int(k)
         row["baselines"] = {b: mean_se(list(per_seed_acc(res[rule.name], b).values())) for b in s["baselines"]}
         out.append(row)
-    report = {"experiment": "shots", "title": f"labeled examples per class ({s['dataset']})",
-              "rule": rule.label, "rule_name": rule.name, "control": control.label, "quick": quick,
-              "budget": SHOTS_BUDGET, "seconds": log.seconds, "cpu_seconds": log.cpu_seconds,
-              "settings": {**s, "k_shot": "1, 5, 10, 20" if not quick else list(s["shots"])}, "rows": out}
-    log("done")
-    if out_dir is not None:
-        report["paths"] = write_outputs(report, shots_markdown(report), shots_figure(report), out_dir)
-    return report
+    return finish_report("shots", f"labeled examples per class ({s['dataset']})", rule, control, quick,
+                         SHOTS_BUDGET, log, out_dir, shots_markdown, shots_figure,
+                         **{"settings": {**s, "k_shot": "1, 5, 10, 20" if not quick else list(s["shots"])}, "rows": out})
 
 
 def shots_markdown(report) -> str:

@@ -27,6 +27,7 @@ from refimpl.paper.common import (
     Progress,
     compare,
     errorbar,
+    finish_report,
     fmt,
     header,
     mean_se,
@@ -34,7 +35,6 @@ from refimpl.paper.common import (
     per_seed_acc,
     rule_and_control,
     step_axis,
-    write_outputs,
 )
 
 PERMUTATION_BUDGET = ("0.2 min of CPU on one core: digits, (rule, control) x (permuted, not) x 5 seeds x 5 trials "
@@ -115,14 +115,10 @@ def permutation(rule="small-glyphs-rotation", out_dir=None, *, quick: bool = Fal
                          "agree": bool(abs(diff["mean"]) <= SIGNIFICANCE_SE * diff["se"])})
     log(f"equivariance check, {s['equivariance_steps']} steps in float64")
     gap = equivariance_gap(rule.theta, rule.config, ds, s["equivariance_steps"])
-    report = {"experiment": "permutation", "title": f"random permutation of the input dimensions ({s['dataset']})",
-              "rule": rule.label, "rule_name": rule.name, "control": control.label, "quick": quick,
-              "budget": PERMUTATION_BUDGET, "seconds": log.seconds, "cpu_seconds": log.cpu_seconds, "settings": s, "rows": rows,
-              "equivariance": gap}
-    log("done")
-    if out_dir is not None:
-        report["paths"] = write_outputs(report, permutation_markdown(report), permutation_figure(report), out_dir)
-    return report
+    return finish_report("permutation", f"random permutation of the input dimensions ({s['dataset']})", rule, control, quick,
+                         PERMUTATION_BUDGET, log, out_dir, permutation_markdown, permutation_figure,
+                         **{"settings": s, "rows": rows,
+              "equivariance": gap})
 
 
 def permutation_markdown(report) -> str:

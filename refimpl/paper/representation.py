@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl.paper.common import Progress, compare, fmt, header, mean_se, new_figure, rule_and_control, write_outputs
+from refimpl.paper.common import Progress, compare, finish_report, fmt, header, mean_se, new_figure, rule_and_control
 
 
 def _task(dataset, cfg, seed: int):
@@ -126,13 +126,9 @@ def manifold(rule="small-glyphs-rotation", out_dir=None, *, quick: bool = False,
             "cumulative_variance": {m: np.mean(v, axis=0).round(5).tolist() if v else [] for m, v in cums.items()},
             "projection_seed_0": projection,
         }
-    report = {"experiment": "manifold", "title": "the representation before and after the rule (PCA)",
-              "rule": rule.label, "rule_name": rule.name, "control": control.label, "quick": quick,
-              "budget": MANIFOLD_BUDGET, "seconds": log.seconds, "cpu_seconds": log.cpu_seconds, "settings": s, "datasets": out}
-    log("done")
-    if out_dir is not None:
-        report["paths"] = write_outputs(report, manifold_markdown(report), manifold_figure(report), out_dir)
-    return report
+    return finish_report("manifold", "the representation before and after the rule (PCA)", rule, control, quick,
+                         MANIFOLD_BUDGET, log, out_dir, manifold_markdown, manifold_figure,
+                         **{"settings": s, "datasets": out})
 
 
 def manifold_markdown(report) -> str:
@@ -294,15 +290,10 @@ def filters(rule="small-glyphs-rotation", out_dir=None, *, quick: bool = False, 
                      "rule_vs_control": compare(score["rule"], score["control"]),
                      "smoothness_rule_vs_phi_0": compare(smooth["rule"], smooth["phi_0"]),
                      "images_seed_0": images}
-    report = {"experiment": "filters", "title": "first-layer receptive fields, input permutation undone",
-              "rule": rule.label, "rule_name": rule.name, "control": control.label, "quick": quick,
-              "budget": FILTERS_BUDGET, "seconds": log.seconds, "cpu_seconds": log.cpu_seconds,
-              "settings": {**s, "run_dir": None if run_dir is None else str(run_dir),
-                           "snapshots": [stem for stem, _ in snaps]}, "datasets": out}
-    log("done")
-    if out_dir is not None:
-        report["paths"] = write_outputs(report, filters_markdown(report), filters_figure(report), out_dir)
-    return report
+    return finish_report("filters", "first-layer receptive fields, input permutation undone", rule, control, quick,
+                         FILTERS_BUDGET, log, out_dir, filters_markdown, filters_figure,
+                         **{"settings": {**s, "run_dir": None if run_dir is None else str(run_dir),
+                           "snapshots": [stem for stem, _ in snaps]}, "datasets": out})
 
 
 def filters_markdown(report) -> str:
