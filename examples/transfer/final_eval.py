@@ -3,6 +3,7 @@ support and query from different fonts), held-out digits, moons and Fashion-MNIS
 and the recommended inner steps, against the random-theta control and every baseline.
 
     python examples/transfer/final_eval.py RULE OUT_DIR [CACHED_BASELINES.json ...] [--arch rule|paper]
+        [--datasets a,b] [--long 3000] [--seeds 10]
 
 The same computation as ``refimpl eval RULE --datasets ... --seeds 10`` (refimpl.evaluation.benchmark), except
 that the theta-independent VAE and supervised baselines, the slow ones, may be taken from earlier runs of
@@ -10,8 +11,8 @@ that the theta-independent VAE and supervised baselines, the slow ones, may be t
 pairing is checked (phi_0's accuracy must agree to 1e-12 on every seed). A baseline cached for fewer seeds
 is reported on those seeds only (its row's n says how many).
 """
+import argparse
 import json
-import sys
 
 from refimpl.data import get_dataset
 from refimpl.evaluation.benchmark import VAE_DEFAULTS, benchmark, summarize
@@ -19,13 +20,21 @@ from refimpl.evaluation.reporting import format_report, write_report
 from refimpl.evaluation.suite import ARCHS, random_theta_of
 from refimpl.pretrained import load_rule
 
-argv = sys.argv[1:]
-arch = "rule"
-if "--arch" in argv:
-    i = argv.index("--arch")
-    arch = argv[i + 1]
-    del argv[i:i + 2]
-rule, out_dir, cached_files = argv[0], argv[1], argv[2:]
+DATASETS = (("glyphs_rotation_final", {"n_way": 10, "n_trials": 5, "baselines": ("raw", "ink", "pca")}),
+            ("digits", {}), ("moons", {}), ("fashion_mnist14", {}))
+p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p.add_argument("rule")
+p.add_argument("out_dir")
+p.add_argument("cached", nargs="*", help="JSON files of benchmark results holding the slow baselines")
+p.add_argument("--arch", choices=tuple(ARCHS), default="rule")
+p.add_argument("--datasets", default=",".join(n for n, _ in DATASETS), help="a comma-separated subset")
+p.add_argument("--long", type=int, default=None, metavar="S",
+               help="also score the rule (and random theta) after S inner steps on every dataset but the glyphs")
+p.add_argument("--seeds", type=int, default=10)
+p.add_argument("--vae-cached-only", action="store_true",
+               help="no VAE fit here: the VAE row only for the datasets whose cached results have one")
+args = p.parse_args()
+rule, out_dir, cached_files, arch = args.rule, args.out_dir, args.cached, args.arch
 theta, config, info = load_rule(rule)
 hidden, top = ARCHS[arch] if ARCHS[arch] is not None else (None, None)
 random_theta = random_theta_of(config)
@@ -36,13 +45,16 @@ for path in cached_files:
     for res in ([data] if "per_seed" in data else [v for v in data.values() if isinstance(v, dict) and "per_seed" in v]):
         cached[res["dataset"]] = res
 datasets = {}
-for name, kw in (("glyphs_rotation_final", {"n_way": 10, "n_trials": 5, "baselines": ("raw", "ink", "pca")}),
-                 ("digits", {}), ("moons", {}), ("fashion_mnist14", {})):
+chosen = args.datasets.split(",")
+for name, kw in ((n, dict(k)) for n, k in DATASETS if n in chosen):
     slow = tuple(m for m in ("vae", "supervised") if name in cached
                  and any(m in r["acc"] for r in cached[name]["per_seed"]))
     baselines = kw.pop("baselines", ("raw", "ink", "pca", "vae", "supervised"))
-    res = benchmark(theta, config, get_dataset(name), seeds=range(10), k_shot=10, k_query=10,
-                    inner_steps=steps, baselines=tuple(b for b in baselines if b not in slow),
+    long = () if args.long is None or name.startswith("glyphs") else (args.long,)
+    if args.vae_cached_only:
+        baselines = tuple(b for b in baselines if b != "vae")
+    res = benchmark(theta, config, get_dataset(name), seeds=range(args.seeds), k_shot=10, k_query=10,
+                    inner_steps=steps + long, baselines=tuple(b for b in baselines if b not in slow),
                     random_theta=random_theta, hidden=hidden, top=top, **{"n_trials": 10, **kw})
     if slow:
         by_seed = {b["seed"]: b for b in cached[name]["per_seed"]}
@@ -67,12 +79,13 @@ for name, kw in (("glyphs_rotation_final", {"n_way": 10, "n_trials": 5, "baselin
 report = {"rule": rule, "config": config.to_dict(), "info": info, "datasets": datasets,
           "notes": [f"rule {rule}: meta-step {info.get('theta_snapshot')}, recommended inner steps "
                     f"{info['recommended_inner_steps']} (chosen on glyphs in held-out fonts)",
-                    "10 seeds (0-9) per dataset; glyphs (final font families, support and query from different "
+                    f"{args.seeds} seeds (0-{args.seeds - 1}) per dataset; glyphs (final font families, support and query from different "
                     "fonts): 10-way 10-shot, 5 trials; others: all classes, 10-shot, 10 trials x 10 queries/class",
                     f"base net: {arch}; budgets per dataset in report.json (datasets.<name>.budgets: the VAE's "
                     "sizes, early stopping and cap, the supervised steps and lr)",
                     "random@s: a random theta (SPEC 9 init_theta of the rule's config) from the same phi_0",
                     "± is one standard error over seeds; differences to phi_0 (rule@0) are paired per seed"],
-          "settings": {"k_shot": 10, "inner_steps": list(steps), "seeds": 10}}
+          "settings": {"k_shot": 10, "inner_steps": list(steps), "long_inner_steps": args.long, "seeds": args.seeds,
+                       "arch": arch}}
 write_report(report, out_dir)
 print(format_report(report))
