@@ -67,7 +67,8 @@ shutil.copyfile(args.theta, out / f"{args.name}.npz")
 (out / f"{args.name}.json").write_text(json.dumps(card, indent=1) + "\n")
 md = [f"# {args.title} `{args.name}`", "",
       f"- theta: meta-step {meta_step} of the run below ({card['log_summary']['tasks_drawn']} tasks drawn, "
-      f"{card['log_summary']['wall_minutes']} min on one core); config embedded in the .npz",
+      f"{card['log_summary']['wall_minutes']} min of logged step wall time, one BLAS thread on a shared 2-core machine); "
+      "config embedded in the .npz",
       f"- recommended inner steps: **{args.steps}**",
       f"- reproduce: `{args.command}` (seed {args.seed}) at commit {args.commit}",
       f"- J (mean of the kept tasks): {first:.3f} over the first 50 meta-steps, {last:.3f} over the last 50",
