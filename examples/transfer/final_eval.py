@@ -31,6 +31,8 @@ p.add_argument("--datasets", default=",".join(n for n, _ in DATASETS), help="a c
 p.add_argument("--long", type=int, default=None, metavar="S",
                help="also score the rule (and random theta) after S inner steps on every dataset but the glyphs")
 p.add_argument("--seeds", type=int, default=10)
+p.add_argument("--steps", type=int, default=None,
+               help="the rule's inner steps (default: the shipped rule's recommended_inner_steps)")
 p.add_argument("--vae-cached-only", action="store_true",
                help="no VAE fit here: the VAE row only for the datasets whose cached results have one")
 p.add_argument("--supervised-on", default=None, metavar="A,B",
@@ -40,6 +42,8 @@ rule, out_dir, cached_files, arch = args.rule, args.out_dir, args.cached, args.a
 theta, config, info = load_rule(rule)
 hidden, top = ARCHS[arch] if ARCHS[arch] is not None else (None, None)
 random_theta = random_theta_of(config)
+if args.steps is not None:                     # a snapshot that is not (yet) a shipped rule
+    info = {**info, "recommended_inner_steps": args.steps}
 steps = (0, info["recommended_inner_steps"])
 cached = {}
 for path in cached_files:
