@@ -3,10 +3,12 @@ font families (STIX General; support and query from different fonts), 10-way 10-
 100-104, disjoint from the reporting seeds 0-9). Each table also has the random-theta rows (SPEC 9
 init_theta of the theta's config) and the raw-input row.
 Criterion: the best paired gain over phi_0 among (snapshot, steps) whose effective rank is >= half of phi_0's.
-Usage: choose_rule.py OUT.json THETA.npz [THETA.npz ...] [--dataset NAME]  (appends; skips thetas already in OUT.json)
+Usage: choose_rule.py OUT.json THETA.npz [THETA.npz ...] [--dataset NAME] [--exclude-classes digits]
+(appends; skips thetas already in OUT.json)
 --dataset (default glyphs_rotation): glyphs_rotation_final checks a theta whose meta-training saw the select
 families (the first shipped rule was trained on three STIX General fonts) on the final families; a check, never
-a choice."""
+a choice. --exclude-classes (class names or class sets, comma-separated) leaves those glyph classes out of the
+selection tasks too: a control meta-trained without them is also chosen without them."""
 import json
 import os
 import sys
@@ -24,9 +26,14 @@ if "--dataset" in args:
     i = args.index("--dataset")
     name = args[i + 1]
     del args[i:i + 2]
+excluded = ()
+if "--exclude-classes" in args:
+    i = args.index("--exclude-classes")
+    excluded = tuple(c for c in args[i + 1].split(",") if c)
+    del args[i:i + 2]
 out = args[0]
 done = json.load(open(out)) if os.path.exists(out) else {}
-ds = get_dataset(name)
+ds = get_dataset(name, exclude_classes=excluded)
 for path in args[1:]:
     if path in done:
         continue

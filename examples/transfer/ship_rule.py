@@ -27,6 +27,8 @@ p.add_argument("--selection", required=True)
 p.add_argument("--commit", required=True)
 p.add_argument("--command", required=True)
 p.add_argument("--seed", type=int, default=0)
+p.add_argument("--note", default="", help="appended to the card's chosen_by (e.g. classes left out of selection)")
+p.add_argument("--title", default="Shipped rule", help="the Markdown card's heading (e.g. 'Control rule')")
 args = p.parse_args()
 
 theta, config = load_params(args.theta, kind="theta")          # must be a theta-only file with its config
@@ -49,7 +51,8 @@ card = {
     "chosen_by": ("glyphs_rotation, the select font families (STIX General; support and query from different "
                   "fonts), 10-way 10-shot, seeds 100-104, 5 trials: "
                   "the (snapshot, inner steps) with the best paired gain over phi_0 among those whose top "
-                  "features keep >= half of phi_0's effective rank; no evaluation dataset was used"),
+                  "features keep >= half of phi_0's effective rank; no evaluation dataset was used"
+                  + (f". {args.note}" if args.note else "")),
     "selection_table": table,
     "provenance": {
         "log": str(log_path.relative_to(ROOT)),
@@ -62,9 +65,10 @@ out = ROOT / "refimpl" / "pretrained" / "rules"
 out.mkdir(parents=True, exist_ok=True)
 shutil.copyfile(args.theta, out / f"{args.name}.npz")
 (out / f"{args.name}.json").write_text(json.dumps(card, indent=1) + "\n")
-md = [f"# Shipped rule `{args.name}`", "",
+md = [f"# {args.title} `{args.name}`", "",
       f"- theta: meta-step {meta_step} of the run below ({card['log_summary']['tasks_drawn']} tasks drawn, "
-      f"{card['log_summary']['wall_minutes']} min on one core); config embedded in the .npz",
+      f"{card['log_summary']['wall_minutes']} min of logged step wall time, one BLAS thread on a shared 2-core machine); "
+      "config embedded in the .npz",
       f"- recommended inner steps: **{args.steps}**",
       f"- reproduce: `{args.command}` (seed {args.seed}) at commit {args.commit}",
       f"- J (mean of the kept tasks): {first:.3f} over the first 50 meta-steps, {last:.3f} over the last 50",

@@ -4,9 +4,11 @@
         [--rule small-glyphs-rotation] [--seeds 10]
 
 For each dataset: ``refimpl.evaluation.benchmark.benchmark`` with only the VAE
-(and phi_0, so that the result can be paired with and merged into a full
+(and phi_0 and raw inputs, so that the result can be paired with and merged into a full
 evaluation on the same seeds, tasks and labeled trials, as
-``examples/transfer/final_eval.py`` does with cached baselines). The VAE is the
+``examples/transfer/final_eval.py`` does with cached baselines; the raw row, which does not depend
+on the base net, pairs it with an evaluation of the other ``--arch`` too: the VAE's tasks, trials and
+fit do not depend on the base net, only its latent, min(32, N^L), does). The VAE is the
 paper's (3 hidden layers of 128 with batch norm, latent 32 or N^L when the base
 net's top is narrower, Adam 1e-4), fitted on a part of the dataset's unlabeled
 train split and stopped when its loss on the other part (validation) has not
@@ -75,7 +77,7 @@ def main(argv=None) -> int:
                 continue
             with blas_single_thread():
                 res = benchmark(None, config, ds, seeds=[seed], k_shot=10, k_query=10, n_trials=10,
-                                n_way=way, hidden=hidden, top=top, baselines=("vae",))
+                                n_way=way, hidden=hidden, top=top, baselines=("raw", "vae"))
             done = sorted(done + res["per_seed"], key=lambda r: r["seed"])
             res["per_seed"], res["summary"] = done, summarize(done)
             res["rule_config_from"] = args.rule

@@ -1,0 +1,64 @@
+"""The spread over meta-training seeds (refimpl.evaluation.metaseeds), against values worked by hand."""
+import math
+
+import pytest
+
+from refimpl.evaluation.metaseeds import across_meta_seeds, format_meta_seeds
+
+
+def _result(phi0, rule, extra=None):
+    recs = []
+    for i, (a0, a1) in enumerate(zip(phi0, rule)):
+        acc = {"rule@0": a0, "rule@100": a1, **({"pca": extra[i]} if extra else {})}
+        recs.append({"seed": i, "acc": acc})
+    return {"per_seed": recs}
+
+
+PHI0 = [0.5, 0.6, 0.7]
+# meta-seed A gains 0.3, 0.2, 0.2 (mean 7/30, se 1/30); B gains 0.1, 0.1, 0.0 (mean 1/15, se 1/30)
+RESULTS = {"seed 0": _result(PHI0, [0.8, 0.8, 0.9], [0.9, 0.9, 0.9]),
+           "seed 1": _result(PHI0, [0.6, 0.7, 0.7], [0.9, 0.9, 0.9])}
+
+
+def test_rows_are_the_hand_worked_values():
+    rows = {r["method"]: r for r in across_meta_seeds(RESULTS, min_gain=0.2)}
+    r = rows["rule@100"]
+    assert (r["meta_seeds"], r["eval_seeds"]) == (2, 3)
+    assert r["acc"] == pytest.approx(0.75, abs=1e-12)
+    assert r["gains"] == pytest.approx([7 / 30, 1 / 15], abs=1e-12)
+    assert r["gain"] == pytest.approx(0.15, abs=1e-12)
+    assert r["gain_std"] == pytest.approx((7 / 30 - 1 / 15) / math.sqrt(2), abs=1e-12)   # ddof 1
+    assert (r["gain_min"], r["gain_max"]) == pytest.approx((1 / 15, 7 / 30), abs=1e-12)
+    assert r["gain_eval_se"] == pytest.approx(1 / 30, abs=1e-12)
+    assert r["above"] == 1                      # only A reaches +0.20
+    # theta-free rows have no spread: the evaluations were paired
+    assert rows["pca"]["gain_std"] == pytest.approx(0.0, abs=1e-12)
+    assert rows["rule@0"]["gain"] == 0.0
+
+
+def test_the_bar_counts_at_its_boundary():
+    gains = across_meta_seeds(RESULTS)[1]["gains"]
+    assert across_meta_seeds(RESULTS, min_gain=gains[1])[1]["above"] == 2
+    assert across_meta_seeds(RESULTS, min_gain=gains[1] + 1e-9)[1]["above"] == 1
+
+
+def test_a_perturbed_accuracy_moves_the_spread():
+    base = across_meta_seeds(RESULTS)[1]["gain_std"]
+    bumped = {**RESULTS, "seed 1": _result(PHI0, [0.6, 0.7, 0.7 + 1e-6])}
+    assert abs(across_meta_seeds(bumped)[1]["gain_std"] - base) > 1e-8
+
+
+def test_a_method_missing_from_one_run_is_left_out_and_seeds_must_match():
+    part = {**RESULTS, "seed 1": _result(PHI0, [0.6, 0.7, 0.7])}        # no pca row
+    assert [r["method"] for r in across_meta_seeds(part)] == ["rule@0", "rule@100"]
+    with pytest.raises(ValueError, match="same evaluation seeds"):
+        across_meta_seeds({**RESULTS, "seed 1": _result(PHI0[:2], [0.6, 0.7])})
+    with pytest.raises(ValueError, match="no results"):
+        across_meta_seeds({})
+
+
+def test_one_meta_seed_has_no_spread_and_the_table_says_nan():
+    rows = across_meta_seeds({"seed 0": RESULTS["seed 0"]})
+    assert math.isnan(rows[1]["gain_std"])
+    table = format_meta_seeds(rows)
+    assert "| rule@100 | 0.833 | +0.233 | nan; +0.233 to +0.233 | 0.033 | 1/1 |" in table
