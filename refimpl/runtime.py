@@ -144,6 +144,13 @@ class Progress:
             self.last = now
             print(self.line(now - self.start), file=self.file, flush=True)
 
+    def status(self, text: str) -> None:
+        """What is being done now: the bar's postfix on a terminal, otherwise a plain ``desc: text`` line."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+            return
+        print(f"{self.desc}: {text}", file=self.file, flush=True)
+
     def write(self, log, text: str) -> None:
         """``log(text)`` (a report line), with the bar cleared around it on a terminal."""
         if self.bar is None:

@@ -235,6 +235,118 @@ def test_eval_prints_progress_with_rate_and_eta(capsys, monkeypatch):
     assert lines and lines[-1].startswith("eval: 2/2 seeds [") and "seeds/s]" in lines[-1]
 
 
+# Within one seed: the hook fires as each method starts, in the order of the seed's record, with its position
+# among the seed's planned methods; the rule's checkpoints are sorted with 0 added, random@0 is phi_0's row, ink
+# is always added, and the checkpoints after one where phi diverged are not started (case: planned, not started).
+METHOD_CASES = {
+    "random rule, one baseline": (dict(rule="random", inner_steps=[0, 2], baselines=["raw"]),
+                                  ["rule@0", "rule@2", "raw", "ink"], []),
+    "shipped rule with its random rows": (dict(rule="small-glyphs-rotation", inner_steps=[0, 2, 3],
+                                               baselines=["raw", "pca"]),
+                                          ["rule@0", "rule@2", "rule@3", "random@2", "random@3", "raw", "pca",
+                                           "ink"], []),
+    "unsorted steps without 0": (dict(rule="random", inner_steps=[3, 1], baselines=[]),
+                                 ["rule@0", "rule@1", "rule@3", "ink"], []),
+    "diverged at the first step": (dict(rule="random", inner_steps=[0, 1, 2], baselines=["raw"], diverge=True),
+                                   ["rule@0", "rule@1", "rule@2", "raw", "ink"], ["rule@2"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(METHOD_CASES))
+def test_the_method_hook_fires_once_per_method_in_order(case, monkeypatch):
+    import refimpl.rule.update_step as update_step_module
+
+    settings, planned, not_started = METHOD_CASES[case]
+    settings = dict(settings)
+    if settings.pop("diverge", False):
+        monkeypatch.setattr(update_step_module, "update_step",
+                            lambda theta, phi, x, cfg: {k: np.full_like(v, np.nan) for k, v in phi.items()})
+    calls = []
+    report = refimpl.evaluate_rule(settings.pop("rule"), ["moons"], **{**QUICK, **settings},
+                                   on_method=lambda *call: calls.append(call))
+    started = [(i, m) for i, m in enumerate(planned, 1) if m not in not_started]
+    assert calls == [("moons", seed, m, i, len(planned)) for seed in (0, 1) for i, m in started]
+    diverged = ["rule@1", "rule@2"] if not_started else []
+    for record in report["datasets"]["moons"]["per_seed"]:
+        assert [m for m in planned if m not in diverged] == list(record["acc"]) and record["diverged"] == diverged
+
+
+def test_a_checkpoint_is_announced_before_the_inner_steps_that_lead_to_it(monkeypatch):
+    import refimpl.rule.update_step as update_step_module
+
+    steps_done, seen = [], []
+    real = update_step_module.update_step
+    monkeypatch.setattr(update_step_module, "update_step", lambda *a: steps_done.append(1) or real(*a))
+    refimpl.evaluate_rule("random", ["moons"], **{**QUICK, "seeds": 1, "inner_steps": [0, 2, 5]},
+                          on_method=lambda _ds, _seed, method, *_: seen.append((method, len(steps_done))))
+    assert seen == [("rule@0", 0), ("rule@2", 0), ("rule@5", 2), ("raw", 5), ("ink", 5)]
+
+
+def test_benchmark_without_theta_announces_phi0_and_the_baselines():
+    from refimpl.evaluation.benchmark import benchmark
+
+    calls = []
+    res = benchmark(None, refimpl.preset("small"), get_dataset("moons"), seeds=[3], n_trials=1, baselines=["raw"],
+                    progress=False, on_method=lambda *call: calls.append(call))
+    assert calls == [(3, "rule@0", 1, 2), (3, "raw", 2, 2)] == [(3, m, i, 2) for i, m in
+                                                                  enumerate(res["per_seed"][0]["acc"], 1)]
+
+
+@pytest.mark.parametrize("progress, hooked", [(True, True), (True, False), (False, True)])
+def test_the_report_is_byte_identical_with_and_without_progress(tmp_path, monkeypatch, capsys, progress, hooked):
+    import refimpl.evaluation.benchmark as benchmark_module
+
+    class FixedClock:          # the per-seed "seconds" are the only timing in report.json
+        perf_counter = staticmethod(lambda: 0.0)
+
+    monkeypatch.setattr(benchmark_module, "time", FixedClock)
+    settings = dict(QUICK, baselines=["raw", "pca"])
+    quiet = refimpl.evaluate_rule("random", ["moons", "digits"], out_dir=tmp_path / "quiet", **settings)
+    capsys.readouterr()
+    loud = refimpl.evaluate_rule("random", ["moons", "digits"], out_dir=tmp_path / "loud",
+                                 **{**settings, "progress": progress},
+                                 on_method=(lambda *call: None) if hooked else None)
+    assert ("(3 of 5 methods)" in capsys.readouterr().err) == progress
+    assert reporting.format_report(loud) == reporting.format_report(quiet)
+    for name in ("report.json", "report.md"):
+        assert (tmp_path / "loud" / name).read_bytes() == (tmp_path / "quiet" / name).read_bytes()
+
+
+def test_eval_names_each_method_of_a_seed_as_it_starts(tmp_path, capsys, monkeypatch):
+    import refimpl.evaluation.benchmark as benchmark_module
+
+    class FixedClock:
+        perf_counter = staticmethod(lambda: 0.0)
+
+    monkeypatch.setattr(benchmark_module, "time", FixedClock)
+    argv = ["eval", "random", "--datasets", "moons", "--seeds", "2", "--inner-steps", "0,2", "--baselines", "raw",
+            "--trials", "1"]
+    code, out, err = cli(argv, capsys)
+    assert code == 0
+    lines = [line for line in err.splitlines() if "methods)" in line]
+    assert lines == [f"eval: moons seed {s} ({s + 1} of 2): {m} ({i} of 4 methods)"
+                     for s in (0, 1) for i, m in enumerate(["rule@0", "rule@2", "raw", "ink"], 1)]
+    assert out.rstrip("\n") == reporting.format_report(
+        refimpl.evaluate_rule("random", ["moons"], **{**QUICK, "inner_steps": [0, 2]})).rstrip("\n")
+
+
+def test_a_progress_status_is_the_bars_postfix_on_a_terminal_and_a_line_otherwise():
+    from refimpl.runtime import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, terminal in ((io.StringIO(), False), (Terminal(), True)):
+        progress = Progress(3, "eval", unit="seeds", file=stream, interval=1e9)
+        progress.status("moons seed 0 (1 of 3): vae (6 of 7 methods)")
+        progress.close()
+        text = stream.getvalue()
+        assert ("eval: moons seed 0 (1 of 3): vae (6 of 7 methods)\n" == text) != terminal
+        if terminal:
+            assert "moons seed 0 (1 of 3): vae (6 of 7 methods)" in text and "\r" in text
+
+
 # ---------------------------------------------------------------- 4. resumable evaluation
 class Interrupt(Exception):
     pass

@@ -24,6 +24,7 @@ non-finite is counted in ``diverged`` at that checkpoint and every later one
 """
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -90,11 +91,28 @@ def _vae_pool(task, rng, pool_size, valid_fraction, dtype):
     return task._finish(x_fit), task._finish(x_valid)
 
 
+def seed_methods(rule_labels, steps, baselines) -> list[str]:
+    """The methods of one seed, in the order :func:`benchmark` computes them (and its records list them).
+
+    ``rule_labels``: ``"rule"`` and/or ``"random"``, the thetas applied; ``steps``: the sorted
+    checkpoints, 0 included; ``baselines``: the baselines' names. ``random@0`` is not a method of its
+    own (phi_0 is the ``rule@0`` row); without a theta, ``rule@0`` is phi_0's row all the same.
+    """
+    if not rule_labels:
+        return ["rule@0", *baselines]
+    return [f"{label}@{s}" for label in rule_labels for s in steps if label == "rule" or s > 0] + list(baselines)
+
+
+def _method_started(on_method, seed, methods, method) -> None:
+    if on_method is not None:
+        on_method(int(seed), method, methods.index(method) + 1, len(methods))
+
+
 def benchmark(theta, config, dataset, *, seeds=range(10), k_shot: int = 10, k_query: int = 10,
               n_trials: int = 10, inner_steps=(0, 50, 100, 200), n_way=None, hidden=None, top=None,
               baselines=ALL_BASELINES, vae_steps=None, supervised_steps=None, supervised_lr=None,
               vae=None, random_theta=None, pool_size: int = 2000, dtype=np.float32,
-              progress: bool = True, permute: bool = True) -> dict:
+              progress: bool = True, permute: bool = True, on_method=None) -> dict:
     """Every method on one dataset, for each seed: the rule at its checkpoints and every baseline.
 
     The base model has layer sizes ``[n_features, *hidden, top]`` (defaults: the config's hidden
@@ -144,6 +162,11 @@ def benchmark(theta, config, dataset, *, seeds=range(10), k_shot: int = 10, k_qu
     permute : bool
         False leaves the inputs in their own order; the permutation is still drawn, so phi_0 and
         the trials' examples are those of ``permute=True`` (the two runs are paired).
+    on_method : callable, optional
+        Called as ``on_method(seed, method, position, total)`` when a method of a seed starts
+        (``position`` counts from 1 among the seed's ``total`` methods, ``seed_methods``); a
+        rule's checkpoint starts before the inner steps that lead to it. Checkpoints after one where
+        phi diverged are not started. It only observes: the result is the same without it.
 
     Returns
     -------
@@ -178,15 +201,19 @@ def benchmark(theta, config, dataset, *, seeds=range(10), k_shot: int = 10, k_qu
         phi = init_phi(cfg, task_rng, dtype)
         trials = _trials(task, np.random.default_rng([seed, 2]), k_shot, k_query, n_trials, dtype)
         record = {"seed": int(seed), "acc": {}, "diag": {}, "diverged": []}
+        methods = seed_methods(list(rules), steps, baselines)
+        started = functools.partial(_method_started, on_method, seed, methods)
         if not rules:
+            started("rule@0")
             acc, diag = _score(bl.init_features(phi, cfg), trials, n_cls, cfg.ridge)
             record["acc"]["rule@0"], record["diag"]["rule@0"] = acc, diag
         for label, th in rules.items():
             _apply_and_score(label, th, phi, task, cfg, steps, np.random.default_rng([seed, 3]), trials, n_cls,
-                             dtype, record)
+                             dtype, record, started)
         base_rng = np.random.default_rng([seed, 4])
         pool = None
         for name in baselines:
+            started(name)
             if name == "raw":
                 transform = bl.raw_features()
             elif name == "ink":
@@ -237,13 +264,16 @@ def benchmark(theta, config, dataset, *, seeds=range(10), k_shot: int = 10, k_qu
             "n_classes": (dataset.n_classes if n_way is None else n_way), "budgets": budgets}
 
 
-def _apply_and_score(label, theta, phi, task, cfg, steps, batch_rng, trials, n_cls, dtype, record):
+def _apply_and_score(label, theta, phi, task, cfg, steps, batch_rng, trials, n_cls, dtype, record, started):
     """``<label>@<s>`` rows: ``theta`` applied to ``phi`` on unlabeled train batches from ``batch_rng``,
-    scored at each of ``steps``; a non-finite phi marks this and every later checkpoint diverged."""
+    scored at each of ``steps``; a non-finite phi marks this and every later checkpoint diverged.
+    ``started(method)`` is called as each row's work begins."""
     from refimpl.rule.update_step import update_step
 
     done = 0
     for s in steps:
+        if label == "rule" or s > 0:
+            started(f"{label}@{s}")
         while done < s:
             phi = update_step(theta, phi, task.unlabeled_batch(batch_rng, cfg.batch_size, dtype=dtype), cfg)
             done += 1

@@ -25,6 +25,7 @@ layer of 32).
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -155,12 +156,20 @@ def check_arguments(datasets, k_shot, inner_steps, seeds, baselines, n_way, n_tr
     return loaded
 
 
+def _method_started(on_method, bar, name, seeds, seed, method, position, total) -> None:
+    """A method of ``name``'s seed ``seed`` starts: the caller's ``on_method``, and the status beside the bar."""
+    if on_method is not None:
+        on_method(name, seed, method, position, total)
+    if bar is not None:
+        bar.status(f"{name} seed {seed} ({seed + 1} of {seeds}): {method} ({position} of {total} methods)")
+
+
 def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner_steps=DEFAULT_INNER_STEPS,
                   seeds: int = 10, baselines=ALL_BASELINES, n_way: int | None = DEFAULT_N_WAY, n_trials: int = 10,
                   k_query: int = 10, vae_steps=None, supervised_steps=None, supervised_lr=None,
                   arch: str = "rule", random_row: bool = True,
                   out_dir=None, resume: bool = False, force: bool = False, progress: bool = True,
-                  benchmark_fn=None, skipped=None, reduced_budget: bool = False) -> dict:
+                  benchmark_fn=None, skipped=None, reduced_budget: bool = False, on_method=None) -> dict:
     """Evaluate a rule against every baseline on each dataset, as ``refimpl eval`` does.
 
     For each seed (a task), a fresh random base model phi_0 is built for the dataset, the rule is
@@ -220,7 +229,14 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
     force : bool
         Replace what an earlier evaluation wrote in ``out_dir`` (its own files only).
     progress : bool
-        Print a line per seed and progress lines (seeds done, rate, ETA) to stderr.
+        Print a line per seed and progress lines (seeds done, rate, ETA) to stderr, and within a seed
+        the method being computed (``eval: digits seed 0 (1 of 10): rule@100 (3 of 12 methods)``; on a
+        terminal, beside the bar).
+    on_method : callable, optional
+        Called as ``on_method(dataset, seed, method, position, total)`` when a method of a seed
+        starts (the ``on_method`` of :func:`~refimpl.evaluation.benchmark.benchmark`, with the
+        dataset's name); seeds read back by ``resume`` are not computed, so not announced. It only
+        observes: the report is the same without it.
     benchmark_fn : callable, optional
         Replaces :func:`refimpl.evaluation.benchmark.benchmark` (tests).
     skipped : dict, optional
@@ -300,10 +316,12 @@ def evaluate_rule(rule, datasets=("digits", "moons"), *, k_shot: int = 10, inner
                     if part is None:
                         where[0] = f"during {name} seed {seed} ({index * seeds + seed} of {len(names) * seeds} " \
                                    f"seeds done)"
+                        hook = None if bar is None and on_method is None else \
+                            functools.partial(_method_started, on_method, bar, name, seeds)
                         part = run(theta, config, ds, seeds=[seed], k_shot=k_shot, k_query=k_query,
                                    n_trials=n_trials, inner_steps=inner_steps, n_way=way, baselines=baselines,
                                    vae_steps=vae_steps, supervised_steps=supervised_steps, progress=progress,
-                                   **extra)
+                                   on_method=hook, **extra)
                         # as it reads back from the store, so a resumed report equals an uninterrupted one
                         part = json.loads(json.dumps(part, allow_nan=True))
                         if store is not None:
