@@ -20,6 +20,14 @@ from refimpl.evaluation.reporting import format_report, write_report
 from refimpl.evaluation.suite import ARCHS, random_theta_of
 from refimpl.pretrained import load_rule
 
+
+def check_same_trials(a, b, where):
+    """Two per-seed records are on the same task and labeled trials: raw inputs score the same (they do not
+    depend on the base net, so a baseline computed with the other arch pairs too), else phi_0 does (same arch)."""
+    key = "raw" if "raw" in a["acc"] and "raw" in b["acc"] else "rule@0"
+    assert abs(a["acc"][key] - b["acc"][key]) < 1e-12, f"{where}: not on the same trials ({key})"
+
+
 DATASETS = (("glyphs_rotation_final", {"n_way": 10, "n_trials": 5, "baselines": ("raw", "ink", "pca")}),
             ("digits", {}), ("moons", {}), ("fashion_mnist14", {}))
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,8 +68,7 @@ for path in cached_files:
             old = by_seed.get(rec["seed"])
             if old is None:
                 continue
-            key = "raw" if "raw" in old["acc"] and "raw" in rec["acc"] else "rule@0"
-            assert abs(old["acc"][key] - rec["acc"][key]) < 1e-12, f"{path}: not on the same trials ({key})"
+            check_same_trials(old, rec, path)
             for m in ("vae", "supervised"):
                 if m in rec["acc"] and m not in old["acc"]:
                     old["acc"][m], old["diag"][m] = rec["acc"][m], rec["diag"][m]
@@ -86,10 +93,7 @@ for name, kw in ((n, dict(k)) for n, k in DATASETS if n in chosen):
             b = by_seed.get(rec["seed"])
             if b is None:            # this seed's slow baselines were not computed in time: their n is smaller
                 continue
-            # the same tasks and labeled trials: raw inputs score the same (they do not depend on the base net,
-            # so a VAE computed with the other arch pairs too), else phi_0 does (the same arch)
-            key = "raw" if "raw" in b["acc"] and "raw" in rec["acc"] else "rule@0"
-            assert abs(b["acc"][key] - rec["acc"][key]) < 1e-12, f"cached baselines not on the same trials ({key})"
+            check_same_trials(b, rec, "cached baselines")
             for m in slow:
                 if m in b["acc"]:        # a seed the cached file lacks this method for: its n is smaller
                     rec["acc"][m], rec["diag"][m] = b["acc"][m], b["diag"][m]

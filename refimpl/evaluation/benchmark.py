@@ -286,8 +286,13 @@ def _apply_and_score(label, theta, phi, task, cfg, steps, batch_rng, trials, n_c
         record["acc"][f"{label}@{s}"], record["diag"][f"{label}@{s}"] = acc, diag
 
 
+def sample_std(v) -> float:
+    """The sample standard deviation (ddof 1) of ``v``; NaN for fewer than two values."""
+    return float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
+
+
 def _se(v):
-    return float(np.std(v, ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
+    return sample_std(v) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
 
 
 def _nanmean(values) -> float:

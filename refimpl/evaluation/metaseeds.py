@@ -23,11 +23,7 @@ import math
 
 import numpy as np
 
-from refimpl.evaluation.benchmark import paired_difference
-
-
-def _std(values) -> float:
-    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+from refimpl.evaluation.benchmark import paired_difference, sample_std
 
 
 def across_meta_seeds(results: dict, min_gain: float = 0.0) -> list[dict]:
@@ -62,7 +58,7 @@ def across_meta_seeds(results: dict, min_gain: float = 0.0) -> list[dict]:
         paired = [paired_difference(res["per_seed"], m) for res in results.values()]
         gains = [p["delta"] for p in paired]
         rows.append({"method": m, "meta_seeds": len(results), "eval_seeds": len(evals[0]),
-                     "acc": float(np.mean(acc)), "gain": float(np.mean(gains)), "gain_std": _std(gains),
+                     "acc": float(np.mean(acc)), "gain": float(np.mean(gains)), "gain_std": sample_std(gains),
                      "gain_min": float(min(gains)), "gain_max": float(max(gains)),
                      "gain_eval_se": float(np.mean([p["delta_se"] for p in paired])),
                      "gains": gains, "above": int(sum(g >= min_gain for g in gains))})

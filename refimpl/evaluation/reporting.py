@@ -13,6 +13,7 @@ import json
 import math
 from pathlib import Path
 
+from refimpl.evaluation.benchmark import sample_std
 from refimpl.npzio import atomic_write_bytes
 
 #: A rule's features count as collapsed when their effective rank is below this fraction of phi_0's.
@@ -145,7 +146,7 @@ def plot_inner_steps(report: dict, path) -> Path:
         for s, r in rule:
             ranks[s] = [rec["diag"][r["method"]]["effective_rank"] for rec in res.get("per_seed", [])
                         if r["method"] in rec.get("diag", {})]
-        rank_se = [(float(_std(ranks[s]) / math.sqrt(len(ranks[s]))) if len(ranks[s]) > 1 else 0.0) for s, _ in rule]
+        rank_se = [(sample_std(ranks[s]) / math.sqrt(len(ranks[s])) if len(ranks[s]) > 1 else 0.0) for s, _ in rule]
         ax_rank.errorbar(steps, [r["effective_rank"] for _, r in rule], yerr=rank_se, fmt="o-", capsize=3,
                          color=color, label=name)
         for r in rows:
@@ -163,12 +164,6 @@ def plot_inner_steps(report: dict, path) -> Path:
     fig.tight_layout()
     _save(fig, Path(path))
     return Path(path)
-
-
-def _std(values) -> float:
-    n = len(values)
-    mean = sum(values) / n
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
 
 
 def write_report(report: dict, out_dir) -> dict:
