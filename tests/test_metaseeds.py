@@ -1,9 +1,13 @@
 """The spread over meta-training seeds (refimpl.evaluation.metaseeds), against values worked by hand."""
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from refimpl.evaluation.metaseeds import across_meta_seeds, format_meta_seeds
+from refimpl.evaluation.metaseeds import across_meta_seeds, at_steps, format_meta_seeds
 
 
 def _result(phi0, rule, extra=None):
@@ -62,3 +66,46 @@ def test_one_meta_seed_has_no_spread_and_the_table_says_nan():
     assert math.isnan(rows[1]["gain_std"])
     table = format_meta_seeds(rows)
     assert "| rule@100 | 0.833 | +0.233 | nan; +0.233 to +0.233 | 0.033 | 1/1 |" in table
+
+
+def test_seeds_at_different_recommended_steps_line_up_after_at_steps():
+    a = _result(PHI0, [0.8, 0.8, 0.9])
+    b = {"per_seed": [{"seed": i, "acc": {"rule@0": a0, "rule@200": a0 + 0.1, "random@200": 0.1, "rule@100": 0.0}}
+                      for i, a0 in enumerate(PHI0)]}
+    rows = {r["method"]: r for r in across_meta_seeds({"A": at_steps(a, 100), "B": at_steps(b, 200)})}
+    assert sorted(rows) == ["rule", "rule@0"]          # random only in B; B's rule@100 is not its rule
+    assert rows["rule"]["gains"] == pytest.approx([7 / 30, 0.1], abs=1e-12)
+    assert "random" in at_steps(b, 200)["per_seed"][0]["acc"]
+    assert a["per_seed"][0]["acc"]["rule@100"] == 0.8      # the input is not changed
+    with pytest.raises(ValueError, match="no rule@50 row"):
+        at_steps(a, 50)
+
+
+def _report(path, steps, rule_acc, phi0=PHI0):
+    recs = [{"seed": i, "acc": {"rule@0": a0, f"rule@{steps}": a1, "pca": 0.9}} for i, (a0, a1) in
+            enumerate(zip(phi0, rule_acc))]
+    report = {"rule": "r", "info": {"theta_snapshot": "t", "recommended_inner_steps": steps},
+              "datasets": {"digits": {"per_seed": recs}}}
+    path.write_text(json.dumps(report))
+    return str(path)
+
+
+def _script(*args):
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, str(root / "examples" / "transfer" / "meta_seeds.py"), *args],
+                          capture_output=True, text=True, cwd=root)
+
+
+def test_the_meta_seeds_script_writes_the_rows_and_refuses_unpaired_reports(tmp_path):
+    a = _report(tmp_path / "a.json", 100, [0.8, 0.8, 0.9])
+    b = _report(tmp_path / "b.json", 200, [0.6, 0.7, 0.7])
+    out = tmp_path / "seeds.json"
+    done = _script(str(out), f"seed 0={a}", f"seed 1={b}", "--datasets", "digits", "--min-gain", "0.2")
+    assert done.returncode == 0, done.stderr
+    rows = {r["method"]: r for r in json.loads(out.read_text())["datasets"]["digits"]}
+    assert rows["rule"]["gains"] == pytest.approx([7 / 30, 1 / 15], abs=1e-12) and rows["rule"]["above"] == 1
+    assert "| rule |" in (tmp_path / "seeds.md").read_text()
+    c = _report(tmp_path / "c.json", 100, [0.8, 0.8, 0.9], phi0=[0.5, 0.6, 0.7 + 1e-9])
+    bad = _script(str(tmp_path / "bad.json"), f"seed 0={a}", f"seed 2={c}", "--datasets", "digits")
+    assert bad.returncode == 2 and "phi_0 differs on evaluation seed 2" in bad.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in bad.stderr and not (tmp_path / "bad.json").exists()

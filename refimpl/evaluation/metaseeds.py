@@ -65,6 +65,29 @@ def across_meta_seeds(results: dict, min_gain: float = 0.0) -> list[dict]:
     return rows
 
 
+def at_steps(result: dict, steps: int) -> dict:
+    """A copy of a benchmark result whose rule and random-theta rows at ``steps`` inner steps are named
+    ``rule`` and ``random``, the other rule and random rows dropped.
+
+    Each meta-training seed's theta is used at its own recommended inner steps (chosen on held-out
+    glyph tasks, so they may differ between seeds); renamed, the rows of several seeds line up in
+    :func:`across_meta_seeds`. phi_0 (``rule@0``) keeps its name.
+    """
+    def rename(acc):
+        if f"rule@{steps}" not in acc:
+            raise ValueError(f"at_steps: no rule@{steps} row (rows: {', '.join(acc)})")
+        out = {}
+        for m, v in acc.items():
+            if m == "rule@0" or not m.startswith(("rule@", "random@")):
+                out[m] = v
+            elif m in (f"rule@{steps}", f"random@{steps}"):
+                out[m.split("@")[0]] = v
+        return out
+    recs = [{**rec, "acc": rename(rec["acc"]), **({"diag": rename(rec["diag"])} if "diag" in rec else {})}
+            for rec in result["per_seed"]]
+    return {**result, "per_seed": recs}
+
+
 def format_meta_seeds(rows, min_gain: float = 0.0) -> str:
     """The rows of :func:`across_meta_seeds` as a Markdown table."""
     lines = ["| method | accuracy | gain vs phi_0 | spread over meta-seeds (sd; min to max) | eval se "

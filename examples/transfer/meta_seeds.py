@@ -1,0 +1,55 @@
+"""One recipe's meta-training seeds side by side: each seed's chosen theta, evaluated on the same tasks, at its
+own recommended inner steps; the mean, the spread between seeds and how many clear a bar.
+
+    python examples/transfer/meta_seeds.py OUT.json "seed 0=A/report.json" "seed 1=B/report.json" ...
+        [--datasets digits,moons] [--min-gain 0.20]
+
+Each report is one of ``examples/transfer/final_eval.py`` (same base net and evaluation seeds: phi_0 must
+agree, checked per seed). Writes OUT.json (the rows of
+``refimpl.evaluation.metaseeds.across_meta_seeds`` per dataset, with each seed's report, rule, snapshot
+and inner steps) and the Markdown tables beside it (OUT with ``.md``).
+"""
+import argparse
+import json
+from pathlib import Path
+
+from refimpl.evaluation.metaseeds import across_meta_seeds, at_steps, format_meta_seeds
+
+p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p.add_argument("out")
+p.add_argument("reports", nargs="+", metavar="LABEL=REPORT")
+p.add_argument("--datasets", default="digits,moons")
+p.add_argument("--min-gain", type=float, default=0.20)
+args = p.parse_args()
+if not args.out.endswith(".json"):
+    p.error(f"OUT must end with .json, not {args.out!r}")
+runs = {}
+for item in args.reports:
+    label, sep, path = item.partition("=")
+    if not sep or not label:
+        p.error(f"expected LABEL=REPORT.json, got {item!r}")
+    report = json.loads(Path(path).read_text())
+    runs[label] = {"report": path, "rule": report["rule"], "snapshot": report["info"].get("theta_snapshot"),
+                   "steps": report["info"]["recommended_inner_steps"], "datasets": report["datasets"]}
+out = {"min_gain": args.min_gain, "seeds": {k: {m: v for m, v in r.items() if m != "datasets"}
+                                             for k, r in runs.items()}, "datasets": {}}
+lines = [f"# {len(runs)} meta-training seeds of one recipe", "",
+         "Each seed's theta at its own recommended inner steps (`rule`, `random`: the random theta at those "
+         "steps); gains paired with phi_0 over the evaluation seeds; the spread is between meta-training seeds.", ""]
+lines += [f"- {k}: {r['rule']}, {r['snapshot']}, {r['steps']} inner steps ({r['report']})" for k, r in runs.items()]
+for name in args.datasets.split(","):
+    missing = [k for k, r in runs.items() if name not in r["datasets"]]
+    if missing:
+        p.error(f"dataset {name!r} is not in the reports of {', '.join(missing)}")
+    results = {k: at_steps(r["datasets"][name], r["steps"]) for k, r in runs.items()}
+    first = {rec["seed"]: rec["acc"]["rule@0"] for rec in next(iter(results.values()))["per_seed"]}
+    for k, res in results.items():
+        for rec in res["per_seed"]:
+            if abs(rec["acc"]["rule@0"] - first.get(rec["seed"], float("nan"))) > 1e-12:
+                p.error(f"{name}: {k}'s phi_0 differs on evaluation seed {rec['seed']} (not the same tasks)")
+    rows = across_meta_seeds(results, min_gain=args.min_gain)
+    out["datasets"][name] = rows
+    lines += ["", f"## {name}", "", format_meta_seeds(rows, min_gain=args.min_gain)]
+Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+Path(args.out[:-5] + ".md").write_text("\n".join(lines) + "\n")
+print("\n".join(lines))
