@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from refimpl.pretrained import RULES_DIR, list_rules
-from refimpl.pretrained.card import NOT_BACKED, log_summary, read_jsonl, selection_rows_markdown, selection_table
+from refimpl.pretrained.card import (
+    NOT_BACKED,
+    log_summary,
+    meta_seed_markdown,
+    meta_seed_summary,
+    read_jsonl,
+    selection_rows_markdown,
+    selection_table,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,6 +63,17 @@ def problems(info: dict, markdown: str, root: Path = ROOT) -> list[str]:
                 line = f"| {m} | {v['acc']:.3f} | {v['gain']:+.3f} ± {v['gain_se']:.3f} | {v['effective_rank']:.1f} |"
                 if line not in markdown:
                     out.append(f"the Markdown card lacks the held-out check row {line!r}")
+    seeds = info.get("meta_seeds")
+    if seeds is not None:
+        path = prov.get("meta_seeds")
+        if path is None or not (root / path).is_file():
+            out.append(f"{path} (the meta-training seeds) is not in the repository")
+        else:
+            want = meta_seed_summary(json.loads((root / path).read_text()), seeds["dataset"])
+            if want != seeds:
+                out.append(f"meta_seeds {seeds} is not the file's {want}")
+            if meta_seed_markdown(seeds) not in markdown:
+                out.append("the Markdown card lacks the meta-training seeds' line")
     # the Markdown card prints the JSON card's numbers
     for row in selection_rows_markdown(info.get("selection_table", [])):
         if row not in markdown:
@@ -120,3 +139,22 @@ def test_the_provenance_check_can_fail(tmp_path):
     bad["heldout_check"]["rows"]["rule@100"]["gain"] = 0.41
     assert any("heldout_check row" in p for p in problems(bad, md + "\n" + line, tmp_path))
     assert any("held-out check row" in p for p in problems(good, md, tmp_path))
+
+
+def test_the_meta_seed_line_must_be_the_files(tmp_path):
+    info, md = _fake_run(tmp_path)
+    rows = [{"method": "rule", "meta_seeds": 3, "eval_seeds": 10, "gain": 0.27, "gain_std": 0.02, "gain_min": 0.25,
+             "gain_max": 0.29, "gain_eval_se": 0.011, "gains": [0.25, 0.27, 0.29], "above": 3}]
+    (tmp_path / "seeds.json").write_text(json.dumps({"min_gain": 0.2, "datasets": {"digits": rows}}))
+    summary = meta_seed_summary({"min_gain": 0.2, "datasets": {"digits": rows}}, "digits")
+    good = {**info, "meta_seeds": summary, "provenance": {**info["provenance"], "meta_seeds": "seeds.json"}}
+    line = meta_seed_markdown(summary)
+    assert "+0.270 (per seed +0.250, +0.270, +0.290; sd 0.020" in line and "3 of 3 at least +0.20" in line
+    assert problems(good, md + "\n" + line, tmp_path) == []
+    bad = copy.deepcopy(good)
+    bad["meta_seeds"]["gains"][0] = 0.2501                      # typed in, not the file's
+    assert any("is not the file's" in p for p in problems(bad, md + "\n" + line, tmp_path))
+    assert any("meta-training seeds' line" in p for p in problems(good, md, tmp_path))
+    bad = copy.deepcopy(good)
+    bad["provenance"]["meta_seeds"] = "missing.json"
+    assert any("not in the repository" in p for p in problems(bad, md + "\n" + line, tmp_path))

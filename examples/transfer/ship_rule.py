@@ -15,7 +15,14 @@ import shutil
 from pathlib import Path
 
 from refimpl.params import load_params
-from refimpl.pretrained.card import log_summary, read_jsonl, selection_rows_markdown, selection_table
+from refimpl.pretrained.card import (
+    log_summary,
+    meta_seed_markdown,
+    meta_seed_summary,
+    read_jsonl,
+    selection_rows_markdown,
+    selection_table,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,6 +35,9 @@ p.add_argument("--commit", required=True)
 p.add_argument("--command", required=True)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--note", default="", help="appended to the card's chosen_by (e.g. classes left out of selection)")
+p.add_argument("--meta-seeds", metavar="SEEDS.json", help="the recipe's meta-training seeds "
+               "(examples/transfer/meta_seeds.py), committed: the card states their spread on --meta-seeds-dataset")
+p.add_argument("--meta-seeds-dataset", default="digits")
 p.add_argument("--title", default="Shipped rule", help="the Markdown card's heading (e.g. 'Control rule')")
 args = p.parse_args()
 
@@ -61,6 +71,9 @@ card = {
         "selection": str(Path(args.selection).resolve().relative_to(ROOT)),
     },
 }
+if args.meta_seeds:
+    card["meta_seeds"] = meta_seed_summary(json.loads(Path(args.meta_seeds).read_text()), args.meta_seeds_dataset)
+    card["provenance"]["meta_seeds"] = str(Path(args.meta_seeds).resolve().relative_to(ROOT))
 out = ROOT / "refimpl" / "pretrained" / "rules"
 out.mkdir(parents=True, exist_ok=True)
 shutil.copyfile(args.theta, out / f"{args.name}.npz")
@@ -74,7 +87,11 @@ md = [f"# {args.title} `{args.name}`", "",
       f"- J (mean of the kept tasks): {first:.3f} over the first 50 meta-steps, {last:.3f} over the last 50",
       f"- chosen by: {card['chosen_by']}",
       f"- files behind these numbers: log `{card['provenance']['log']}`, probe log "
-      f"`{card['provenance']['probe_log']}`, selection `{card['provenance']['selection']}`", "",
+      f"`{card['provenance']['probe_log']}`, selection `{card['provenance']['selection']}`"
+      + (f", meta-training seeds `{card['provenance']['meta_seeds']}`" if args.meta_seeds else "")]
+if args.meta_seeds:
+    md.append(meta_seed_markdown(card["meta_seeds"]))
+md += ["",
       "| snapshot | inner steps | gain vs phi_0 ± se | eff. rank (phi_0) |", "|---|---:|---:|---:|"]
 md += selection_rows_markdown(table)
 (out / f"{args.name}.md").write_text("\n".join(md) + "\n")

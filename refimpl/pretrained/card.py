@@ -60,3 +60,24 @@ def selection_rows_markdown(table) -> list[str]:
     """The Markdown rows of a selection table, as the card prints them."""
     return [f"| {t['theta']} | {t['inner_steps']} | {t['gain']:+.3f} ± {t['gain_se']:.3f} | "
             f"{t['effective_rank']:.1f} ({t['phi0_effective_rank']:.1f}) |" for t in table]
+
+
+def meta_seed_summary(meta_seeds: dict, dataset: str) -> dict:
+    """The card's ``meta_seeds`` entry for one dataset of a meta-seed JSON (``examples/transfer/meta_seeds.py``):
+    the rule's paired gain over phi_0, its spread over the recipe's meta-training seeds and the bar count."""
+    rows = {r["method"]: r for r in meta_seeds["datasets"][dataset]}
+    r = rows["rule"]
+    return {"dataset": dataset, "meta_seeds": r["meta_seeds"], "eval_seeds": r["eval_seeds"],
+            "gain": round(r["gain"], 4), "gain_std": round(r["gain_std"], 4), "gain_min": round(r["gain_min"], 4),
+            "gain_max": round(r["gain_max"], 4), "gain_eval_se": round(r["gain_eval_se"], 4),
+            "gains": [round(g, 4) for g in r["gains"]], "min_gain": meta_seeds["min_gain"], "above": r["above"]}
+
+
+def meta_seed_markdown(summary: dict) -> str:
+    """The card's line for a :func:`meta_seed_summary`."""
+    s = summary
+    gains = ", ".join(f"{g:+.3f}" for g in s["gains"])
+    return (f"- across the recipe's {s['meta_seeds']} meta-training seeds ({s['dataset']}, {s['eval_seeds']} "
+            f"evaluation seeds, each seed's chosen snapshot at its own inner steps): gain over phi_0 "
+            f"{s['gain']:+.3f} (per seed {gains}; sd {s['gain_std']:.3f} between seeds, evaluation se "
+            f"{s['gain_eval_se']:.3f}); {s['above']} of {s['meta_seeds']} at least {s['min_gain']:+.2f}")
