@@ -166,3 +166,27 @@ def test_benchmark_counts_the_seeds_that_diverged_at_each_checkpoint(monkeypatch
     assert [r["diverged"] for r in res["per_seed"]] == [["rule@2", "rule@3", "rule@5"], [], ["rule@5"]]
     rows = {r["method"]: (r["n"], r["diverged"]) for r in res["summary"]}
     assert rows == {"rule@0": (3, 0), "rule@1": (3, 0), "rule@2": (2, 1), "rule@3": (2, 1), "rule@5": (1, 2)}
+
+
+def _seed_record(seed, a0, a1):
+    return {"seed": seed, "acc": {"rule@0": a0, "supervised": a1},
+            "diag": {"rule@0": _diag(5.0, 0.1, 0.0), "supervised": _diag(4.0, 0.2, 0.0)}, "diverged": []}
+
+
+def test_merge_seeds_joins_disjoint_seeds_and_refuses_overlap_or_other_budgets():
+    head = {"dataset": "digits", "layer_sizes": [64, 8], "budgets": {"supervised": {"steps": 1000, "lr": 0.01}}}
+    late = {**head, "per_seed": [_seed_record(3, 0.5, 0.9), _seed_record(2, 0.4, 0.6)]}
+    early = {**head, "per_seed": [_seed_record(0, 0.6, 0.8)]}
+    merged = bm.merge_seeds([late, early])
+    assert [r["seed"] for r in merged["per_seed"]] == [0, 2, 3]
+    sup = {r["method"]: r for r in merged["summary"]}["supervised"]
+    # gains 0.2, 0.2, 0.4: mean 0.8/3, sample sd 0.2/sqrt(3), se 0.2/3
+    assert sup["delta"] == pytest.approx(0.8 / 3, abs=1e-12) and sup["delta_se"] == pytest.approx(0.2 / 3, abs=1e-12)
+    assert merged["budgets"] == head["budgets"]
+    with pytest.raises(ValueError, match=r"seeds in more than one result: \[0\]"):
+        bm.merge_seeds([early, early])
+    other = {**early, "budgets": {"supervised": {"steps": 300, "lr": 0.01}}}
+    with pytest.raises(ValueError, match="differs from the first in budgets"):
+        bm.merge_seeds([late, other])
+    with pytest.raises(ValueError, match="no results"):
+        bm.merge_seeds([])

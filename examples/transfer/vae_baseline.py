@@ -62,6 +62,9 @@ def main(argv=None) -> int:
     p.add_argument("--arch", choices=tuple(ARCHS), default="rule")
     p.add_argument("--rule", default="small-glyphs-rotation", help="whose config sets the base net (arch rule)")
     p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--only-seeds", default=None, metavar="A,B,...",
+                   help="fit only these seeds, in this order (e.g. a second process taking the last seeds first); "
+                        "files of disjoint seeds merge with refimpl.evaluation.benchmark.merge_seeds")
     p.add_argument("--baseline", choices=("vae", "supervised"), default="vae",
                    help="the slow theta-free baseline to fit (supervised: SUPERVISED_DEFAULTS on each trial's labels)")
     args = p.parse_args(argv)
@@ -75,7 +78,8 @@ def main(argv=None) -> int:
         stem = out / f"{args.baseline}_{name}_{args.arch}"
         done = json.loads(stem.with_suffix(".json").read_text())["per_seed"] if stem.with_suffix(".json").is_file() \
             else []
-        for seed in range(args.seeds):              # one seed at a time, written after each: resumable
+        order = range(args.seeds) if args.only_seeds is None else [int(x) for x in args.only_seeds.split(",")]
+        for seed in order:                          # one seed at a time, written after each: resumable
             if any(r["seed"] == seed for r in done):
                 continue
             with blas_single_thread():

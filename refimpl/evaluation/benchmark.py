@@ -347,3 +347,24 @@ def summarize(per_seed) -> list[dict]:
             "zero_rows": _nanmean([r["diag"][m]["zero_rows"] for r in have]),
         })
     return rows
+
+
+def merge_seeds(results) -> dict:
+    """One benchmark result from results of the same computation on disjoint seeds (e.g. two processes
+    that each fitted some seeds of a slow baseline): the records in seed order and their summary.
+
+    Everything but ``per_seed`` and ``summary`` (dataset, layer sizes, budgets, ...) must agree.
+    """
+    results = list(results)
+    if not results:
+        raise ValueError("merge_seeds: no results")
+    rest = [{k: v for k, v in r.items() if k not in ("per_seed", "summary")} for r in results]
+    for i, other in enumerate(rest[1:], 1):
+        if other != rest[0]:
+            keys = sorted(k for k in {*other, *rest[0]} if other.get(k) != rest[0].get(k))
+            raise ValueError(f"merge_seeds: result {i} differs from the first in {', '.join(keys)}")
+    per_seed = sorted((rec for r in results for rec in r["per_seed"]), key=lambda rec: rec["seed"])
+    seeds = [rec["seed"] for rec in per_seed]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"merge_seeds: seeds in more than one result: {sorted({s for s in seeds if seeds.count(s) > 1})}")
+    return {**rest[0], "per_seed": per_seed, "summary": summarize(per_seed)}
