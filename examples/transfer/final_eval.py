@@ -41,6 +41,9 @@ p.add_argument("--long", type=int, default=None, metavar="S",
 p.add_argument("--seeds", type=int, default=10)
 p.add_argument("--steps", type=int, default=None,
                help="the rule's inner steps (default: the shipped rule's recommended_inner_steps)")
+p.add_argument("--no-random", action="store_true",
+               help="leave out the random-theta rows (e.g. a --long check of the rule alone, beside a full report "
+                    "that has them)")
 p.add_argument("--vae-cached-only", action="store_true",
                help="no VAE fit here: the VAE row only for the datasets whose cached results have one")
 p.add_argument("--supervised-on", default=None, metavar="A,B",
@@ -49,7 +52,7 @@ args = p.parse_args()
 rule, out_dir, cached_files, arch = args.rule, args.out_dir, args.cached, args.arch
 theta, config, info = load_rule(rule)
 hidden, top = ARCHS[arch] if ARCHS[arch] is not None else (None, None)
-random_theta = random_theta_of(config)
+random_theta = None if args.no_random else random_theta_of(config)
 if args.steps is not None:                     # a snapshot that is not (yet) a shipped rule
     info = {**info, "recommended_inner_steps": args.steps}
 steps = (0, info["recommended_inner_steps"])
