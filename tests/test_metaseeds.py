@@ -82,7 +82,9 @@ def test_seeds_at_different_recommended_steps_line_up_after_at_steps():
 
 
 def _report(path, steps, rule_acc, phi0=PHI0):
-    recs = [{"seed": i, "acc": {"rule@0": a0, f"rule@{steps}": a1, "pca": 0.9}} for i, (a0, a1) in
+    diag = {"effective_rank": 3.0, "mean_abs_corr": 0.1, "zero_rows": 0.0}
+    recs = [{"seed": i, "acc": {"rule@0": a0, f"rule@{steps}": a1, "pca": 0.9},
+             "diag": {"rule@0": diag, f"rule@{steps}": diag, "pca": diag}} for i, (a0, a1) in
             enumerate(zip(phi0, rule_acc))]
     report = {"rule": "r", "info": {"theta_snapshot": "t", "recommended_inner_steps": steps},
               "datasets": {"digits": {"per_seed": recs}}}
@@ -105,6 +107,10 @@ def test_the_meta_seeds_script_writes_the_rows_and_refuses_unpaired_reports(tmp_
     rows = {r["method"]: r for r in json.loads(out.read_text())["datasets"]["digits"]}
     assert rows["rule"]["gains"] == pytest.approx([7 / 30, 1 / 15], abs=1e-12) and rows["rule"]["above"] == 1
     assert "| rule |" in (tmp_path / "seeds.md").read_text()
+    # per seed, the rule minus PCA paired: seed 1 is 0.6, 0.7, 0.7 against 0.9 each
+    minus_pca = json.loads(out.read_text())["per_seed"]["digits"]["seed 1"]["minus"]["pca"]
+    assert minus_pca["delta"] == pytest.approx(-0.7 / 3, abs=1e-12) and minus_pca["better"] == 0
+    assert "| seed 1 | 0.667 | +0.067 ± 0.033 (2/3) |" in (tmp_path / "seeds.md").read_text()
     c = _report(tmp_path / "c.json", 100, [0.8, 0.8, 0.9], phi0=[0.5, 0.6, 0.7 + 1e-9])
     bad = _script(str(tmp_path / "bad.json"), f"seed 0={a}", f"seed 2={c}", "--datasets", "digits")
     assert bad.returncode == 2 and "phi_0 differs on evaluation seed 2" in bad.stderr.strip().splitlines()[-1]

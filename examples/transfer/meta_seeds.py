@@ -7,13 +7,17 @@ own recommended inner steps; the mean, the spread between seeds and how many cle
 Each report is one of ``examples/transfer/final_eval.py`` (same base net and evaluation seeds: phi_0 must
 agree, checked per seed). Writes OUT.json (the rows of
 ``refimpl.evaluation.metaseeds.across_meta_seeds`` per dataset, with each seed's report, rule, snapshot
-and inner steps) and the Markdown tables beside it (OUT with ``.md``).
+and inner steps, and per seed the rule minus phi_0, the random theta and each baseline, paired) and the
+Markdown tables beside it (OUT with ``.md``).
 """
 import argparse
 import json
 from pathlib import Path
 
+from refimpl.evaluation.benchmark import paired_difference, summarize
 from refimpl.evaluation.metaseeds import across_meta_seeds, at_steps, format_meta_seeds
+
+OTHERS = ("rule@0", "random", "raw", "pca", "vae", "supervised")
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("out")
@@ -49,7 +53,21 @@ for name in args.datasets.split(","):
                 p.error(f"{name}: {k}'s phi_0 differs on evaluation seed {rec['seed']} (not the same tasks)")
     rows = across_meta_seeds(results, min_gain=args.min_gain)
     out["datasets"][name] = rows
-    lines += ["", f"## {name}", "", format_meta_seeds(rows, min_gain=args.min_gain)]
+    lines += ["", f"## {name}", "", format_meta_seeds(rows, min_gain=args.min_gain), "",
+              "Per meta-training seed, the rule minus each row, paired (± one standard error; seeds ahead/paired):", "",
+              "| meta-seed | rule | " + " | ".join(f"minus {m}" for m in OTHERS) + " | eff. rank (phi_0's) |",
+              "|---|---:|" + "---:|" * (len(OTHERS) + 1)]
+    per = out.setdefault("per_seed", {}).setdefault(name, {})
+    for k, res in results.items():
+        diffs = {m: paired_difference(res["per_seed"], "rule", m) for m in OTHERS
+                 if any(m in rec["acc"] for rec in res["per_seed"])}
+        by = {r["method"]: r for r in summarize(res["per_seed"])}
+        per[k] = {"acc": by["rule"]["acc"], "effective_rank": by["rule"]["effective_rank"],
+                  "phi0_effective_rank": by["rule@0"]["effective_rank"], "minus": diffs}
+        cells = [f"{diffs[m]['delta']:+.3f} ± {diffs[m]['delta_se']:.3f} ({diffs[m]['better']}/{diffs[m]['n']})"
+                 if m in diffs else "" for m in OTHERS]
+        lines.append(f"| {k} | {by['rule']['acc']:.3f} | " + " | ".join(cells)
+                     + f" | {by['rule']['effective_rank']:.1f} ({by['rule@0']['effective_rank']:.1f}) |")
 Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 Path(args.out[:-5] + ".md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
