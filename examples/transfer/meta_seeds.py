@@ -33,7 +33,8 @@ for item in args.reports:
     if not sep or not label:
         p.error(f"expected LABEL=REPORT.json, got {item!r}")
     report = json.loads(Path(path).read_text())
-    runs[label] = {"report": path, "rule": report["rule"], "snapshot": report["info"].get("theta_snapshot"),
+    snapshot = report["info"].get("theta_snapshot") or Path(report["rule"]).name     # a theta file: its name
+    runs[label] = {"report": path, "rule": report["rule"], "snapshot": snapshot,
                    "steps": report["info"]["recommended_inner_steps"], "datasets": report["datasets"]}
 out = {"min_gain": args.min_gain, "seeds": {k: {m: v for m, v in r.items() if m != "datasets"}
                                              for k, r in runs.items()}, "datasets": {}}
