@@ -115,7 +115,8 @@ report = {"rule": rule, "config": config.to_dict(), "info": info, "datasets": da
                     "fonts): 10-way 10-shot, 5 trials; others: all classes, 10-shot, 10 trials x 10 queries/class",
                     f"base net: {arch}; budgets per dataset in report.json (datasets.<name>.budgets: the VAE's "
                     "sizes, early stopping and cap, the supervised steps and lr)",
-                    "random@s: a random theta (SPEC 9 init_theta of the rule's config) from the same phi_0",
+                    "random@s: a random theta (SPEC 9 init_theta of the rule's config) from the same phi_0"
+                    if random_theta is not None else "no random-theta rows (--no-random): see the full report",
                     "± is one standard error over seeds; differences to phi_0 (rule@0) are paired per seed"],
           "settings": {"k_shot": 10, "inner_steps": list(steps), "long_inner_steps": args.long, "seeds": args.seeds,
                        "arch": arch}}
