@@ -190,3 +190,13 @@ def test_merge_seeds_joins_disjoint_seeds_and_refuses_overlap_or_other_budgets()
         bm.merge_seeds([late, other])
     with pytest.raises(ValueError, match="no results"):
         bm.merge_seeds([])
+
+
+def test_same_trials_uses_raw_when_both_have_it_and_fails_just_past_its_tolerance():
+    a = {"acc": {"rule@0": 0.5, "raw": 0.8}}
+    other_net = {"acc": {"rule@0": 0.3, "raw": 0.8}}              # another phi_0, the same trials
+    assert bm.same_trials(a, other_net)
+    assert not bm.same_trials(a, other_net, key="rule@0")
+    assert bm.same_trials(a, {"acc": {"rule@0": 0.3, "raw": 0.8 + 5e-13}})
+    assert not bm.same_trials(a, {"acc": {"rule@0": 0.5, "raw": 0.8 + 2e-12}})
+    assert not bm.same_trials({"acc": {"rule@0": 0.5}}, {"acc": {"rule@0": 0.5 + 2e-12, "raw": 0.8}})

@@ -113,5 +113,13 @@ def test_the_meta_seeds_script_writes_the_rows_and_refuses_unpaired_reports(tmp_
     assert "| seed 1 | 0.667 | +0.067 ± 0.033 (2/3) |" in (tmp_path / "seeds.md").read_text()
     c = _report(tmp_path / "c.json", 100, [0.8, 0.8, 0.9], phi0=[0.5, 0.6, 0.7 + 1e-9])
     bad = _script(str(tmp_path / "bad.json"), f"seed 0={a}", f"seed 2={c}", "--datasets", "digits")
-    assert bad.returncode == 2 and "phi_0 differs on evaluation seed 2" in bad.stderr.strip().splitlines()[-1]
+    assert bad.returncode == 2 and "seed 2's phi_0 differs from seed 0's on evaluation seed 2" in bad.stderr.strip().splitlines()[-1]
     assert "Traceback" not in bad.stderr and not (tmp_path / "bad.json").exists()
+
+
+def test_unpaired_meta_seeds_are_refused_just_past_the_tolerance():
+    near = {**RESULTS, "seed 1": _result([0.5, 0.6, 0.7 + 5e-13], [0.6, 0.7, 0.7])}
+    assert across_meta_seeds(near)[0]["method"] == "rule@0"          # within 1e-12: the same phi_0
+    off = {**RESULTS, "seed 1": _result([0.5, 0.6, 0.7 + 2e-12], [0.6, 0.7, 0.7])}
+    with pytest.raises(ValueError, match="seed 1's phi_0 differs from seed 0's on evaluation seed 2"):
+        across_meta_seeds(off)

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from refimpl.evaluation.benchmark import paired_difference
+from refimpl.evaluation.benchmark import paired_difference, same_trials
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("a")
@@ -36,7 +36,7 @@ for name in ra["datasets"]:
         other = by_b.get(rec["seed"])
         if other is None:
             continue
-        assert abs(rec["acc"]["rule@0"] - other["acc"]["rule@0"]) < 1e-12, f"{name}: not the same phi_0 and trials"
+        assert same_trials(rec, other, key="rule@0"), f"{name}: not the same phi_0 and trials"
         acc = {k: v for k, v in rec["acc"].items() if not k.startswith(("rule@", "random@"))}
         merged.append({"seed": rec["seed"], "acc": {**acc, "A": rec["acc"][sa], "B": other["acc"][sb]}})
     rows = {"A - B": paired_difference(merged, "A", "B")}

@@ -15,17 +15,15 @@ import argparse
 import json
 
 from refimpl.data import get_dataset
-from refimpl.evaluation.benchmark import VAE_DEFAULTS, benchmark, summarize
+from refimpl.evaluation.benchmark import VAE_DEFAULTS, benchmark, same_trials, summarize
 from refimpl.evaluation.reporting import format_report, write_report
 from refimpl.evaluation.suite import ARCHS, random_theta_of
 from refimpl.pretrained import load_rule
 
 
 def check_same_trials(a, b, where):
-    """Two per-seed records are on the same task and labeled trials: raw inputs score the same (they do not
-    depend on the base net, so a baseline computed with the other arch pairs too), else phi_0 does (same arch)."""
-    key = "raw" if "raw" in a["acc"] and "raw" in b["acc"] else "rule@0"
-    assert abs(a["acc"][key] - b["acc"][key]) < 1e-12, f"{where}: not on the same trials ({key})"
+    """Two per-seed records are on the same task and labeled trials (refimpl.evaluation.benchmark.same_trials)."""
+    assert same_trials(a, b), f"{where}: not on the same trials"
 
 
 DATASETS = (("glyphs_rotation_final", {"n_way": 10, "n_trials": 5, "baselines": ("raw", "ink", "pca")}),

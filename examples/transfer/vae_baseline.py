@@ -54,6 +54,7 @@ def main(argv=None) -> int:
     from refimpl.data import get_dataset
     from refimpl.evaluation.benchmark import benchmark, summarize
     from refimpl.evaluation.suite import ARCHS, resolve_rule
+    from refimpl.npzio import atomic_write_bytes
     from refimpl.runtime import blas_single_thread
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,9 +90,8 @@ def main(argv=None) -> int:
             res["per_seed"], res["summary"] = done, summarize(done)
             res["rule_config_from"] = args.rule
             res["arch"] = args.arch
-            tmp = stem.with_suffix(".json.tmp")      # written whole, then renamed: a kill leaves the last seed's file
-            tmp.write_text(json.dumps(res, indent=1) + "\n")
-            tmp.replace(stem.with_suffix(".json"))
+            text = json.dumps(res, indent=1) + "\n"        # whole or not at all: a kill keeps the last seed's file
+            atomic_write_bytes(stem.with_suffix(".json"), lambda f, t=text: f.write(t.encode()))
             if args.baseline == "vae":
                 plot_curves(res, stem.with_suffix(".png"),
                             f"VAE {res['budgets']['vae']['hidden']} latent {res['budgets']['vae']['latent']} on "

@@ -349,6 +349,16 @@ def summarize(per_seed) -> list[dict]:
     return rows
 
 
+def same_trials(a: dict, b: dict, key: str | None = None, tol: float = 1e-12) -> bool:
+    """Whether two per-seed records were scored on the same task and labeled trials: a method that both
+    computed from the same inputs scores the same. ``key`` defaults to raw inputs when both have them (they
+    do not depend on the base net, so records of two architectures pair too), else phi_0 (``rule@0``,
+    the same architecture); pass ``key="rule@0"`` to require the same phi_0 as well."""
+    if key is None:
+        key = "raw" if "raw" in a["acc"] and "raw" in b["acc"] else "rule@0"
+    return abs(a["acc"][key] - b["acc"][key]) <= tol
+
+
 def merge_seeds(results) -> dict:
     """One benchmark result from results of the same computation on disjoint seeds (e.g. two processes
     that each fitted some seeds of a slow baseline): the records in seed order and their summary.

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from refimpl.evaluation.benchmark import paired_difference, sample_std
+from refimpl.evaluation.benchmark import paired_difference, same_trials, sample_std
 
 
 def across_meta_seeds(results: dict, min_gain: float = 0.0) -> list[dict]:
@@ -50,6 +50,13 @@ def across_meta_seeds(results: dict, min_gain: float = 0.0) -> list[dict]:
     evals = [sorted(r["seed"] for r in res["per_seed"]) for res in results.values()]
     if any(e != evals[0] for e in evals):
         raise ValueError("across_meta_seeds: the results are not on the same evaluation seeds")
+    first_label, first = next(iter(results.items()))
+    by_seed = {rec["seed"]: rec for rec in first["per_seed"]}
+    for label, res in results.items():
+        for rec in res["per_seed"]:
+            if not same_trials(rec, by_seed[rec["seed"]], key="rule@0"):
+                raise ValueError(f"across_meta_seeds: {label}'s phi_0 differs from {first_label}'s on evaluation "
+                                 f"seed {rec['seed']} (not the same tasks)")
     methods = [m for m in dict.fromkeys(m for rec in next(iter(results.values()))["per_seed"] for m in rec["acc"])
                if all(all(m in rec["acc"] for rec in res["per_seed"]) for res in results.values())]
     rows = []
